@@ -1,0 +1,47 @@
+"""The ``pixal3d`` command. Each module of this package that defines ``register(subparsers)``
+adds one sub-command; its handler receives the parsed arguments and returns an exit code.
+
+Every :class:`~pixal3d.errors.UserError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from pixal3d.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command found in this package."""
+    parser = argparse.ArgumentParser(prog="pixal3d", description="Pixel-aligned image-to-3D (Pixal3D) in pure PyTorch.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
+
+
+def run_handler(handler, args) -> int:
+    """Run a command handler, turning user errors into one line and exit code 2."""
+    try:
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pixal3d`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return run_handler(args.handler, args)
