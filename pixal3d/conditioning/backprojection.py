@@ -1,0 +1,315 @@
+"""Pixel back-projection: project 3D grid points into the image and sample per-pixel features.
+
+This is the official ``ProjGrid`` (spec §3.3) in plain PyTorch, plus a sparse path that projects
+only the requested voxels and a multi-view mean (§3.6). Frames are those of
+:mod:`pixal3d.conditioning.camera`: grid index ``(i, j, k)`` (x right, y up, z toward the input
+camera) → world ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)``; image
+pixels u right, v down; sampling coordinate ``g = (uv + 0.5) / S * 2 - 1`` read with
+``F.grid_sample(mode='bilinear', align_corners=False, padding_mode='border')``.
+
+``camera`` arguments accept a :class:`Camera`, a :class:`PinholeCamera`, or a sequence of them (one
+per batch item). ``S`` is the side of the square image the feature extractor saw; a
+:class:`PinholeCamera` is rescaled from its own size to ``S x S``. ``mesh_scale=None`` takes each
+camera's own ``mesh_scale``. All geometry is computed in float32 (as the official code); the
+sampling grid is cast to the feature map's dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from pixal3d.conditioning.camera import AnyCamera, Camera, PinholeCamera, as_pinhole
+from pixal3d.errors import UserError
+
+CameraArg = AnyCamera | Sequence[AnyCamera]
+
+
+# --------------------------------------------------------------------------------------------
+# geometry
+# --------------------------------------------------------------------------------------------
+def _check_grid(G: int) -> int:
+    if int(G) != G or int(G) < 2:
+        raise UserError(f"projection grid resolution must be an integer >= 2, got {G}")
+    return int(G)
+
+
+def _grid_axis(G: int, device: torch.device | str | None) -> torch.Tensor:
+    return torch.linspace(-1.0, 1.0, _check_grid(G), dtype=torch.float32, device=device)
+
+
+def _to_world(lx: torch.Tensor, ly: torch.Tensor, lz: torch.Tensor, mesh_scale: float) -> torch.Tensor:
+    # (l_x, l_y, l_z) @ Rot^T with Rot = [[1,0,0],[0,0,-1],[0,1,0]] is (l_x, -l_z, l_y), exactly.
+    return torch.stack([lx, -lz, ly], dim=-1) / float(mesh_scale) / 2
+
+
+def grid_points(G: int, mesh_scale: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
+    """World points ``[G^3, 3]`` float32 of the official projection grid.
+
+    Row ``n = i*G^2 + j*G + k`` is grid index ``(i, j, k)`` = voxel ``(x, y, z)``, at world
+    ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)`` (endpoints included).
+    """
+    ax = _grid_axis(G, device)
+    li, lj, lk = torch.meshgrid(ax, ax, ax, indexing="ij")
+    return _to_world(li.reshape(-1), lj.reshape(-1), lk.reshape(-1), mesh_scale)
+
+
+def voxel_world_points(coords: torch.Tensor, G: int, mesh_scale: float = 1.0) -> torch.Tensor:
+    """World points ``[N, 3]`` float32 of voxel coords ``[N, 4]`` (batch, x, y, z) or ``[N, 3]`` on the ``G`` grid.
+
+    Bit-identical to the matching rows of :func:`grid_points`.
+    """
+    xyz = _check_coords(coords, G)[:, -3:]
+    ax = _grid_axis(G, coords.device)
+    return _to_world(ax[xyz[:, 0]], ax[xyz[:, 1]], ax[xyz[:, 2]], mesh_scale)
+
+
+def _check_coords(coords: torch.Tensor, G: int) -> torch.Tensor:
+    if not isinstance(coords, torch.Tensor) or coords.ndim != 2 or coords.shape[1] not in (3, 4):
+        shape = tuple(coords.shape) if isinstance(coords, torch.Tensor) else type(coords).__name__
+        raise UserError(f"voxel coords must be an integer tensor [N, 4] (batch, x, y, z), got {shape}")
+    if coords.is_floating_point() or coords.is_complex():
+        raise UserError(f"voxel coords must be integers, got {coords.dtype}")
+    coords = coords.long()
+    if coords.shape[0]:
+        xyz = coords[:, -3:]
+        if xyz.min() < 0 or xyz.max() >= G:
+            raise UserError(f"voxel coords must lie in [0, {G}) for a grid of resolution {G}")
+        if coords.shape[1] == 4 and coords[:, 0].min() < 0:
+            raise UserError("voxel coords have a negative batch index")
+    return coords
+
+
+def project_points(points: torch.Tensor, camera: AnyCamera, image_size: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Project world points ``[M, 3]`` float32 → ``(uv [M,2], depth [M], valid [M] bool)``.
+
+    ``uv`` are pixel coordinates (u right, v down) in the ``S x S`` image (``S = image_size``; for a
+    :class:`PinholeCamera` with ``image_size=None``, its own ``width x height``). ``depth`` is the
+    distance along the viewing direction (positive in front). ``valid`` = inside ``[0,W) x [0,H)`` and
+    ``depth > 0``; the official pipeline computes but does not apply it. Float32, as the official
+    ``project_points_to_image_batch`` (general 4x4 inverse, ``+1e-8`` in the divisor).
+    """
+    cam = as_pinhole(camera, image_size)
+    pts = points.to(torch.float32)
+    w2c = cam.world_to_cam().to(pts.device)
+    K = cam.intrinsics.to(pts.device)
+    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+    xc = w2c[0, 0] * x + w2c[0, 1] * y + w2c[0, 2] * z + w2c[0, 3]
+    yc = w2c[1, 0] * x + w2c[1, 1] * y + w2c[1, 2] * z + w2c[1, 3]
+    zc = w2c[2, 0] * x + w2c[2, 1] * y + w2c[2, 2] * z + w2c[2, 3]
+    depth = -zc
+    denom = -zc + 1e-8
+    u = K[0, 0] * xc / denom + K[0, 2]
+    v = -K[1, 1] * yc / denom + K[1, 2]
+    valid = (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height) & (depth > 0)
+    return torch.stack([u, v], dim=-1), depth, valid
+
+
+def normalize_pixels(uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Pixel coords ``[..., 2]`` → ``grid_sample`` coords ``(uv + 0.5) / size * 2 - 1`` (official convention)."""
+    size = torch.tensor([float(width), float(height)], dtype=uv.dtype, device=uv.device)
+    return (uv + 0.5) / size * 2 - 1
+
+
+# --------------------------------------------------------------------------------------------
+# sampling
+# --------------------------------------------------------------------------------------------
+def _camera_list(camera: CameraArg) -> list[AnyCamera]:
+    if isinstance(camera, (Camera, PinholeCamera)):
+        return [camera]
+    cams = list(camera)
+    if not cams:
+        raise UserError("no camera given")
+    for c in cams:
+        if not isinstance(c, (Camera, PinholeCamera)):
+            raise UserError(f"expected Camera or PinholeCamera objects, got {type(c).__name__}")
+    return cams
+
+
+def _points_grid(points_for_scale, cam: AnyCamera, S: int, mesh_scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = cam.mesh_scale if mesh_scale is None else mesh_scale
+    uv, _, valid = project_points(points_for_scale(scale), cam, S)
+    return normalize_pixels(uv, S, S), valid
+
+
+def _sampling_grid_and_valid(coords: torch.Tensor | None, camera: CameraArg, G: int, S: int,
+                             mesh_scale: float | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    cams = _camera_list(camera)
+    G = _check_grid(G)
+    if int(S) < 1:
+        raise UserError(f"image size S must be positive, got {S}")
+    if coords is None:
+        grids, valids = zip(*(_points_grid(lambda s: grid_points(G, s, device), c, S, mesh_scale) for c in cams))
+        return torch.stack(grids), torch.stack(valids)
+    coords = _check_coords(coords, G).to(device)
+    batch = coords[:, 0] if coords.shape[1] == 4 else torch.zeros_like(coords[:, 0])
+    if len(cams) == 1:
+        grid, valid = _points_grid(lambda s: voxel_world_points(coords, G, s), cams[0], S, mesh_scale)
+        return grid[None], valid[None]
+    if coords.shape[0] and int(batch.max()) >= len(cams):
+        raise UserError(f"voxel coords refer to batch item {int(batch.max())} but only {len(cams)} cameras were given")
+    grid = torch.empty(coords.shape[0], 2, dtype=torch.float32, device=device)
+    valid = torch.empty(coords.shape[0], dtype=torch.bool, device=device)
+    for b in torch.unique(batch).tolist():
+        rows = (batch == b).nonzero().squeeze(1)
+        sub = coords[rows]
+        grid[rows], valid[rows] = _points_grid(lambda s: voxel_world_points(sub, G, s), cams[b], S, mesh_scale)
+    return grid[None], valid[None]
+
+
+def sampling_grid(coords: torch.Tensor | None, camera: CameraArg, G: int, S: int,
+                  mesh_scale: float | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """Normalised ``grid_sample`` coordinates ``[B or 1, M, 2]`` float32 (x, y in ``[-1, 1]`` inside the image).
+
+    * ``coords=None``: all ``M = G^3`` grid points in official order, one row block per camera
+      (``B = len(cameras)``, 1 for a single camera).
+    * ``coords [N, 4]`` (batch, x, y, z): ``[1, N, 2]``; row ``n`` uses the camera of its batch item
+      (or the single camera for all rows).
+
+    Feed to ``F.grid_sample(fmap, grid[:, None], 'bilinear', align_corners=False, padding_mode='border')``
+    or :func:`bilinear_taps`.
+    """
+    if device is None and coords is not None:
+        device = coords.device
+    return _sampling_grid_and_valid(coords, camera, G, S, mesh_scale, device)[0]
+
+
+def _check_map(feature_map: torch.Tensor) -> None:
+    if not isinstance(feature_map, torch.Tensor) or feature_map.ndim != 4:
+        shape = tuple(feature_map.shape) if isinstance(feature_map, torch.Tensor) else type(feature_map).__name__
+        raise UserError(f"feature map must be a tensor [B, C, H, W], got {shape}")
+    if not feature_map.is_floating_point():
+        raise UserError(f"feature map must be floating point, got {feature_map.dtype}")
+
+
+def _sample(fmap: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``fmap [B,C,H,W]``, ``grid [B,M,2]`` → ``[B, M, C]``."""
+    out = F.grid_sample(fmap, grid.to(fmap.dtype)[:, None], mode="bilinear", align_corners=False,
+                        padding_mode="border")
+    return out[:, :, 0].transpose(1, 2)
+
+
+def backproject_dense(feature_map: torch.Tensor, camera: CameraArg, G: int, S: int,
+                      mesh_scale: float | None = None) -> torch.Tensor:
+    """Official ``ProjGrid``: features ``[B, G^3, C]`` of every grid point (row order of :func:`grid_points`).
+
+    ``feature_map [B, C, H, W]`` (any H, W: sampling is in normalised coordinates). One camera for
+    all batch items, or one per item.
+    """
+    _check_map(feature_map)
+    cams = _camera_list(camera)
+    B = feature_map.shape[0]
+    if len(cams) not in (1, B):
+        raise UserError(f"got {len(cams)} cameras for a batch of {B} feature maps")
+    grid = sampling_grid(None, cams, G, S, mesh_scale, feature_map.device)
+    return _sample(feature_map, grid.expand(B, -1, -1))
+
+
+def backproject_sparse(feature_map: torch.Tensor, camera: CameraArg, coords: torch.Tensor, G: int, S: int,
+                       mesh_scale: float | None = None) -> torch.Tensor:
+    """Features ``[N, C]`` of the voxels ``coords [N, 4]`` (batch, x, y, z) on the ``G`` grid.
+
+    Equals gathering :func:`backproject_dense` at ``(b, x, y, z)`` but projects only the given voxels
+    (never materialises ``G^3 x C``). Row ``n`` reads ``feature_map[coords[n, 0]]`` with that item's
+    camera (or the single camera).
+    """
+    _check_map(feature_map)
+    coords = _check_coords(coords, G).to(feature_map.device)
+    if coords.shape[1] != 4:
+        raise UserError("voxel coords must be [N, 4] (batch, x, y, z)")
+    cams = _camera_list(camera)
+    B = feature_map.shape[0]
+    if len(cams) not in (1, B):
+        raise UserError(f"got {len(cams)} cameras for a batch of {B} feature maps")
+    if coords.shape[0] and int(coords[:, 0].max()) >= B:
+        raise UserError(f"voxel coords refer to batch item {int(coords[:, 0].max())} of a batch of {B}")
+    grid = sampling_grid(coords, cams, G, S, mesh_scale)[0]
+    out = feature_map.new_empty(coords.shape[0], feature_map.shape[1])
+    batch = coords[:, 0]
+    for b in torch.unique(batch).tolist():
+        rows = (batch == b).nonzero().squeeze(1)
+        out[rows] = _sample(feature_map[b:b + 1], grid[rows][None])[0]
+    return out
+
+
+def bilinear_taps(grid: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 4 bilinear taps of normalised points ``grid [M, 2]`` (x, y) on an ``H x W`` map.
+
+    Returns ``rows [M,4]`` int64, ``cols [M,4]`` int64 and ``weights [M,4]`` (grid's dtype) such that
+    ``sum_k weights[:, k] * fmap[:, rows[:, k], cols[:, k]]`` equals
+    ``F.grid_sample(fmap[None], grid[None, None], 'bilinear', align_corners=False, padding_mode='border')``.
+    Taps are ordered (top-left, top-right, bottom-left, bottom-right); indices are clamped into the
+    map (a clamped tap always has weight 0 or duplicates a border pixel, as border padding does).
+    """
+    if grid.ndim != 2 or grid.shape[1] != 2 or not grid.is_floating_point():
+        raise UserError(f"sampling grid must be a float tensor [M, 2], got {tuple(grid.shape)} {grid.dtype}")
+    if H < 1 or W < 1:
+        raise UserError(f"map size must be positive, got {H}x{W}")
+    # unnormalise (align_corners=False) then clip to the border, as grid_sample does
+    ix = (((grid[:, 0] + 1) * W - 1) / 2).clamp(0, W - 1)
+    iy = (((grid[:, 1] + 1) * H - 1) / 2).clamp(0, H - 1)
+    x0, y0 = ix.floor(), iy.floor()
+    x1, y1 = x0 + 1, y0 + 1
+    wx1, wy1 = ix - x0, iy - y0
+    wx0, wy0 = x1 - ix, y1 - iy
+    weights = torch.stack([wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1], dim=1)
+    c0, c1 = x0.long(), x1.long().clamp_(max=W - 1)
+    r0, r1 = y0.long(), y1.long().clamp_(max=H - 1)
+    rows = torch.stack([r0, r0, r1, r1], dim=1)
+    cols = torch.stack([c0, c1, c0, c1], dim=1)
+    return rows, cols, weights
+
+
+# --------------------------------------------------------------------------------------------
+# multi-view
+# --------------------------------------------------------------------------------------------
+def _multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], coords: torch.Tensor | None, G: int,
+               S: int, mesh_scale: float | None, validity_weighted: bool) -> torch.Tensor:
+    _check_map(feature_maps)
+    cams = _camera_list(cameras)
+    V = feature_maps.shape[0]
+    if len(cams) != V:
+        raise UserError(f"got {len(cams)} cameras for {V} view feature maps")
+    if coords is not None:
+        coords = _check_coords(coords, G).to(feature_maps.device)
+        coords = coords[:, -3:]  # every voxel is seen by every view
+    total = count = None
+    for v, cam in enumerate(cams):
+        grid, valid = _sampling_grid_and_valid(coords, cam, G, S, mesh_scale, feature_maps.device)
+        feats = _sample(feature_maps[v:v + 1], grid)[0]  # [M, C]
+        if validity_weighted:
+            w = valid[0].to(feats.dtype)[:, None]
+            feats = feats * w
+            count = w if count is None else count + w
+        total = feats if total is None else total + feats
+    if validity_weighted:
+        return total / count.clamp(min=1)
+    return total / V
+
+
+def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], G: int, S: int,
+                                mesh_scale: float | None = None, validity_weighted: bool = False) -> torch.Tensor:
+    """Multi-view ProjGrid: ``[1, G^3, C]`` = mean over views of each view's projected features.
+
+    ``feature_maps [V, C, H, W]`` are the V views of ONE object; ``cameras`` (length V) must already
+    be in the canonical frame (view 0 = front view; use :func:`canonicalize_views` for cameras given
+    in a capture's world frame). ``validity_weighted=False`` is the official unweighted mean
+    (out-of-view samples border-clamped); ``True`` averages only over views where the point projects
+    inside the image in front of the camera (``sum / clamp(count, 1)``; zero where no view sees it).
+    """
+    return _multiview(feature_maps, cameras, None, G, S, mesh_scale, validity_weighted)[None]
+
+
+def backproject_sparse_multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], coords: torch.Tensor,
+                                 G: int, S: int, mesh_scale: float | None = None,
+                                 validity_weighted: bool = False) -> torch.Tensor:
+    """Sparse :func:`backproject_dense_multiview`: ``[N, C]`` for voxels ``coords [N, 4]`` of one object.
+
+    The batch column of ``coords`` is not used (all V views look at the same object).
+    """
+    if coords.ndim != 2 or coords.shape[1] != 4:
+        raise UserError(f"voxel coords must be [N, 4] (batch, x, y, z), got {tuple(coords.shape)}")
+    return _multiview(feature_maps, cameras, coords, G, S, mesh_scale, validity_weighted)
