@@ -14,9 +14,17 @@ import sys
 from pixal3d.errors import UserError
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``prog: error: …``) with exit code 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command found in this package."""
-    parser = argparse.ArgumentParser(prog="pixal3d", description="Pixel-aligned image-to-3D (Pixal3D) in pure PyTorch.")
+    parser = OneLineErrorParser(prog="pixal3d", description="Pixel-aligned image-to-3D (Pixal3D) in pure PyTorch.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")

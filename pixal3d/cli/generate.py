@@ -1,0 +1,149 @@
+"""``pixal3d generate`` (also ``python inference.py``): one image in, one pixel-aligned PBR GLB out."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+from pixal3d import paths
+from pixal3d.errors import UserError
+
+RESOLUTIONS = {1024: "1024_cascade", 1536: "1536_cascade"}
+
+
+def parse_fov(text: str) -> float:
+    """Horizontal FOV from the command line → radians.
+
+    A plain number is radians (as the official ``--fov``); a ``deg`` / ``°`` suffix means degrees and
+    ``rad`` radians, e.g. ``0.2``, ``0.2rad``, ``40deg``.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(deg|°|rad)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a field of view: {text!r} (e.g. 0.2, 0.2rad or 40deg)")
+    value = float(match.group(1))
+    if match.group(2) in ("deg", "°"):
+        value = math.radians(value)
+    if not 0.0 < value < math.pi:
+        raise argparse.ArgumentTypeError(f"field of view must be between 0 and 180 degrees, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text!r}")
+    return value
+
+
+def _texture_size(text: str) -> int:
+    value = _positive_int(text)
+    if value < 64 or value > 8192:
+        raise argparse.ArgumentTypeError(f"texture size must be between 64 and 8192, got {value}")
+    return value
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``inference.py`` / ``pixal3d generate`` (upstream flags first)."""
+    parser.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP…; RGBA alpha is used as the mask)")
+    parser.add_argument("--output", required=True, help="output .glb path")
+    parser.add_argument("--low_vram", action="store_true", help="keep one stage on the device at a time (and 1024 cascade by default)")
+    parser.add_argument("--resolution", type=int, choices=sorted(RESOLUTIONS), default=None,
+                        help="final voxel resolution: 1024 or 1536 (default: 1536, 1024 with --low_vram; the model folder may say otherwise)")
+    parser.add_argument("--model", default=None,
+                        help=f"model folder (pipeline.json + ckpts/); default: {paths.component_path('pixal3d-small')}")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42, as upstream)")
+    parser.add_argument("--fov", type=parse_fov, default=None,
+                        help="horizontal field of view: radians (0.2) or degrees (40deg); default: estimated if MoGe-2 is installed, else the official default")
+    parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps for every flow (default: the model's, 12 for official weights)")
+    parser.add_argument("--guidance", type=_non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
+    parser.add_argument("--max_num_tokens", type=_positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available, or $PIXAL3D_DEVICE)")
+    parser.add_argument("--texture_size", type=_texture_size, default=None, help="baked texture size in pixels (default 2048)")
+    parser.add_argument("--decimation_target", type=_positive_int, default=None, help="face budget of the exported mesh (default 200000)")
+    parser.add_argument("--save_asset", default=None, help="also write the decoded asset (.npz) for re-export with `pixal3d export`")
+    parser.add_argument("--preview", action="store_true", help="also write an input-view render beside the GLB (<output>.png)")
+
+
+def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """Validate the file arguments before any model is loaded → (image, output, model folder)."""
+    image = Path(args.image)
+    if not image.is_file():
+        raise UserError(f"input image not found: {image}")
+    output = Path(args.output)
+    if output.suffix.lower() != ".glb":
+        raise UserError(f"output must be a .glb file, got {output}")
+    if output.exists() and output.is_dir():
+        raise UserError(f"output is a directory: {output}")
+    if args.save_asset and Path(args.save_asset).suffix.lower() != ".npz":
+        raise UserError(f"--save_asset must name a .npz file, got {args.save_asset}")
+    model = Path(args.model) if args.model else paths.component_path("pixal3d-small")
+    if not model.exists():
+        if args.model:
+            raise UserError(f"model folder not found: {model}")
+        raise UserError(
+            f"no model installed: put a model folder (pipeline.json + ckpts/) at {model}, "
+            f"set ${paths.ENV_VAR}, or pass --model FOLDER (see README, 'Model folders')"
+        )
+    if not (model / "pipeline.json").is_file():
+        raise UserError(f"{model} is not a model folder: pipeline.json is missing")
+    return image, output, model
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
+    image_path, output, model = check_paths(args)
+    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+
+    started = time.perf_counter()
+    pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device, low_vram=args.low_vram)
+    options = GenerationOptions(
+        seed=args.seed,
+        fov=args.fov,
+        pipeline_type=RESOLUTIONS[args.resolution] if args.resolution else None,
+        steps=args.steps,
+        guidance=args.guidance,
+        max_num_tokens=args.max_num_tokens,
+        texture_size=args.texture_size,
+        decimation_target=args.decimation_target,
+    )
+    result = pipeline.generate(image_path, options)
+    result.save_glb(output)
+    if args.save_asset:
+        result.asset.save(args.save_asset)
+    if args.preview:
+        result.save_preview(output.with_suffix(".png"))
+    print(result.summary(total_seconds=time.perf_counter() - started), file=sys.stderr)
+    print(f"wrote {output}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="image → pixel-aligned textured GLB (same as inference.py)")
+    add_generation_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python inference.py``: the upstream entry point with the same options as ``pixal3d generate``."""
+    from pixal3d.cli import OneLineErrorParser, run_handler
+
+    parser = OneLineErrorParser(prog="inference.py", description="Pixal3D: one image → one pixel-aligned PBR GLB.")
+    add_generation_arguments(parser)
+    return run_handler(run, parser.parse_args(argv))
