@@ -58,6 +58,14 @@ class SparseTensor:
             self.cache["layout"] = [slice(starts[i], starts[i + 1]) for i in range(len(counts))]
         return self.cache["layout"]
 
+    @property
+    def spatial_shape(self) -> list[int]:
+        """Per-axis ``max(coord) + 1`` of x, y, z (the official hashing bounds; ``[0, 0, 0]`` when empty)."""
+        if "spatial_shape" not in self.cache:
+            n = self.coords.shape[0]
+            self.cache["spatial_shape"] = (self.coords[:, 1:].amax(0) + 1).tolist() if n else [0, 0, 0]
+        return self.cache["spatial_shape"]
+
     # --- convenience -----------------------------------------------------------------------
     @property
     def shape(self) -> torch.Size:
@@ -83,6 +91,39 @@ class SparseTensor:
         if feats.device == self.coords.device:
             return SparseTensor(feats, self.coords, self.cache)
         return SparseTensor(feats, self.coords.to(feats.device))
+
+    def type(self, dtype: torch.dtype) -> "SparseTensor":
+        """Features cast to ``dtype`` (coordinates and cache shared)."""
+        return self if self.feats.dtype == dtype else self.replace(self.feats.to(dtype))
+
+    def _same_coords(self, other: "SparseTensor") -> None:
+        if other.coords is self.coords:
+            return
+        if other.coords.shape != self.coords.shape or not torch.equal(other.coords, self.coords):
+            raise ValueError("element-wise op on sparse tensors with different coordinates")
+
+    def __add__(self, other: "SparseTensor | torch.Tensor | float") -> "SparseTensor":
+        """Feature-wise sum with a sparse tensor on the same coordinates, a ``[C]`` tensor or a scalar."""
+        if isinstance(other, SparseTensor):
+            self._same_coords(other)
+            other = other.feats
+        return self.replace(self.feats + other)
+
+    __radd__ = __add__
+
+    def std_per_item(self) -> torch.Tensor:
+        """Population standard deviation of each item's features over all its rows and channels → ``[B, 1]``.
+
+        Matches the official ``SparseTensor.std(dim=[1], keepdim=True)`` (used by CFG rescale); computed in
+        float32 when the features are half precision, returned in the features' dtype.
+        """
+        feats = self.feats.float() if self.feats.element_size() < 4 else self.feats
+        b = self.batch_index
+        count = torch.bincount(b, minlength=self.batch_size).to(feats.dtype) * feats.shape[1]
+        mean = torch.zeros(self.batch_size, dtype=feats.dtype, device=feats.device).index_add_(0, b, feats.sum(1)) / count
+        sq = ((feats - mean[b, None]) ** 2).sum(1)
+        var = torch.zeros_like(mean).index_add_(0, b, sq) / count
+        return var.sqrt()[:, None].to(self.feats.dtype)
 
     def per_item(self, dense: torch.Tensor) -> torch.Tensor:
         """Broadcast a per-item tensor ``[B, ...]`` to the rows ``[N, ...]``."""
