@@ -1,0 +1,1 @@
+"""Training data: procedural textured assets (:mod:`pixal3d.data.synth`) and dataset building."""
