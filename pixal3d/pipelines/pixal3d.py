@@ -1,0 +1,381 @@
+"""The image-to-3D pipeline: one image → pixel-aligned PBR voxels and mesh → GLB.
+
+Stages (official ``Pixal3DImageTo3DPipeline.run``, §1 of the architecture notes):
+
+1. preprocess (alpha or background removal, square crop ×1.1 on black) and the camera;
+2. ``torch.manual_seed(seed)``; every stage's noise is then drawn on the CPU generator in stage
+   order (SS, LR shape, HR shape, texture) so a seed means the same thing as upstream;
+3. sparse structure: flow on the dense 16³ latent → decoder → 64³ occupancy → max-pool to the
+   512-stage latent grid (32³) → coordinates;
+4. shape flow at 512 (grid 32), then the cascade: decoder upsampling to the 512-grid, requantised to
+   ``R // 16`` under the token budget (:mod:`pixal3d.pipelines.cascade`), shape flow at 1024/1536;
+5. texture flow on the same coordinates, conditioned on the normalised shape latent;
+6. decoders: shape → dual-grid attributes at ``R³`` + subdivisions; texture (guided by those
+   subdivisions) → 6 PBR channels ``×0.5 + 0.5``.
+
+The result is a :class:`~pixal3d.export.asset.VoxelAsset` in the input camera's voxel frame (x right,
+y up, z toward the camera, unit cube) that :func:`pixal3d.export.glb.asset_to_glb` turns into a GLB.
+Every stage's conditioning is the pixel back-projection of the image features
+(:class:`pixal3d.conditioning.extractor.ConditionExtractor`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera
+from pixal3d.devices import select_device
+from pixal3d.errors import UserError
+from pixal3d.export.asset import AssetCamera, VoxelAsset
+from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, PIPELINE_TYPES, choose_cascade_resolution
+from pixal3d.sampling.flow_euler import (
+    STAGE_DEFAULTS,
+    FlowEulerGuidanceIntervalSampler,
+    SamplerParams,
+    draw_noise,
+    draw_sparse_noise,
+)
+
+#: latent grid of the 512-resolution shape stage (512 / 16)
+LR_GRID = 32
+
+
+@dataclass
+class GenerationOptions:
+    """User-facing options of one generation (``None`` = the model folder's / official default)."""
+
+    seed: int = 42
+    fov: float | None = None  # horizontal FOV, radians; None → estimated (MoGe-2) or the official default
+    camera: Camera | None = None  # a full camera overrides ``fov``
+    pipeline_type: str | None = None  # '1024_cascade' or '1536_cascade'
+    steps: int | None = None  # every flow
+    guidance: float | None = None  # structure and shape flows
+    max_num_tokens: int | None = None
+    texture_size: int | None = None
+    decimation_target: int | None = None
+    preprocess: bool = True
+    sampler_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage → SamplerParams fields
+
+
+@dataclass
+class GenerationResult:
+    """What one generation produced, with per-stage timings and the intermediate latents."""
+
+    asset: VoxelAsset
+    image: Image.Image  # the preprocessed square RGB input
+    camera: Camera
+    timings: dict[str, float]
+    info: dict[str, Any]
+    latents: dict[str, Any] = field(default_factory=dict, repr=False)
+    export_options: dict[str, Any] = field(default_factory=dict)
+
+    def save_glb(self, path: str | Path) -> dict[str, float]:
+        """Bake and write the GLB (atomically); returns the export's per-stage times."""
+        from pixal3d.export.glb import ExportOptions, asset_to_glb
+
+        started = time.perf_counter()
+        times = asset_to_glb(self.asset, path, ExportOptions(**self.export_options))
+        self.timings["export"] = time.perf_counter() - started
+        return times
+
+    def save_preview(self, path: str | Path, glb_path: str | Path) -> None:
+        """Render the written GLB through its input camera to a PNG."""
+        from pixal3d.export.render import render_glb_to_png
+
+        render_glb_to_png(glb_path, path, camera="input")
+
+    def summary(self, total_seconds: float | None = None) -> str:
+        """A per-stage time table and the facts of the run (resolution, tokens, camera, background)."""
+        lines = [f"{'stage':<22}{'seconds':>10}"]
+        lines += [f"{name:<22}{sec:>10.1f}" for name, sec in self.timings.items()]
+        if total_seconds is not None:
+            lines.append(f"{'total':<22}{total_seconds:>10.1f}")
+        facts = ", ".join(f"{k}={v}" for k, v in self.info.items())
+        return "\n".join(lines + [facts])
+
+
+#: sampler stage → the pipeline.json key of its params
+SAMPLER_KEYS = {
+    "sparse_structure": "sparse_structure_sampler",
+    "shape_slat": "shape_slat_sampler",
+    "tex_slat": "tex_slat_sampler",
+}
+
+
+def stage_sampler_params(pipeline_args: dict, options: GenerationOptions) -> dict[str, SamplerParams]:
+    """Sampler settings per stage: official defaults ← the folder's ``pipeline.json`` ← user options."""
+    params = {}
+    for stage, default in STAGE_DEFAULTS.items():
+        stored = dict((pipeline_args.get(SAMPLER_KEYS[stage]) or {}).get("params") or {})
+        if "guidance_interval" in stored:
+            stored["guidance_interval"] = tuple(stored["guidance_interval"])
+        known = {k: v for k, v in stored.items() if k in SamplerParams.__dataclass_fields__}
+        p = default.with_overrides(**known)
+        p = p.with_overrides(steps=options.steps)
+        if stage != "tex_slat":
+            p = p.with_overrides(guidance_strength=options.guidance)
+        p = p.with_overrides(**options.sampler_overrides.get(stage, {}))
+        params[stage] = p
+    return params
+
+
+def latent_normalization(pipeline_args: dict, key: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean [1, C], std [1, C])`` float32 of ``shape_slat_normalization`` / ``tex_slat_normalization``."""
+    norm = pipeline_args.get(key)
+    if not norm or "mean" not in norm or "std" not in norm:
+        raise UserError(f"pipeline.json has no {key} (mean/std of the latent channels)")
+    mean = torch.tensor(norm["mean"], dtype=torch.float32, device=device)[None]
+    std = torch.tensor(norm["std"], dtype=torch.float32, device=device)[None]
+    return mean, std
+
+
+def occupancy_to_coords(logits: torch.Tensor, grid: int) -> torch.Tensor:
+    """Sparse-structure decoder logits ``[B, 1, D, D, D]`` → coords ``[N, 4]`` int32 on a ``grid³`` lattice.
+
+    Occupied = ``logit > 0``; when ``D > grid`` the occupancy is max-pooled by ``D // grid`` first
+    (64³ → 32³ for the official cascade). Order = ``argwhere`` (lexicographic batch, x, y, z).
+    """
+    occupied = (logits > 0).float()
+    if occupied.shape[-1] != grid:
+        factor = occupied.shape[-1] // grid
+        occupied = F.max_pool3d(occupied, factor, factor)
+    return torch.argwhere(occupied[:, 0] > 0.5).int()
+
+
+class Pixal3DPipeline:
+    """Pixal3D image-to-3D from a model folder (official Pixal3D layout or this project's own models).
+
+    Use :meth:`from_pretrained`, then :meth:`generate` (image file or PIL image → :class:`GenerationResult`)
+    or the lower-level :meth:`run` (preprocessed image + camera → latents and decoded asset).
+    """
+
+    def __init__(self, folder, conditioner, device: torch.device, low_vram: bool = False):
+        self.folder = folder
+        self.conditioner = conditioner
+        self.device = device
+        self.low_vram = low_vram
+        self.sampler = FlowEulerGuidanceIntervalSampler()
+        self._models: dict[str, torch.nn.Module] = {}
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, low_vram: bool = False) -> "Pixal3DPipeline":
+        """Open a model folder (``pipeline.json`` + ``ckpts/``) and its image encoder; models load lazily."""
+        from pixal3d.conditioning.extractor import ConditionExtractor
+        from pixal3d.models.pipeline_folder import PipelineFolder
+
+        device = select_device(str(device) if device is not None else None)
+        folder = PipelineFolder.open(path)
+        missing = folder.missing_stages(cls.required_stages(folder))
+        if missing:
+            raise UserError(f"{folder.path} is missing {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        conditioner = ConditionExtractor.for_folder(folder, device=device)
+        return cls(folder, conditioner, device, low_vram)
+
+    @staticmethod
+    def required_stages(folder) -> list[str]:
+        """Pipeline keys the cascade needs (the 512 shape flow, the 1024 shape and texture flows, decoders)."""
+        return [
+            "sparse_structure_flow_model", "sparse_structure_decoder", "shape_slat_flow_model_512",
+            "shape_slat_flow_model_1024", "tex_slat_flow_model_1024", "shape_slat_decoder", "tex_slat_decoder",
+        ]
+
+    @contextmanager
+    def model(self, key: str) -> Iterator[torch.nn.Module]:
+        """The model of pipeline key ``key`` on the device; in low-memory mode it is released afterwards."""
+        if key not in self._models:
+            self._models[key] = self.folder.load(key, device=self.device).eval()
+        try:
+            yield self._models[key]
+        finally:
+            if self.low_vram:
+                del self._models[key]
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    # --- the stages ------------------------------------------------------------------------------
+    def _sample(self, key: str, stage: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
+        neg = self.conditioner.negative(cond)
+        with self.model(key) as flow:
+            return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=progress,
+                                       desc=f"{stage} ({params.steps} steps)", **model_kwargs).samples
+
+    def _out_channels(self, key: str) -> int:
+        with self.model(key) as flow:
+            return int(flow.out_channels)
+
+    @torch.no_grad()
+    def run(
+        self,
+        image: Image.Image,
+        camera: Camera,
+        seed: int = 42,
+        pipeline_type: str = "1536_cascade",
+        max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS,
+        sampler_params: dict[str, SamplerParams] | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """All generation stages on a preprocessed square RGB ``image`` seen by ``camera``.
+
+        Returns a dict of every stage's tensors (``ss.noise``, ``ss.cond``, ``ss.samples``,
+        ``shape_lr.*``, ``upsample.coords_512``, ``cascade`` (:class:`CascadeChoice`), ``shape_hr.*``,
+        ``tex.*``, ``shape_slat`` / ``tex_slat`` (denormalised SparseTensors), ``subdivisions``,
+        ``shape_raw`` (7-channel decoder output at ``R³``), ``pbr`` (6-channel ×0.5+0.5), ``resolution``)
+        and ``timings`` (seconds per stage).
+        """
+        if pipeline_type not in PIPELINE_TYPES:
+            raise UserError(f"unknown pipeline type {pipeline_type!r} (use {', '.join(PIPELINE_TYPES)})")
+        params = sampler_params or stage_sampler_params(self.folder.args, GenerationOptions())
+        out: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = now - clock
+            clock = now
+
+        torch.manual_seed(seed)
+        # 1. sparse structure: dense flow → occupancy → coordinates of the 512-stage latent grid
+        cond = self.conditioner.condition("ss", image, camera)
+        with self.model("sparse_structure_flow_model") as flow:
+            r = flow.resolution
+            noise = draw_noise((1, flow.out_channels, r, r, r), self.device)
+        z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params["sparse_structure"], progress)
+        with self.model("sparse_structure_decoder") as decoder:
+            logits = decoder(z)
+        coords_lr = occupancy_to_coords(logits, LR_GRID)
+        out.update({"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits})
+        if len(coords_lr) == 0:
+            raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
+        lap("sparse structure")
+
+        # 2. shape at 512 (latent grid 32)
+        shape_mean, shape_std = latent_normalization(self.folder.args, "shape_slat_normalization", self.device)
+        cond = self.conditioner.condition("shape_512", image, camera, coords=coords_lr)
+        noise = draw_sparse_noise(coords_lr, self._out_channels("shape_slat_flow_model_512"), self.device)
+        lr = self._sample("shape_slat_flow_model_512", "shape 512", noise, cond, params["shape_slat"], progress)
+        lr_denorm = lr.replace(lr.feats * shape_std + shape_mean)
+        out.update({"shape_lr.coords": coords_lr, "shape_lr.noise": noise, "shape_lr.cond": cond, "shape_lr.samples": lr})
+        lap("shape 512")
+
+        # 3. cascade: decoder upsampling to the 512-grid, requantised under the token budget
+        with self.model("shape_slat_decoder") as decoder:
+            coords_512 = decoder.upsample(lr_denorm, upsample_times=4)
+        choice = choose_cascade_resolution(coords_512.cpu(), pipeline_type, max_num_tokens)
+        coords_hr = choice.coords.to(self.device)
+        grid_hr = choice.resolution // 16
+        out.update({"upsample.coords_512": coords_512, "cascade": choice, "resolution": choice.resolution})
+
+        cond = self.conditioner.condition("shape_1024", image, camera, coords=coords_hr, grid_resolution=grid_hr)
+        noise = draw_sparse_noise(coords_hr, self._out_channels("shape_slat_flow_model_1024"), self.device)
+        hr = self._sample("shape_slat_flow_model_1024", f"shape {choice.resolution}", noise, cond, params["shape_slat"], progress)
+        shape_slat = hr.replace(hr.feats * shape_std + shape_mean)
+        out.update({"shape_hr.coords": coords_hr, "shape_hr.noise": noise, "shape_hr.cond": cond,
+                    "shape_hr.samples": hr, "shape_slat": shape_slat})
+        lap(f"shape {choice.resolution}")
+
+        # 4. texture, conditioned on the normalised shape latent (noise first, shape second)
+        tex_mean, tex_std = latent_normalization(self.folder.args, "tex_slat_normalization", self.device)
+        cond = self.conditioner.condition("tex_1024", image, camera, coords=coords_hr, grid_resolution=grid_hr)
+        noise = draw_sparse_noise(coords_hr, self._out_channels("tex_slat_flow_model_1024"), self.device)
+        concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
+        tex = self._sample("tex_slat_flow_model_1024", "texture", noise, cond, params["tex_slat"], progress, concat_cond=concat)
+        tex_slat = tex.replace(tex.feats * tex_std + tex_mean)
+        out.update({"tex.noise": noise, "tex.cond": cond, "tex.concat_cond": concat, "tex.samples": tex, "tex_slat": tex_slat})
+        lap("texture")
+
+        # 5. decoders at the accepted resolution
+        with self.model("shape_slat_decoder") as decoder:
+            decoder.set_resolution(choice.resolution)
+            shape_raw, subdivisions = decoder(shape_slat, return_subs=True)
+        with self.model("tex_slat_decoder") as decoder:
+            decoder.set_resolution(choice.resolution)
+            pbr = decoder(tex_slat, guide_subs=subdivisions)
+        out.update({"shape_raw": shape_raw, "subdivisions": subdivisions, "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)})
+        lap("decode")
+        out["timings"] = timings
+        return out
+
+    # --- from an image file to a result ------------------------------------------------------------
+    def default_pipeline_type(self) -> str:
+        """``1024_cascade`` in low-memory mode, else the folder's ``default_pipeline_type`` (official: 1536)."""
+        if self.low_vram:
+            return "1024_cascade"
+        return self.folder.args.get("default_pipeline_type", "1536_cascade")
+
+    def choose_camera(self, image: Image.Image, options: GenerationOptions) -> tuple[Camera, str]:
+        """The camera to use and where it came from (``given``, ``manual fov``, ``MoGe-2``, ``default fov``)."""
+        if options.camera is not None:
+            return options.camera, "given"
+        if options.fov is not None:
+            return Camera.from_fov(options.fov), "manual fov"
+        from pixal3d.conditioning.fov import estimate_fov
+
+        fov = estimate_fov(image, self.device)
+        if fov is not None:
+            return Camera.from_fov(fov), "MoGe-2"
+        return Camera.from_fov(DEFAULT_FOV_X), "default fov"
+
+    def generate(self, image: str | Path | Image.Image, options: GenerationOptions | None = None, progress: bool = True) -> GenerationResult:
+        """Preprocess ``image``, pick the camera, run every stage and decode → :class:`GenerationResult`."""
+        from pixal3d.image.io import load_image
+        from pixal3d.image.preprocess import preprocess_image
+
+        options = options or GenerationOptions()
+        started = time.perf_counter()
+        picture = load_image(image)
+        info: dict[str, Any] = {}
+        if options.preprocess:
+            picture, prep = preprocess_image(picture)
+            info["background"] = prep.get("background")
+        else:
+            picture = picture.convert("RGB")
+        camera, camera_source = self.choose_camera(picture, options)
+        info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
+        preprocess_seconds = time.perf_counter() - started
+
+        out = self.run(
+            picture, camera, seed=options.seed,
+            pipeline_type=options.pipeline_type or self.default_pipeline_type(),
+            max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
+            sampler_params=stage_sampler_params(self.folder.args, options), progress=progress,
+        )
+        choice = out["cascade"]
+        info.update({"resolution": choice.resolution, "tokens": len(choice.coords), "seed": options.seed})
+        asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
+        export = {k: v for k, v in (("texture_size", options.texture_size), ("decimation_target", options.decimation_target)) if v is not None}
+        timings = {"preprocess + camera": preprocess_seconds, **out["timings"]}
+        return GenerationResult(asset, picture, camera, timings, info, latents=out, export_options=export)
+
+
+def decoded_asset(out: dict[str, Any], camera: Camera, source: dict | None = None) -> VoxelAsset:
+    """The :class:`VoxelAsset` of a :meth:`Pixal3DPipeline.run` output (dual-grid shape + PBR voxels)."""
+    from pixal3d.decoding.dual_grid import decode_head
+
+    raw, pbr = out["shape_raw"], out["pbr"]
+    if not torch.equal(raw.coords, pbr.coords):
+        raise RuntimeError("shape and texture decoders produced different voxels")
+    dual_vertices, intersected, split_weight = decode_head(raw.feats)
+    return VoxelAsset(
+        resolution=int(out["resolution"]),
+        coords=raw.coords[:, 1:].cpu().numpy().astype(np.int32),
+        attrs=pbr.feats.float().cpu().numpy().astype(np.float32),
+        dual_vertices=dual_vertices.cpu().numpy().astype(np.float32),
+        intersected=intersected.cpu().numpy(),
+        split_weight=split_weight[:, 0].cpu().numpy().astype(np.float32),
+        camera=AssetCamera(camera.fov_x, camera.distance, camera.mesh_scale),
+        source=source or {},
+    )
