@@ -1,0 +1,253 @@
+"""Structured-latent (SC-VAE) decoders: ``SparseUnetVaeDecoder`` and ``FlexiDualGridVaeDecoder`` (spec §2.7, §2.8).
+
+Both map a sparse latent (``[N, latent_channels]`` at grid ``res/16``) through ConvNeXt blocks and
+channel→spatial up-blocks to per-voxel outputs at grid ``res``. Each up-block doubles the resolution; which
+children exist is decided by subdivision logits (``> 0``): predicted by the shape decoder
+(``pred_subdiv=True``), or given by the caller (the texture decoder is guided by the shape decoder's
+``subs`` so both end on the same voxels, in the same row order).
+
+The mesh extraction of the official ``FlexiDualGridVaeDecoder.forward`` is not part of the model here:
+``forward`` returns the raw 7-channel output and :meth:`FlexiDualGridVaeDecoder.heads` turns it into the
+dual-grid quantities consumed by ``pixal3d.decoding.dual_grid``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+
+from pixal3d.models.registry import register_model
+from pixal3d.models.sparse.conv import SparseConv3d
+from pixal3d.models.sparse.nn import LayerNorm32, Linear, SparseLinear, compute_dtype
+from pixal3d.models.sparse.spatial import ChannelToSpatial
+from pixal3d.models.sparse.tensor import SparseTensor
+
+
+def _maybe_checkpoint(module: nn.Module, fn, *args):
+    """Run ``fn(*args)`` under gradient checkpointing when the module trains with ``use_checkpoint``."""
+    if module.use_checkpoint and module.training and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
+class SparseConvNeXtBlock3d(nn.Module):
+    """``x + mlp(norm(conv(x)))``: submanifold conv C→C, LayerNorm (affine, eps 1e-6, float32),
+    Linear(C→4C) → SiLU → Linear(4C→C). Features ``[N, C] → [N, C]`` on the same coordinates."""
+
+    def __init__(self, channels: int, mlp_ratio: float = 4.0, use_checkpoint: bool = False):
+        super().__init__()
+        self.use_checkpoint = use_checkpoint
+        hidden = int(channels * mlp_ratio)
+        self.norm = LayerNorm32(channels, eps=1e-6)
+        self.conv = SparseConv3d(channels, channels, 3)
+        self.mlp = nn.Sequential(Linear(channels, hidden), nn.SiLU(), Linear(hidden, channels))
+
+    def _forward(self, x: SparseTensor) -> SparseTensor:
+        h = self.conv(x).feats
+        return x.replace(x.feats + self.mlp(self.norm(h)))
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return _maybe_checkpoint(self, self._forward, x)
+
+
+class SparseResBlockC2S3d(nn.Module):
+    """Residual channel→spatial up-block ``C → C'`` (resolution ×2), spec §2.7.
+
+    ``forward(x [Np, C], subdiv=None)``: the subdivision logits ``[Np, 8]`` come from ``to_subdiv(x)`` when
+    ``pred_subdiv`` else from ``subdiv`` (a sparse tensor on ``x``'s coordinates). Returns the children
+    ``[Nc, C']`` (and the logits when ``pred_subdiv``).
+    """
+
+    def __init__(self, channels: int, out_channels: int | None = None, use_checkpoint: bool = False, pred_subdiv: bool = True):
+        super().__init__()
+        out_channels = out_channels or channels
+        if channels % 8 or out_channels % (channels // 8):
+            raise ValueError(f"C2S block needs channels divisible by 8 and out_channels by channels/8, got {channels}→{out_channels}")
+        self.channels, self.out_channels = channels, out_channels
+        self.use_checkpoint, self.pred_subdiv = use_checkpoint, pred_subdiv
+        self.norm1 = LayerNorm32(channels, eps=1e-6)
+        self.norm2 = LayerNorm32(out_channels, elementwise_affine=False, eps=1e-6)
+        self.conv1 = SparseConv3d(channels, out_channels * 8, 3)
+        self.conv2 = SparseConv3d(out_channels, out_channels, 3)
+        if pred_subdiv:
+            self.to_subdiv = SparseLinear(channels, 8)
+
+    def _forward(self, x: SparseTensor, subdiv: SparseTensor | None):
+        if self.pred_subdiv:
+            subdiv = self.to_subdiv(x)
+        elif subdiv is None:
+            raise ValueError("a decoder with pred_subdiv=False needs guide subdivisions")
+        elif subdiv.feats.shape != (x.feats.shape[0], 8):
+            raise ValueError(f"guide subdivision {tuple(subdiv.feats.shape)} does not fit {x.feats.shape[0]} parent voxels")
+        h = self.conv1(x.replace(F.silu(self.norm1(x.feats))))
+        plan = ChannelToSpatial(x.coords, subdiv.feats > 0)
+        h = plan.apply(h.feats)
+        skip = plan.apply(x.feats).feats.repeat_interleave(self.out_channels // (self.channels // 8), dim=1)
+        h = self.conv2(h.replace(F.silu(self.norm2(h.feats))))
+        h = h.replace(h.feats + skip)
+        return (h, subdiv) if self.pred_subdiv else h
+
+    def forward(self, x: SparseTensor, subdiv: SparseTensor | None = None):
+        return _maybe_checkpoint(self, self._forward, x, subdiv)
+
+
+_BLOCKS = {"SparseConvNeXtBlock3d": SparseConvNeXtBlock3d}
+_UP_BLOCKS = {"SparseResBlockC2S3d": SparseResBlockC2S3d}
+
+
+def _block_class(table: dict, name: str) -> type[nn.Module]:
+    if name not in table:
+        raise ValueError(f"block type {name!r} is not implemented (known: {', '.join(table)})")
+    return table[name]
+
+
+@register_model("SparseUnetVaeDecoder")
+class SparseUnetVaeDecoder(nn.Module):
+    """Sparse U-Net VAE decoder (official args). Level ``i`` has ``num_blocks[i]`` blocks of ``block_type[i]``
+    at ``model_channels[i]`` followed (except the last level) by an ``up_block_type[i]`` block to level i+1.
+
+    ``forward(x [N, latent_channels] at grid r) → [M, out_channels]`` at grid ``r·2^(levels-1)``, float32
+    (the input's dtype). With ``use_fp16`` the conv/linear weights inside ``blocks`` are float16 (the released
+    layout) and run in float16 on CUDA/MPS, in float32 on the CPU (:func:`compute_dtype`).
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        model_channels: list[int],
+        latent_channels: int,
+        num_blocks: list[int],
+        block_type: list[str],
+        up_block_type: list[str],
+        block_args: list[dict[str, Any]],
+        use_fp16: bool = False,
+        pred_subdiv: bool = True,
+    ):
+        super().__init__()
+        self.out_channels, self.model_channels = out_channels, list(model_channels)
+        self.num_blocks, self.pred_subdiv = list(num_blocks), pred_subdiv
+        self.output_layer = SparseLinear(model_channels[-1], out_channels)
+        self.from_latent = SparseLinear(latent_channels, model_channels[0])
+        self.blocks = nn.ModuleList()
+        for i, n in enumerate(num_blocks):
+            level = nn.ModuleList(_block_class(_BLOCKS, block_type[i])(model_channels[i], **block_args[i]) for _ in range(n))
+            if i < len(num_blocks) - 1:
+                up = _block_class(_UP_BLOCKS, up_block_type[i])
+                level.append(up(model_channels[i], model_channels[i + 1], pred_subdiv=pred_subdiv, **block_args[i]))
+            self.blocks.append(level)
+        self.use_fp16 = False
+        if use_fp16:
+            self.convert_to_fp16()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the conv/linear layers inside ``blocks``."""
+        return torch.float16 if self.use_fp16 else torch.float32
+
+    def _trunk_weight_layers(self) -> list[nn.Module]:
+        return [m for m in self.blocks.modules() if isinstance(m, (SparseConv3d, nn.Linear))]
+
+    def convert_to_fp16(self) -> None:
+        """Conv/linear weights in ``blocks`` to float16 (norm affines stay float32), as released."""
+        self.use_fp16 = True
+        for m in self._trunk_weight_layers():
+            m.to(torch.float16)
+
+    def convert_to_fp32(self) -> None:
+        """Conv/linear weights in ``blocks`` to float32 (avoids per-call casts on the CPU)."""
+        self.use_fp16 = False
+        for m in self._trunk_weight_layers():
+            m.to(torch.float32)
+
+    def _levels(self, x: SparseTensor, guide_subs: list[SparseTensor] | None, stop_level: int | None = None):
+        """Run ``from_latent`` and the levels; returns (h, subs). Stops before level ``stop_level``."""
+        h = self.from_latent(x)
+        h = h.type(compute_dtype(self.dtype, x.device))
+        subs: list[SparseTensor] = []
+        for i, level in enumerate(self.blocks):
+            if i == stop_level:
+                break
+            for j, block in enumerate(level):
+                if i < len(self.blocks) - 1 and j == len(level) - 1:
+                    if self.pred_subdiv:
+                        h, sub = block(h)
+                        subs.append(sub)
+                    else:
+                        h = block(h, guide_subs[i])
+                else:
+                    h = block(h)
+        return h, subs
+
+    def forward(self, x: SparseTensor, guide_subs: list[SparseTensor] | None = None, return_subs: bool = False):
+        """Decode ``x``. ``guide_subs`` (only when ``pred_subdiv=False``): one logit tensor ``[N_i, 8]`` per
+        up-block, on the coordinates reaching it. Returns the output sparse tensor, plus the list of
+        predicted subdivision logits when ``return_subs`` (only when ``pred_subdiv=True``)."""
+        if self.pred_subdiv and guide_subs is not None:
+            raise ValueError("guide_subs needs a decoder built with pred_subdiv=False")
+        if not self.pred_subdiv and (guide_subs is None or len(guide_subs) != len(self.blocks) - 1):
+            raise ValueError(f"a decoder with pred_subdiv=False needs {len(self.blocks) - 1} guide_subs")
+        if return_subs and not self.pred_subdiv:
+            raise ValueError("return_subs needs a decoder built with pred_subdiv=True")
+        h, subs = self._levels(x, guide_subs)
+        h = h.type(x.dtype)
+        h = self.output_layer(h.replace(F.layer_norm(h.feats, h.feats.shape[-1:])))
+        return (h, subs) if return_subs else h
+
+    @torch.no_grad()
+    def upsample(self, x: SparseTensor, upsample_times: int) -> torch.Tensor:
+        """Coordinates ``[M, 4]`` int32 reached after ``upsample_times`` up-blocks (grid ×2^upsample_times),
+        in the decoder's row order; only the predicted subdivisions matter (features are discarded)."""
+        if not self.pred_subdiv:
+            raise ValueError("upsample needs a decoder that predicts its subdivisions")
+        if not 0 <= upsample_times < len(self.blocks):
+            raise ValueError(f"upsample_times must be in [0, {len(self.blocks) - 1}], got {upsample_times}")
+        h, _ = self._levels(x, None, stop_level=upsample_times)
+        return h.coords
+
+
+@register_model("FlexiDualGridVaeDecoder")
+class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
+    """Shape decoder: a :class:`SparseUnetVaeDecoder` with 7 outputs that predicts its subdivisions.
+
+    ``forward(x) → (raw [M, 7] at grid `resolution`, subs)``; ``subs`` = the subdivision logits of each
+    up-block (``[N_i, 8]`` at the parent resolution), to guide the texture decoder. Channels of ``raw``:
+    0:3 dual-vertex offset logits, 3:6 edge-intersection logits (x, y, z), 6 split-weight logit.
+    """
+
+    def __init__(
+        self,
+        resolution: int,
+        model_channels: list[int],
+        latent_channels: int,
+        num_blocks: list[int],
+        block_type: list[str],
+        up_block_type: list[str],
+        block_args: list[dict[str, Any]],
+        voxel_margin: float = 0.5,
+        use_fp16: bool = False,
+    ):
+        super().__init__(7, model_channels, latent_channels, num_blocks, block_type, up_block_type, block_args, use_fp16)
+        self.resolution = resolution
+        self.voxel_margin = voxel_margin
+
+    def set_resolution(self, resolution: int) -> None:
+        """Set the output grid resolution used by the mesh extraction (1024…1536 in the pipeline)."""
+        self.resolution = resolution
+
+    def forward(self, x: SparseTensor) -> tuple[SparseTensor, list[SparseTensor]]:  # type: ignore[override]
+        return super().forward(x, return_subs=True)
+
+    def heads(self, raw: SparseTensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eval-mode output heads of the raw 7 channels ``[M, 7]``:
+
+        * dual-vertex offset ``[M, 3]`` in voxel units: ``(1 + 2·margin)·sigmoid(o[:, 0:3]) − margin``,
+        * intersected ``[M, 3]`` bool: ``o[:, 3:6] > 0`` (edge crossings along x, y, z),
+        * split weight ``[M, 1]``: ``softplus(o[:, 6:7])``.
+        """
+        o = raw.feats.float()
+        m = self.voxel_margin
+        return (1 + 2 * m) * torch.sigmoid(o[:, 0:3]) - m, o[:, 3:6] > 0, F.softplus(o[:, 6:7])

@@ -1,0 +1,135 @@
+"""Sparse-structure VAE (official ``sparse_structure_vae``): the dense 3-D CNN decoder of the 16³ latent.
+
+``SparseStructureDecoder`` maps the SS latent ``[B, 8, 16, 16, 16]`` to occupancy logits ``[B, 1, 64, 64, 64]``
+(spec §2.6); the occupied voxels are ``logits > 0``. Grid axes (dims 2, 3, 4) are x, y, z.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixal3d.models.registry import register_model
+from pixal3d.models.sparse.nn import LayerNorm32, compute_dtype
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that computes in its input's dtype (weights cast when they differ)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        b = self.bias if self.bias is None or self.bias.dtype == x.dtype else self.bias.to(x.dtype)
+        return self._conv_forward(x, w, b)
+
+
+class ChannelLayerNorm32(LayerNorm32):
+    """LayerNorm over the channel axis of ``[B, C, *spatial]`` at every voxel, in float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def pixel_shuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """3-D pixel shuffle ``[B, C·f³, H, W, D] → [B, C, f·H, f·W, f·D]``.
+
+    Output voxel ``(f·h + a, f·w + b, f·d + c)``, channel ``k`` takes input channel ``k·f³ + a·f² + b·f + c``
+    at ``(h, w, d)`` (``a`` along the first spatial axis).
+    """
+    b, c, h, w, d = x.shape
+    k = c // factor**3
+    x = x.reshape(b, k, factor, factor, factor, h, w, d).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return x.reshape(b, k, h * factor, w * factor, d * factor)
+
+
+class ResBlock3d(nn.Module):
+    """``x + conv2(SiLU(norm2(conv1(SiLU(norm1(x))))))``; channel LayerNorms (affine, eps 1e-5), 3³ convs."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm1 = ChannelLayerNorm32(channels)
+        self.norm2 = ChannelLayerNorm32(channels)
+        self.conv1 = Conv3d(channels, channels, 3, padding=1)
+        self.conv2 = Conv3d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + x
+
+
+class UpsampleBlock3d(nn.Module):
+    """Conv3d ``C → 8·C'`` (3³) then :func:`pixel_shuffle_3d` ×2: ``[B, C, R³] → [B, C', (2R)³]``."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = Conv3d(in_channels, out_channels * 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pixel_shuffle_3d(self.conv(x), 2)
+
+
+@register_model("SparseStructureDecoder")
+class SparseStructureDecoder(nn.Module):
+    """Sparse-structure decoder (official args; ``norm_type`` must be ``"layer"``, the released setting).
+
+    ``forward(z [B, latent_channels, R, R, R]) → [B, out_channels, R·2^(len(channels)-1), …]`` in ``z``'s dtype.
+    With ``use_fp16`` the convolutions inside ``middle_block``/``blocks`` hold float16 weights (the released
+    layout); they run in float16 on CUDA/MPS and in float32 on the CPU (see :func:`compute_dtype`).
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        latent_channels: int,
+        num_res_blocks: int,
+        channels: list[int],
+        num_res_blocks_middle: int = 2,
+        norm_type: str = "layer",
+        use_fp16: bool = False,
+    ):
+        super().__init__()
+        if norm_type != "layer":
+            raise ValueError(f"norm_type {norm_type!r} is not supported (the released decoder uses 'layer')")
+        self.out_channels, self.latent_channels, self.channels = out_channels, latent_channels, list(channels)
+        self.input_layer = Conv3d(latent_channels, channels[0], 3, padding=1)
+        self.middle_block = nn.Sequential(*[ResBlock3d(channels[0]) for _ in range(num_res_blocks_middle)])
+        self.blocks = nn.ModuleList()
+        for i, ch in enumerate(channels):
+            self.blocks.extend(ResBlock3d(ch) for _ in range(num_res_blocks))
+            if i < len(channels) - 1:
+                self.blocks.append(UpsampleBlock3d(ch, channels[i + 1]))
+        self.out_layer = nn.Sequential(
+            ChannelLayerNorm32(channels[-1]), nn.SiLU(), Conv3d(channels[-1], out_channels, 3, padding=1)
+        )
+        self.use_fp16 = False
+        if use_fp16:
+            self.convert_to_fp16()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the trunk (``middle_block`` and ``blocks``)."""
+        return torch.float16 if self.use_fp16 else torch.float32
+
+    def _trunk_convs(self):
+        return [m for m in [*self.middle_block.modules(), *self.blocks.modules()] if isinstance(m, Conv3d)]
+
+    def convert_to_fp16(self) -> None:
+        """Trunk convolution weights to float16 (norm affines stay float32), as the released checkpoint."""
+        self.use_fp16 = True
+        for m in self._trunk_convs():
+            m.to(torch.float16)
+
+    def convert_to_fp32(self) -> None:
+        """Trunk convolution weights to float32 (avoids per-call casts when running on the CPU)."""
+        self.use_fp16 = False
+        for m in self._trunk_convs():
+            m.to(torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input_layer(x)
+        h = h.to(compute_dtype(self.dtype, x.device))
+        h = self.middle_block(h)
+        for block in self.blocks:
+            h = block(h)
+        return self.out_layer(h.to(x.dtype))
