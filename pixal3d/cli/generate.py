@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_asset:
         result.asset.save(args.save_asset)
     if args.preview:
-        result.save_preview(output.with_suffix(".png"))
+        result.save_preview(output.with_suffix(".png"), output)
     print(result.summary(total_seconds=time.perf_counter() - started), file=sys.stderr)
     print(f"wrote {output}")
     return 0
