@@ -148,7 +148,14 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, TensorIn
                               (int(entry["data_offsets"][0]), int(entry["data_offsets"][1])))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise UserError(f"{path}: malformed header entry for {key!r}") from exc
+        dtype = info.torch_dtype
+        if info.offsets[1] < info.offsets[0] or (
+                dtype is not None and info.offsets[1] - info.offsets[0] != info.numel * dtype.itemsize):
+            raise UserError(f"{path}: header entry {key!r} has a byte range that does not match its shape and dtype")
         tensors[key] = info
+    data_end = 8 + size + max((info.offsets[1] for info in tensors.values()), default=0)
+    if data_end > file_size:
+        raise UserError(f"{path} is truncated: {file_size} bytes, its header needs {data_end} (download it again)")
     return tensors, metadata, 8 + size
 
 
