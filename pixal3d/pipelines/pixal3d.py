@@ -22,10 +22,9 @@ Every stage's conditioning is the pixel back-projection of the image features
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
 from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, PIPELINE_TYPES, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,
@@ -105,39 +104,22 @@ class GenerationResult:
         return "\n".join(lines + [facts])
 
 
-#: sampler stage → the pipeline.json key of its params
-SAMPLER_KEYS = {
-    "sparse_structure": "sparse_structure_sampler",
-    "shape_slat": "shape_slat_sampler",
-    "tex_slat": "tex_slat_sampler",
-}
+def stage_sampler_params(folder_samplers: dict[str, dict], options: GenerationOptions) -> dict[str, SamplerParams]:
+    """Sampler settings per stage: official defaults ← the folder's ``pipeline.json`` ← user options.
 
-
-def stage_sampler_params(pipeline_args: dict, options: GenerationOptions) -> dict[str, SamplerParams]:
-    """Sampler settings per stage: official defaults ← the folder's ``pipeline.json`` ← user options."""
+    ``folder_samplers`` is :attr:`PipelineFolder.samplers` (``{'sparse_structure': {'params': {...}}, ...}``).
+    """
     params = {}
     for stage, default in STAGE_DEFAULTS.items():
-        stored = dict((pipeline_args.get(SAMPLER_KEYS[stage]) or {}).get("params") or {})
+        stored = dict((folder_samplers.get(stage) or {}).get("params") or {})
         if "guidance_interval" in stored:
             stored["guidance_interval"] = tuple(stored["guidance_interval"])
         known = {k: v for k, v in stored.items() if k in SamplerParams.__dataclass_fields__}
-        p = default.with_overrides(**known)
-        p = p.with_overrides(steps=options.steps)
+        p = default.with_overrides(**known).with_overrides(steps=options.steps)
         if stage != "tex_slat":
             p = p.with_overrides(guidance_strength=options.guidance)
-        p = p.with_overrides(**options.sampler_overrides.get(stage, {}))
-        params[stage] = p
+        params[stage] = p.with_overrides(**options.sampler_overrides.get(stage, {}))
     return params
-
-
-def latent_normalization(pipeline_args: dict, key: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean [1, C], std [1, C])`` float32 of ``shape_slat_normalization`` / ``tex_slat_normalization``."""
-    norm = pipeline_args.get(key)
-    if not norm or "mean" not in norm or "std" not in norm:
-        raise UserError(f"pipeline.json has no {key} (mean/std of the latent channels)")
-    mean = torch.tensor(norm["mean"], dtype=torch.float32, device=device)[None]
-    std = torch.tensor(norm["std"], dtype=torch.float32, device=device)[None]
-    return mean, std
 
 
 def occupancy_to_coords(logits: torch.Tensor, grid: int) -> torch.Tensor:
@@ -160,59 +142,41 @@ class Pixal3DPipeline:
     or the lower-level :meth:`run` (preprocessed image + camera → latents and decoded asset).
     """
 
-    def __init__(self, folder, conditioner, device: torch.device, low_vram: bool = False):
+    #: pipeline keys the cascade needs
+    REQUIRED_STAGES = (
+        "sparse_structure_flow_model", "sparse_structure_decoder", "shape_slat_flow_model_512",
+        "shape_slat_flow_model_1024", "tex_slat_flow_model_1024", "shape_slat_decoder", "tex_slat_decoder",
+    )
+
+    def __init__(self, folder: PipelineFolder, conditioner, device: torch.device, low_vram: bool = False):
         self.folder = folder
         self.conditioner = conditioner
         self.device = device
         self.low_vram = low_vram
         self.sampler = FlowEulerGuidanceIntervalSampler()
-        self._models: dict[str, torch.nn.Module] = {}
+        self.models = folder.models(device=device, low_memory=low_vram)
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, low_vram: bool = False) -> "Pixal3DPipeline":
         """Open a model folder (``pipeline.json`` + ``ckpts/``) and its image encoder; models load lazily."""
         from pixal3d.conditioning.extractor import ConditionExtractor
-        from pixal3d.models.pipeline_folder import PipelineFolder
 
         device = select_device(str(device) if device is not None else None)
-        folder = PipelineFolder.open(path)
-        missing = folder.missing_stages(cls.required_stages(folder))
-        if missing:
-            raise UserError(f"{folder.path} is missing {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        folder = open_pipeline_folder(path)
+        folder.require(list(cls.REQUIRED_STAGES))
         conditioner = ConditionExtractor.for_folder(folder, device=device)
         return cls(folder, conditioner, device, low_vram)
-
-    @staticmethod
-    def required_stages(folder) -> list[str]:
-        """Pipeline keys the cascade needs (the 512 shape flow, the 1024 shape and texture flows, decoders)."""
-        return [
-            "sparse_structure_flow_model", "sparse_structure_decoder", "shape_slat_flow_model_512",
-            "shape_slat_flow_model_1024", "tex_slat_flow_model_1024", "shape_slat_decoder", "tex_slat_decoder",
-        ]
-
-    @contextmanager
-    def model(self, key: str) -> Iterator[torch.nn.Module]:
-        """The model of pipeline key ``key`` on the device; in low-memory mode it is released afterwards."""
-        if key not in self._models:
-            self._models[key] = self.folder.load(key, device=self.device).eval()
-        try:
-            yield self._models[key]
-        finally:
-            if self.low_vram:
-                del self._models[key]
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
 
     # --- the stages ------------------------------------------------------------------------------
     def _sample(self, key: str, stage: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
         neg = self.conditioner.negative(cond)
-        with self.model(key) as flow:
+        with self.models.use(key) as flow:
             return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=progress,
                                        desc=f"{stage} ({params.steps} steps)", **model_kwargs).samples
 
     def _out_channels(self, key: str) -> int:
-        with self.model(key) as flow:
+        with self.models.use(key) as flow:
             return int(flow.out_channels)
 
     @torch.no_grad()
@@ -231,12 +195,13 @@ class Pixal3DPipeline:
         Returns a dict of every stage's tensors (``ss.noise``, ``ss.cond``, ``ss.samples``,
         ``shape_lr.*``, ``upsample.coords_512``, ``cascade`` (:class:`CascadeChoice`), ``shape_hr.*``,
         ``tex.*``, ``shape_slat`` / ``tex_slat`` (denormalised SparseTensors), ``subdivisions``,
-        ``shape_raw`` (7-channel decoder output at ``R³``), ``pbr`` (6-channel ×0.5+0.5), ``resolution``)
+        ``shape_raw`` (7-channel decoder output at ``R³``), ``dual_grid`` (its heads: dual-vertex offsets,
+        edge flags, split weights), ``pbr`` (6-channel ×0.5+0.5), ``resolution``)
         and ``timings`` (seconds per stage).
         """
         if pipeline_type not in PIPELINE_TYPES:
             raise UserError(f"unknown pipeline type {pipeline_type!r} (use {', '.join(PIPELINE_TYPES)})")
-        params = sampler_params or stage_sampler_params(self.folder.args, GenerationOptions())
+        params = sampler_params or stage_sampler_params(self.folder.samplers, GenerationOptions())
         out: dict[str, Any] = {}
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -250,11 +215,11 @@ class Pixal3DPipeline:
         torch.manual_seed(seed)
         # 1. sparse structure: dense flow → occupancy → coordinates of the 512-stage latent grid
         cond = self.conditioner.condition("ss", image, camera)
-        with self.model("sparse_structure_flow_model") as flow:
+        with self.models.use("sparse_structure_flow_model") as flow:
             r = flow.resolution
             noise = draw_noise((1, flow.out_channels, r, r, r), self.device)
         z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params["sparse_structure"], progress)
-        with self.model("sparse_structure_decoder") as decoder:
+        with self.models.use("sparse_structure_decoder") as decoder:
             logits = decoder(z)
         coords_lr = occupancy_to_coords(logits, LR_GRID)
         out.update({"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits})
@@ -263,7 +228,7 @@ class Pixal3DPipeline:
         lap("sparse structure")
 
         # 2. shape at 512 (latent grid 32)
-        shape_mean, shape_std = latent_normalization(self.folder.args, "shape_slat_normalization", self.device)
+        shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
         cond = self.conditioner.condition("shape_512", image, camera, coords=coords_lr)
         noise = draw_sparse_noise(coords_lr, self._out_channels("shape_slat_flow_model_512"), self.device)
         lr = self._sample("shape_slat_flow_model_512", "shape 512", noise, cond, params["shape_slat"], progress)
@@ -272,7 +237,7 @@ class Pixal3DPipeline:
         lap("shape 512")
 
         # 3. cascade: decoder upsampling to the 512-grid, requantised under the token budget
-        with self.model("shape_slat_decoder") as decoder:
+        with self.models.use("shape_slat_decoder") as decoder:
             coords_512 = decoder.upsample(lr_denorm, upsample_times=4)
         choice = choose_cascade_resolution(coords_512.cpu(), pipeline_type, max_num_tokens)
         coords_hr = choice.coords.to(self.device)
@@ -288,7 +253,7 @@ class Pixal3DPipeline:
         lap(f"shape {choice.resolution}")
 
         # 4. texture, conditioned on the normalised shape latent (noise first, shape second)
-        tex_mean, tex_std = latent_normalization(self.folder.args, "tex_slat_normalization", self.device)
+        tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
         cond = self.conditioner.condition("tex_1024", image, camera, coords=coords_hr, grid_resolution=grid_hr)
         noise = draw_sparse_noise(coords_hr, self._out_channels("tex_slat_flow_model_1024"), self.device)
         concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
@@ -298,13 +263,14 @@ class Pixal3DPipeline:
         lap("texture")
 
         # 5. decoders at the accepted resolution
-        with self.model("shape_slat_decoder") as decoder:
+        with self.models.use("shape_slat_decoder") as decoder:
             decoder.set_resolution(choice.resolution)
-            shape_raw, subdivisions = decoder(shape_slat, return_subs=True)
-        with self.model("tex_slat_decoder") as decoder:
-            decoder.set_resolution(choice.resolution)
+            shape_raw, subdivisions = decoder(shape_slat)
+            dual_grid = decoder.heads(shape_raw)
+        with self.models.use("tex_slat_decoder") as decoder:
             pbr = decoder(tex_slat, guide_subs=subdivisions)
-        out.update({"shape_raw": shape_raw, "subdivisions": subdivisions, "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)})
+        out.update({"shape_raw": shape_raw, "dual_grid": dual_grid, "subdivisions": subdivisions,
+                    "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)})
         lap("decode")
         out["timings"] = timings
         return out
@@ -314,7 +280,7 @@ class Pixal3DPipeline:
         """``1024_cascade`` in low-memory mode, else the folder's ``default_pipeline_type`` (official: 1536)."""
         if self.low_vram:
             return "1024_cascade"
-        return self.folder.args.get("default_pipeline_type", "1536_cascade")
+        return self.folder.default_pipeline_type or "1536_cascade"
 
     def choose_camera(self, image: Image.Image, options: GenerationOptions) -> tuple[Camera, str]:
         """The camera to use and where it came from (``given``, ``manual fov``, ``MoGe-2``, ``default fov``)."""
@@ -351,7 +317,7 @@ class Pixal3DPipeline:
             picture, camera, seed=options.seed,
             pipeline_type=options.pipeline_type or self.default_pipeline_type(),
             max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
-            sampler_params=stage_sampler_params(self.folder.args, options), progress=progress,
+            sampler_params=stage_sampler_params(self.folder.samplers, options), progress=progress,
         )
         choice = out["cascade"]
         info.update({"resolution": choice.resolution, "tokens": len(choice.coords), "seed": options.seed})
@@ -363,12 +329,10 @@ class Pixal3DPipeline:
 
 def decoded_asset(out: dict[str, Any], camera: Camera, source: dict | None = None) -> VoxelAsset:
     """The :class:`VoxelAsset` of a :meth:`Pixal3DPipeline.run` output (dual-grid shape + PBR voxels)."""
-    from pixal3d.decoding.dual_grid import decode_head
-
     raw, pbr = out["shape_raw"], out["pbr"]
     if not torch.equal(raw.coords, pbr.coords):
         raise RuntimeError("shape and texture decoders produced different voxels")
-    dual_vertices, intersected, split_weight = decode_head(raw.feats)
+    dual_vertices, intersected, split_weight = out["dual_grid"]
     return VoxelAsset(
         resolution=int(out["resolution"]),
         coords=raw.coords[:, 1:].cpu().numpy().astype(np.int32),
