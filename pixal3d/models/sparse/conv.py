@@ -115,15 +115,13 @@ def _conv_im2col(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | Non
     cout = weight.shape[0]
     padded = torch.cat([feats, feats.new_zeros(1, cin)])
     wmat = weight.reshape(cout, 27 * cin).t()
-    out = feats.new_empty(n, cout)
     chunk = max(1, _IM2COL_CHUNK_BYTES // (27 * cin * feats.element_size()))
+    parts = []
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         cols = padded.index_select(0, idx[s:e].reshape(-1)).view(e - s, 27 * cin)
-        if bias is None:
-            torch.mm(cols, wmat, out=out[s:e])
-        else:
-            torch.addmm(bias, cols, wmat, out=out[s:e])
+        parts.append(cols @ wmat if bias is None else torch.addmm(bias, cols, wmat))
+    out = torch.cat(parts) if parts else feats.new_zeros(0, cout)
     return out
 
 

@@ -1,0 +1,103 @@
+"""SC-VAE decoders: tiny reference run (shape raw output, subdivisions, upsample, guided texture decoder),
+output heads, full-size manifests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixal3d.models.registry import build_model
+from pixal3d.models.sc_vae import FlexiDualGridVaeDecoder, SparseUnetVaeDecoder
+from pixal3d.models.sparse.tensor import SparseTensor
+from tests.helpers import REFERENCE, assert_close
+
+
+@pytest.fixture(scope="module")
+def decoders(reference):
+    f = reference("scvae_decoders_tiny")
+    shape = FlexiDualGridVaeDecoder(**f.meta["shape_args"]).eval()
+    shape.load_state_dict(f.weights("shape_w."), strict=True)
+    tex = SparseUnetVaeDecoder(**f.meta["tex_args"]).eval()
+    tex.load_state_dict(f.weights("tex_w."), strict=True)
+    return f, shape, tex
+
+
+def test_shape_decoder_matches_reference(decoders):
+    f, shape, _ = decoders
+    captured = {}
+    hooks = [shape.from_latent.register_forward_hook(lambda m, i, o: captured.__setitem__("from_latent", o))]
+    for level in range(2):
+        hooks.append(shape.blocks[level][-1].register_forward_hook(lambda m, i, o, level=level: captured.__setitem__(level, o[0])))
+    shape.set_resolution(32)
+    with torch.no_grad():
+        raw, subs = shape(SparseTensor(f["shape_latent_feats"], f["latent_coords"]))
+    for hook in hooks:
+        hook.remove()
+    assert shape.resolution == 32
+    assert torch.equal(raw.coords, f["shape_out_coords"])
+    assert_close(raw.feats, f["shape_raw_feats"], what="raw 7 channels")
+    assert_close(captured["from_latent"].feats, f["inter.from_latent"], what="from_latent")
+    for level in range(2):
+        assert torch.equal(captured[level].coords, f[f"inter.c2s{level}_coords"])
+        assert_close(captured[level].feats, f[f"inter.c2s{level}_feats"], what=f"c2s{level}")
+        assert torch.equal(subs[level].coords, f[f"sub{level}_coords"])
+        assert_close(subs[level].feats, f[f"sub{level}_logits"], what=f"sub{level}")
+
+
+def test_upsample_coords(decoders):
+    f, shape, _ = decoders
+    x = SparseTensor(f["shape_latent_feats"], f["latent_coords"])
+    assert torch.equal(shape.upsample(x, upsample_times=1), f["upsample1_coords"])
+    assert torch.equal(shape.upsample(x, upsample_times=2), f["upsample2_coords"])
+    assert torch.equal(shape.upsample(x, upsample_times=0), f["latent_coords"])
+    with pytest.raises(ValueError):
+        shape.upsample(x, upsample_times=3)
+
+
+def test_guided_texture_decoder(decoders):
+    f, shape, tex = decoders
+    with torch.no_grad():
+        _, subs = shape(SparseTensor(f["shape_latent_feats"], f["latent_coords"]))
+        out = tex(SparseTensor(f["tex_latent_feats"], f["latent_coords"]), guide_subs=subs)
+    assert torch.equal(out.coords, f["tex_out_coords"])
+    assert_close(out.feats, f["tex_out_feats"], what="tex raw")
+    assert_close(out.feats * 0.5 + 0.5, f["tex_out_feats_x0.5+0.5"], what="tex mapped")
+    with pytest.raises(ValueError):
+        tex(SparseTensor(f["tex_latent_feats"], f["latent_coords"]))
+
+
+def test_output_heads(decoders):
+    f, shape, _ = decoders
+    raw = SparseTensor(f["shape_raw_feats"], f["shape_out_coords"])
+    offset, intersected, split = shape.heads(raw)
+    o = f["shape_raw_feats"]
+    assert_close(offset, 2 * torch.sigmoid(o[:, :3]) - 0.5, rtol=1e-6, what="offset")
+    assert offset.min() > -0.5 and offset.max() < 1.5
+    assert torch.equal(intersected, o[:, 3:6] > 0) and 0 < int(intersected.sum()) < intersected.numel()
+    assert_close(split, F.softplus(o[:, 6:7]), rtol=1e-6, what="split weight")
+
+
+def test_fp16_blocks_on_cpu(decoders):
+    f, shape, _ = decoders
+    half = FlexiDualGridVaeDecoder(**{**f.meta["shape_args"], "use_fp16": True}).eval()
+    half.load_state_dict(shape.state_dict())
+    assert half.blocks[0][0].conv.weight.dtype == torch.float16 and half.blocks[0][0].norm.weight.dtype == torch.float32
+    with torch.no_grad():
+        raw, _ = half(SparseTensor(f["shape_latent_feats"], f["latent_coords"]))
+    assert raw.feats.dtype == torch.float32 and torch.equal(raw.coords, f["shape_out_coords"])
+    assert_close(raw.feats, f["shape_raw_feats"], rtol=2e-2, what="fp16 weights")
+
+
+@pytest.mark.parametrize("stem", ["shape_dec_next_dc_f16c32_fp16", "tex_dec_next_dc_f16c32_fp16"])
+def test_full_size_manifest_keys_shapes_dtypes(stem):
+    manifest = json.loads((REFERENCE / "manifests" / f"{stem}.json").read_text())
+    with torch.device("meta"):
+        model = build_model(manifest["name"], manifest["args"])
+    state = model.state_dict()
+    assert set(state) == set(manifest["keys"])
+    for key, spec in manifest["keys"].items():
+        assert list(state[key].shape) == spec["shape"], key
+        assert str(state[key].dtype) == f"torch.{spec['dtype']}", key
