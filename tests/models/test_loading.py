@@ -355,3 +355,79 @@ def test_bad_pipeline_json_is_a_user_error(tmp_path):
     (tmp_path / "pipeline.json").write_text(json.dumps({"args": {"models": {}}}))
     with pytest.raises(UserError, match="shape_slat_normalization"):
         open_pipeline_folder(tmp_path).latent_normalization("shape_slat")
+
+
+# --- the real classes, with the reference fixtures' weights under their official names ---------
+
+E2E_FOLDER_ARGS = {"default_pipeline_type": "1024_cascade"}
+
+
+def e2e_stages(fixture) -> dict[str, StageWeights]:
+    """The seven stages of ``pipeline_e2e_tiny`` with the recorded (random) weights."""
+    stages = {}
+    for key, spec in fixture.meta["model_args"].items():
+        weights = fixture.weights(f"w.{key}.")
+        assert weights, key
+        stages[key] = StageWeights(weights, spec["name"], spec["args"])
+    return stages
+
+
+def assert_loaded(folder, stages) -> None:
+    for key, stage in stages.items():
+        model = folder.load(key)
+        assert type(model).__name__ == stage.name
+        loaded = model.state_dict()
+        assert set(loaded) - set(stage.weights) <= {"rope_phases"}, key
+        for name, value in stage.weights.items():
+            assert loaded[name].dtype == value.dtype and torch.equal(loaded[name], value), (key, name)
+
+
+def test_tiny_pipeline_of_real_classes_in_both_official_layouts(reference, tmp_path, monkeypatch):
+    fixture = reference("pipeline_e2e_tiny")
+    stages = e2e_stages(fixture)
+    assert set(stages) == set(PIXAL3D_STAGES)
+    args = dict(E2E_FOLDER_ARGS, **fixture.meta["normalization"])
+
+    pixal3d = write_pipeline_folder(tmp_path / "Pixal3D", stages, args, name="Trellis2ImageTo3DPipeline")
+    assert pixal3d.missing() == []
+    assert_loaded(pixal3d, stages)
+    mean, std = pixal3d.latent_normalization("tex_slat")
+    assert mean.tolist() == pytest.approx(fixture.meta["normalization"]["tex_slat_normalization"]["mean"])
+
+    root = tmp_path / "models"
+    monkeypatch.setenv("PIXAL3D_MODELS", str(root))
+    decoder = stages["sparse_structure_decoder"]
+    hub = "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"
+    others = {k: v for k, v in stages.items() if k != "sparse_structure_decoder"}
+    others["tex_slat_flow_model_512"] = stages["tex_slat_flow_model_1024"]
+    trellis = write_pipeline_folder(root / "TRELLIS.2-4B", others, dict(args, models={"sparse_structure_decoder": hub}))
+    assert [line.split(":")[0] for line in trellis.missing()] == ["sparse_structure_decoder"]
+    save_model(decoder.weights, root / "TRELLIS-image-large" / "ckpts" / "ss_dec_conv3d_16l8_fp16", decoder.name, decoder.args)
+    trellis = open_pipeline_folder(resolve_model_folder("trellis2"))
+    assert trellis.missing() == []
+    assert_loaded(trellis, dict(stages, tex_slat_flow_model_512=stages["tex_slat_flow_model_1024"]))
+
+
+@torch.no_grad()
+def test_ss_flow_loaded_from_checkpoint_matches_reference(reference, tmp_path):
+    from tests.helpers import assert_close
+
+    fixture = reference("ss_flow_tiny_proj")
+    bf16 = reference("ss_flow_tiny_proj_bf16")
+    cond = {"global": fixture["cond_global"], "proj": fixture["cond_proj"]}
+    save_model(fixture.weights(), tmp_path / "fp32", "SparseStructureFlowModel", fixture.meta["args"])
+    save_model(fixture.weights(), tmp_path / "bf16", "SparseStructureFlowModel", bf16.meta["args"])
+
+    model = load_model(tmp_path / "fp32")
+    phases = torch.complex(fixture["rope_phases_real"], fixture["rope_phases_imag"])
+    assert_close(torch.view_as_real(model.rope_phases), torch.view_as_real(phases), 1e-6, "rope_phases")
+    assert_close(model(fixture["x"], fixture["t"], cond), fixture["out"], 1e-4, "fp32 out")
+
+    model = load_model(tmp_path / "bf16")  # fp32 file → bf16 block weights, as the class gives them
+    assert model.blocks[0].self_attn.to_qkv.weight.dtype == torch.bfloat16
+    assert model.input_layer.weight.dtype == torch.float32
+    assert_close(model(fixture["x"], fixture["t"], cond), bf16["out_bf16model"], 3e-2, "bf16 out")
+
+    model = load_model(tmp_path / "bf16", dtype="float32")  # forced: the bf16 class computes in float32
+    assert model.dtype == torch.float32
+    assert_close(model(fixture["x"], fixture["t"], cond), fixture["out"], 1e-4, "forced fp32 out")
