@@ -1,0 +1,177 @@
+"""Per-stage image conditions: image features (DINOv3 + NAF, or another encoder) back-projected into the grid.
+
+Stage table (official ``IMAGE_COND_CONFIGS``): image size S, grid resolution G, NAF output size T.
+
+======================  =====  ===========  =========  ==============================
+stage                   S      G            NAF → T    ``proj`` channels
+======================  =====  ===========  =========  ==============================
+``ss``                  512    16           —          C (dense ``[1, G³, C]``)
+``shape_512``           512    32           512        2C = ``[lr ‖ hr]``
+``shape_1024``          1024   res/16       512        2C
+``tex_1024``            1024   res/16       1024       2C
+======================  =====  ===========  =========  ==============================
+
+One encoder is shared by all stages; for the current image the global tokens, the LR patch map and
+the NAF guidance state are cached per S (and T). HR features are never computed as a full map: NAF is
+evaluated only at the bilinear taps of the projected points and combined with the bilinear weights,
+which equals ``grid_sample`` of the full HR map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
+from pixal3d.conditioning.camera import Camera, PinholeCamera
+from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor
+from pixal3d.conditioning.naf import NAF, NAFGuide
+from pixal3d.errors import UserError
+from pixal3d.models.sparse.tensor import SparseTensor
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Image size ``S``, default grid resolution ``G`` and NAF output size ``T`` (``None``: no NAF)."""
+
+    image_size: int
+    grid_resolution: int
+    naf_target: int | None
+
+
+STAGES: dict[str, StageConfig] = {
+    "ss": StageConfig(512, 16, None),
+    "shape_512": StageConfig(512, 32, 512),
+    "shape_1024": StageConfig(1024, 64, 512),
+    "tex_1024": StageConfig(1024, 64, 1024),
+}
+
+
+class ConditionExtractor:
+    """Builds ``{'global': [1, K, C], 'proj': ...}`` conditions for one image at a time.
+
+    ``encoder``: an :class:`ImageEncoder` (DINOv3 or the small conv encoder). ``naf``: the NAF
+    upsampler, required when the encoder ``uses_naf`` and a stage has a NAF target. ``stages``
+    overrides entries of :data:`STAGES` (the tiny reference runs use other sizes).
+    """
+
+    def __init__(self, encoder: ImageEncoder, naf: NAF | None = None, stages: dict[str, StageConfig] | None = None,
+                 device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.encoder = encoder.to(self.device).eval()
+        self.naf = naf.to(self.device).eval() if naf is not None else None
+        self.stages = {**STAGES, **(stages or {})}
+        self._image: Image.Image | None = None
+        self._features: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._guides: dict[tuple[int, int], NAFGuide] = {}
+
+    @classmethod
+    def for_folder(cls, folder: Any, device: torch.device | str = "cpu") -> "ConditionExtractor":
+        """Extractor for a pipeline folder: its ``image_encoder`` spec (default DINOv3 from the models root).
+
+        NAF (``<models>/naf/naf_release.pth``, or ``image_encoder.naf`` relative to the folder) is loaded
+        here, before any seeding, when the encoder uses it. ``image_cond_configs`` in the folder's
+        arguments (``{stage: {image_size, grid_resolution, naf_target_size}}``) overrides the table.
+        """
+        spec = folder.image_encoder or {"name": "dinov3"}
+        encoder = build_image_encoder(spec, folder.path)
+        naf = None
+        if encoder.uses_naf:
+            naf = NAF.from_file(Path(folder.path) / spec["naf"] if "naf" in spec else None)
+        stages = {}
+        for name, cfg in (folder.args.get("image_cond_configs") or {}).items():
+            target = cfg.get("naf_target_size") if cfg.get("use_naf_upsample", "naf_target_size" in cfg) else None
+            stages[name] = StageConfig(int(cfg["image_size"]), int(cfg["grid_resolution"]),
+                                       int(target) if target else None)
+        return cls(encoder, naf, stages, device)
+
+    # --- cached features ---------------------------------------------------------------------
+    def _use(self, image: Image.Image) -> None:
+        if image is not self._image:
+            self.clear_cache()
+            self._image = image
+
+    def clear_cache(self) -> None:
+        """Drop the cached features of the current image."""
+        self._image = None
+        self._features.clear()
+        self._guides.clear()
+
+    def features(self, image: Image.Image, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(image_01 [1,3,S,S], global [1,K,C], patch_map [1,C,S/p,S/p])`` float32 on the device, cached per S."""
+        self._use(image)
+        if image_size not in self._features:
+            image_01 = image_to_tensor(image, image_size).to(self.device)
+            glob, patch = self.encoder.encode(image_01)
+            self._features[image_size] = (image_01, glob.float(), patch.float())
+        return self._features[image_size]
+
+    def guide(self, image: Image.Image, image_size: int, target: int) -> NAFGuide:
+        """NAF guidance state (encoding pooled to ``T`` and LR keys) for this image, cached per (S, T)."""
+        if self.naf is None:
+            raise UserError("this stage needs NAF: put naf_release.pth in the models folder's naf/ sub-folder")
+        image_01, _, patch = self.features(image, image_size)
+        key = (image_size, target)
+        if key not in self._guides:
+            self._guides[key] = self.naf.guide(image_01, target, tuple(patch.shape[-2:]))
+        return self._guides[key]
+
+    # --- conditions --------------------------------------------------------------------------
+    def stage_config(self, stage: str | StageConfig, grid_resolution: int | None = None) -> StageConfig:
+        """The stage's :class:`StageConfig`, with ``G`` overridden when ``grid_resolution`` is given."""
+        if isinstance(stage, StageConfig):
+            cfg = stage
+        elif stage in self.stages:
+            cfg = self.stages[stage]
+        else:
+            raise UserError(f"unknown conditioning stage {stage!r} (known: {', '.join(self.stages)})")
+        return replace(cfg, grid_resolution=int(grid_resolution)) if grid_resolution is not None else cfg
+
+    @torch.no_grad()
+    def condition(self, stage: str | StageConfig, image: Image.Image, camera: Camera | PinholeCamera,
+                  coords: torch.Tensor | None = None, grid_resolution: int | None = None) -> dict[str, Any]:
+        """Condition of ``stage`` for ``image`` seen by ``camera``.
+
+        Dense (``coords=None``): ``{'global': [1,K,C], 'proj': [1, G³, C']}`` with grid points in
+        official order. Sparse (``coords [N,4]`` int (batch 0, x, y, z) on the ``G`` grid):
+        ``'proj'`` = :class:`SparseTensor` with feats ``[N, C']`` row-aligned with ``coords``.
+        ``C' = 2C`` (``[lr ‖ hr]``) for NAF stages of a NAF encoder, else ``C``. All float32.
+        """
+        cfg = self.stage_config(stage, grid_resolution)
+        s, g = cfg.image_size, cfg.grid_resolution
+        image_01, glob, patch = self.features(image, s)
+        if coords is None:
+            lr = backproject_dense(patch, camera, g, s)[0]
+        else:
+            lr = backproject_sparse(patch, camera, coords.to(self.device), g, s)
+        parts = [lr]
+        if cfg.naf_target is not None and self.encoder.uses_naf:
+            parts.append(self._hr_features(image, cfg, camera, coords))
+        feats = torch.cat(parts, dim=-1) if len(parts) > 1 else lr
+        if coords is None:
+            return {"global": glob, "proj": feats[None]}
+        return {"global": glob, "proj": SparseTensor(feats, coords.to(self.device))}
+
+    def _hr_features(self, image: Image.Image, cfg: StageConfig, camera, coords: torch.Tensor | None) -> torch.Tensor:
+        """NAF features ``[M, C]`` at the projected points: NAF at the unique bilinear taps, then combined."""
+        t = cfg.naf_target
+        guide = self.guide(image, cfg.image_size, t)
+        patch = self.features(image, cfg.image_size)[2]
+        grid = sampling_grid(coords.to(self.device) if coords is not None else None, camera,
+                             cfg.grid_resolution, cfg.image_size, device=self.device)[0]
+        rows, cols, weights = bilinear_taps(grid, t, t)
+        pixels, inverse = torch.unique(rows * t + cols, return_inverse=True)
+        values = self.naf.upsample_at(guide, patch, pixels // t, pixels % t)[0].t().contiguous()  # [U, C]
+        return F.embedding_bag(inverse.reshape(-1, 4), values, per_sample_weights=weights.to(values.dtype), mode="sum")
+
+    @staticmethod
+    def negative(cond: dict[str, Any]) -> dict[str, Any]:
+        """The CFG negative condition: zeros of identical shapes (a sparse ``proj`` keeps its coords)."""
+        proj = cond["proj"]
+        zero_proj = proj.replace(torch.zeros_like(proj.feats)) if isinstance(proj, SparseTensor) else torch.zeros_like(proj)
+        return {"global": torch.zeros_like(cond["global"]), "proj": zero_proj}
