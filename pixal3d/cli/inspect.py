@@ -50,7 +50,11 @@ def dtype_summary(checkpoint: Checkpoint) -> str:
     """Stored dtypes with their share of the scalars, e.g. ``'bf16 96%, fp32 4%'``."""
     counts = checkpoint.dtype_counts()
     total = sum(counts.values()) or 1
-    return ", ".join(f"{_SHORT_DTYPES.get(k, k.lower())} {100 * v / total:.0f}%" for k, v in counts.items())
+    def share(v: int) -> str:
+        pct = 100 * v / total
+        return "<1%" if 0 < pct < 1 else f"{pct:.0f}%"
+
+    return ", ".join(f"{_SHORT_DTYPES.get(k, k.lower())} {share(v)}" for k, v in counts.items())
 
 
 def inspect_checkpoint(label: str, stem: Path, required: bool = True) -> Row:
