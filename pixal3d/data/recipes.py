@@ -203,7 +203,7 @@ def assembly(rng: np.random.Generator) -> Recipe:
                                    "height": 0.06, "matrix": affine(translate=(0, 0.03, 0))}))
         parts.append(part("pole", {"shape": "cylinder", "radius": _u(rng, 0.012, 0.03), "height": pole_h, "matrix": affine(translate=(0, pole_h / 2, 0))}, material=1))
         shade = sample_revolution(rng, "bowl")
-        shade["matrix"] = affine(euler(x=180) if rng.random() < 0.7 else None, scale=_u(rng, 0.7, 1.2), translate=(0, pole_h + 0.1, 0))
+        shade["matrix"] = affine(euler(x=180) if rng.random() < 0.7 else None, scale=_u(rng, 0.5, 0.9), translate=(0, pole_h + 0.05, 0))
         parts.append(part("shade", shade, material=2))
         return kind, parts, 3
     if kind == "car":
