@@ -46,8 +46,7 @@ def write_tiny_pipeline(path: Path, e2e: Fixture, dinov3: Fixture, naf: Fixture)
         **samplers,
         **e2e.meta["normalization"],
         "default_pipeline_type": "1024_cascade",
-        "image_encoder": {"name": "dinov3", "args": {"path": "dinov3"}},
-        "naf": {"path": "naf/naf_release.pth"},
+        "image_encoder": {"name": "dinov3", "args": {"path": "dinov3"}, "naf": "naf/naf_release.pth"},
         "image_cond_configs": e2e.meta["image_cond_configs"],
     }
     write_pipeline_folder(path, stages, args, name="Trellis2ImageTo3DPipeline")

@@ -1,0 +1,90 @@
+"""The official ``run()`` reproduced end to end with the tiny random-weight models (``pipeline_e2e_tiny``)."""
+
+import pytest
+import torch
+from PIL import Image
+
+from pixal3d.conditioning.camera import Camera
+from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
+from pixal3d.pipelines.pixal3d import Pixal3DPipeline, decoded_asset, stage_sampler_params
+from tests.helpers import assert_close
+from tests.pipelines.tiny_folder import write_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny(reference, tmp_path_factory):
+    e2e = reference("pipeline_e2e_tiny")
+    folder = write_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "Pixal3D", e2e, reference("dinov3_tiny"), reference("naf_tiny"))
+    pipeline = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+    cam = e2e.meta["camera_params"]
+    camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+    image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
+    return e2e, pipeline, camera, image
+
+
+@pytest.fixture(scope="module")
+def run_1024(tiny):
+    e2e, pipeline, camera, image = tiny
+    return pipeline.run(image, camera, seed=42, pipeline_type="1024_cascade", progress=False)
+
+
+def _feats(x):
+    return x.feats if hasattr(x, "feats") else x
+
+
+def test_every_stage_matches_the_official_run(tiny, run_1024):
+    e2e, out = tiny[0], run_1024
+    assert out["resolution"] == e2e.meta["result_1024"]["resolution"]
+    for stage in ("ss", "shape_lr", "shape_hr", "tex"):
+        assert_close(_feats(out[f"{stage}.noise"]), e2e[f"{stage}.noise"], 0, f"{stage}.noise")
+        assert_close(out[f"{stage}.cond"]["global"], e2e[f"{stage}.cond_global"], 1e-4, f"{stage}.cond_global")
+        assert_close(_feats(out[f"{stage}.cond"]["proj"]), e2e[f"{stage}.cond_proj"], 1e-4, f"{stage}.cond_proj")
+        assert_close(_feats(out[f"{stage}.samples"]), e2e[f"{stage}.samples"], 1e-4, f"{stage}.samples")
+    assert torch.equal(out["shape_lr.coords"], e2e["shape_lr.coords"])
+    assert torch.equal(out["upsample.coords_512"], e2e["upsample.coords_512"])
+    assert torch.equal(out["shape_hr.coords"], e2e["shape_hr.coords"])
+    assert_close(_feats(out["tex.concat_cond"]), e2e["tex.concat_cond"], 1e-4, "tex.concat_cond")
+    assert_close(out["shape_slat"].feats, e2e["shape_slat_denorm"], 1e-4, "shape_slat")
+    assert_close(out["tex_slat"].feats, e2e["tex_slat_denorm"], 1e-4, "tex_slat")
+    for i, sub in enumerate(out["subdivisions"]):
+        assert torch.equal(sub.coords, e2e[f"decode.sub{i}_coords"])
+        assert_close(sub.feats, e2e[f"decode.sub{i}_logits"], 1e-4, f"sub{i}")
+
+
+def test_decoded_mesh_and_voxels_match(tiny, run_1024):
+    e2e, out, camera = tiny[0], run_1024, tiny[2]
+    asset = decoded_asset(out, camera)
+    assert (torch.from_numpy(asset.coords) == e2e["voxel.coords"]).all()
+    assert_close(torch.from_numpy(asset.attrs), e2e["voxel.attrs"], 1e-4, "voxel.attrs")
+    vertices, faces = flexible_dual_grid_to_mesh(
+        torch.from_numpy(asset.coords), torch.from_numpy(asset.dual_vertices), torch.from_numpy(asset.intersected),
+        torch.from_numpy(asset.split_weight), asset.resolution)
+    assert_close(vertices, e2e["mesh.vertices"], 1e-4, "mesh.vertices")
+    assert torch.equal(faces.int(), e2e["mesh.faces"])
+
+
+def test_1536_cascade_steps_down_under_the_token_budget(tiny):
+    e2e, pipeline, camera, image = tiny
+    out = pipeline.run(image, camera, seed=42, pipeline_type="1536_cascade", max_num_tokens=222, progress=False)
+    assert out["resolution"] == e2e.meta["result_1536"]["resolution"] == 1280
+    assert torch.equal(out["shape_hr.coords"], e2e["c1536.shape_slat_coords"])
+    assert_close(out["shape_slat"].feats, e2e["c1536.shape_slat_denorm"], 1e-4, "c1536 shape")
+    assert_close(out["tex_slat"].feats, e2e["c1536.tex_slat_denorm"], 1e-4, "c1536 tex")
+    asset = decoded_asset(out, camera)
+    assert (torch.from_numpy(asset.coords) == e2e["c1536.voxel.coords"]).all()
+    assert_close(torch.from_numpy(asset.attrs), e2e["c1536.voxel.attrs"], 1e-4, "c1536 attrs")
+
+
+def test_folder_sampler_params_are_the_fixtures(tiny):
+    e2e, pipeline = tiny[0], tiny[1]
+    from pixal3d.pipelines.pixal3d import GenerationOptions
+
+    params = stage_sampler_params(pipeline.folder.samplers, GenerationOptions())
+    for stage, expected in e2e.meta["sampler_params"].items():
+        got = params[stage]
+        assert (got.steps, got.guidance_strength, got.guidance_rescale, got.rescale_t) == (
+            expected["steps"], expected["guidance_strength"], expected["guidance_rescale"], expected["rescale_t"])
+        assert got.guidance_interval == tuple(expected["guidance_interval"])
+    overridden = stage_sampler_params(pipeline.folder.samplers, GenerationOptions(steps=5, guidance=3.0))
+    assert overridden["shape_slat"].steps == 5 and overridden["shape_slat"].guidance_strength == 3.0
+    assert overridden["tex_slat"].guidance_strength == 1.0
