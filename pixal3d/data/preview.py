@@ -81,12 +81,27 @@ def _array(image, mode: str) -> np.ndarray | None:
     return None if image is None else np.asarray(image.convert(mode), dtype=np.float32) / 255.0
 
 
-def _surfaces(scene: trimesh.Scene | trimesh.Trimesh) -> list[_Surface]:
-    meshes = scene.dump() if isinstance(scene, trimesh.Scene) else [scene]
+def _placed(scene: trimesh.Scene | trimesh.Trimesh) -> list[tuple[trimesh.Trimesh, np.ndarray, np.ndarray]]:
+    """``(mesh, world vertices, world unit normals)`` per scene instance; the file's normals are kept
+    (``Scene.dump`` would recompute them and show every UV seam)."""
+    if isinstance(scene, trimesh.Trimesh):
+        return [(scene, np.asarray(scene.vertices, dtype=np.float64), np.asarray(scene.vertex_normals, dtype=np.float64))]
     out = []
-    for m in meshes:
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        m = scene.geometry[name]
         if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
             continue
+        linear = transform[:3, :3]
+        normals = np.asarray(m.vertex_normals, dtype=np.float64) @ np.linalg.inv(linear)  # inverse transpose
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        out.append((m, np.asarray(m.vertices, dtype=np.float64) @ linear.T + transform[:3, 3], normals))
+    return out
+
+
+def _surfaces(scene: trimesh.Scene | trimesh.Trimesh) -> list[_Surface]:
+    out = []
+    for m, vertices, normals in _placed(scene):
         mat = getattr(m.visual, "material", None)
         if mat is not None and not isinstance(mat, trimesh.visual.material.PBRMaterial):
             mat = mat.to_pbr()
@@ -96,8 +111,7 @@ def _surfaces(scene: trimesh.Scene | trimesh.Trimesh) -> list[_Surface]:
             raw = np.asarray(mat.baseColorFactor)
             factor = raw / 255.0 if np.issubdtype(raw.dtype, np.integer) else raw.astype(np.float64)
         out.append(_Surface(
-            vertices=np.asarray(m.vertices, dtype=np.float64), faces=np.asarray(m.faces, dtype=np.int64),
-            normals=np.asarray(m.vertex_normals, dtype=np.float64), uv=None if uv is None else np.asarray(uv, dtype=np.float64),
+            vertices=vertices, faces=np.asarray(m.faces, dtype=np.int64), normals=normals, uv=None if uv is None else np.asarray(uv, dtype=np.float64),
             base_factor=factor,
             base_texture=_array(mat.baseColorTexture, "RGBA") if mat is not None and uv is not None else None,
             metallic=1.0 if mat is None or mat.metallicFactor is None else float(mat.metallicFactor),

@@ -1,0 +1,71 @@
+"""Bench: procedural asset synthesis throughput (``pixal3d data synth``) on this machine's cores.
+
+Each row writes ``COUNT`` fresh assets (seed 0) into a temporary folder with :func:`pixal3d.data.synth.synthesize`
+and reports assets per minute (wall clock, including process start-up of the worker pool and the
+manifest). Rows: 1 and 2 workers without the contact sheet, and 2 workers with it (the sheet renders
+every asset once more at 128²). To add a row, write ``bench_xxx() -> dict`` returning
+``{"name", "assets", "time_s", "assets_per_min", "note"}`` and append it to :data:`BENCHMARKS`.
+
+Usage: ``python bench/data.py [ROW_NAME ...] [--count N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from pixal3d.data.synth import synthesize
+
+COUNT = 48
+
+
+def _synth_row(name: str, workers: int, sheet: bool, note: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        synthesize(COUNT, Path(tmp), seed=0, workers=workers, sheet=sheet)
+        elapsed = time.perf_counter() - start
+        sizes = [p.stat().st_size for p in Path(tmp).glob("*.glb")]
+    return {"name": name, "assets": COUNT, "time_s": elapsed, "assets_per_min": 60.0 * COUNT / elapsed,
+            "note": f"{note}; median GLB {statistics.median(sizes) / 1024:.0f} KiB"}
+
+
+def bench_synth_1_worker() -> dict:
+    return _synth_row("synth, 1 worker", 1, False, "no contact sheet")
+
+
+def bench_synth_2_workers() -> dict:
+    return _synth_row("synth, 2 workers", 2, False, "no contact sheet")
+
+
+def bench_synth_2_workers_sheet() -> dict:
+    return _synth_row("synth, 2 workers + sheet", 2, True, "with contact sheet (128² preview per asset)")
+
+
+BENCHMARKS: list[Callable[[], dict]] = [bench_synth_1_worker, bench_synth_2_workers, bench_synth_2_workers_sheet]
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| benchmark | assets | time (s) | assets/min | notes |", "|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['assets']} | {r['time_s']:.1f} | {r['assets_per_min']:.0f} | {r['note']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the named rows (default all) and print the table."""
+    global COUNT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="*", help="benchmark function names (default: all)")
+    parser.add_argument("--count", type=int, default=COUNT, help=f"assets per row (default {COUNT})")
+    args = parser.parse_args(argv)
+    COUNT = args.count
+    rows = [fn() for fn in BENCHMARKS if not args.rows or fn.__name__ in args.rows]
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
