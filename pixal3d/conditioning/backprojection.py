@@ -258,22 +258,22 @@ def bilinear_taps(grid: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, tor
     ``sum_k weights[:, k] * fmap[:, rows[:, k], cols[:, k]]`` equals
     ``F.grid_sample(fmap[None], grid[None, None], 'bilinear', align_corners=False, padding_mode='border')``.
     Taps are ordered (top-left, top-right, bottom-left, bottom-right); indices are clamped into the
-    map (a clamped tap always has weight 0 or duplicates a border pixel, as border padding does).
+    map (a clamped tap always has weight 0, as border padding does). The weights use grid_sample's
+    CPU arithmetic, so results agree with it to a few float32 ulps (bit-identical for most points).
     """
     if grid.ndim != 2 or grid.shape[1] != 2 or not grid.is_floating_point():
         raise UserError(f"sampling grid must be a float tensor [M, 2], got {tuple(grid.shape)} {grid.dtype}")
     if H < 1 or W < 1:
         raise UserError(f"map size must be positive, got {H}x{W}")
-    # unnormalise (align_corners=False) then clip to the border, as grid_sample does
-    ix = (((grid[:, 0] + 1) * W - 1) / 2).clamp(0, W - 1)
-    iy = (((grid[:, 1] + 1) * H - 1) / 2).clamp(0, H - 1)
+    # unnormalise (align_corners=False) and clip to the border with grid_sample's own arithmetic
+    ix = ((grid[:, 0] + 1) * (W / 2) - 0.5).clamp(0, W - 1)
+    iy = ((grid[:, 1] + 1) * (H / 2) - 0.5).clamp(0, H - 1)
     x0, y0 = ix.floor(), iy.floor()
-    x1, y1 = x0 + 1, y0 + 1
-    wx1, wy1 = ix - x0, iy - y0
-    wx0, wy0 = x1 - ix, y1 - iy
-    weights = torch.stack([wx0 * wy0, wx1 * wy0, wx0 * wy1, wx1 * wy1], dim=1)
-    c0, c1 = x0.long(), x1.long().clamp_(max=W - 1)
-    r0, r1 = y0.long(), y1.long().clamp_(max=H - 1)
+    west, north = ix - x0, iy - y0  # distances to the left column / top row
+    east, south = 1 - west, 1 - north
+    weights = torch.stack([south * east, south * west, north * east, north * west], dim=1)
+    c0, r0 = x0.long(), y0.long()
+    c1, r1 = (c0 + 1).clamp_(max=W - 1), (r0 + 1).clamp_(max=H - 1)
     rows = torch.stack([r0, r0, r1, r1], dim=1)
     cols = torch.stack([c0, c1, c0, c1], dim=1)
     return rows, cols, weights
