@@ -6,7 +6,8 @@ Definitions follow the official training data (``o_voxel.convert.mesh_to_flexibl
   ``a`` through the lattice points ``(j, k)``, ``1 ≤ j, k ≤ R−1``, of the two other axes). A crossing at
   position ``t`` (voxel units) lies on the axis-``a`` edge at the ``(+1, +1)`` corner of voxel
   ``(⌊t⌋, j−1, k−1)`` (coordinates listed in the order ``a, a+1, a+2``); that voxel's ``intersected[a]``
-  flag is set.
+  flag is set when the edge is crossed an odd number of times (the official code sets it for any
+  crossing; a double crossing inside one edge would then open a hole in closed surfaces).
 * **Active voxels** are the 4 voxels sharing each crossed edge — exactly the voxels the dual-grid
   extraction (:mod:`pixal3d.decoding.dual_grid`, §6.2) joins into a quad, so every crossing becomes
   a quad again.
@@ -46,6 +47,7 @@ REGULARIZATION = 0.1
 #: coarse occupancy grids written next to the fine voxels (sparse-structure stage)
 OCCUPANCY_RESOLUTIONS = (64, 32)
 _CHUNK = 1 << 22
+_BARY_TOL = 1e-9
 #: gradient iterations of the split-weight fit
 SPLIT_FIT_ITERATIONS = 30
 
@@ -141,9 +143,12 @@ def edge_crossings(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> 
             qb, qc = j - pb[tri, 0], k - pc[tri, 0]
             s = (qb * e2c[tri] - qc * e2b[tri]) / det[tri]
             u = (e1b[tri] * qc - e1c[tri] * qb) / det[tri]
-            inside = (s >= 0) & (u >= 0) & (s + u <= 1)
+            # closed test with a small tolerance: a line through a shared edge must be caught by at least
+            # one of the two triangles despite rounding (duplicates are removed below)
+            inside = (s >= -_BARY_TOL) & (u >= -_BARY_TOL) & (s + u <= 1 + _BARY_TOL)
             tri, j, k, s, u = tri[inside], j[inside], k[inside], s[inside], u[inside]
-            w = np.stack([1 - s - u, s, u], 1)
+            w = np.clip(np.stack([1 - s - u, s, u], 1), 0.0, 1.0)
+            w /= w.sum(1, keepdims=True)
             t = np.einsum("mk,mk->m", w, tris[tri, :, a])
             keep = (t >= 0) & (t < R)
             out["axis"].append(np.full(keep.sum(), a, dtype=np.int8))
@@ -156,8 +161,12 @@ def edge_crossings(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> 
         return Crossings(np.zeros(0, np.int8), np.zeros((0, 2), np.int64), empty, np.zeros(0, np.int64), empty, empty)
     axis, line, t = np.concatenate(out["axis"]), np.concatenate(out["line"]), np.concatenate(out["t"])
     tri, w = np.concatenate(out["tri"]), np.concatenate(out["w"])
-    key = ((axis.astype(np.int64) * R + line[:, 0]) * R + line[:, 1]) * (R << 20) + np.floor(t * (1 << 20)).astype(np.int64)
-    _, first = np.unique(key, return_index=True)
+    # one crossing per (line, position): a line through a shared edge or vertex is reported by every
+    # triangle there, with positions equal up to rounding
+    line_key = (axis.astype(np.int64) * R + line[:, 0]) * R + line[:, 1]
+    order = np.lexsort((t, line_key))
+    dup = (line_key[order][1:] == line_key[order][:-1]) & (np.diff(t[order]) < 1e-6)
+    first = order[np.concatenate([[True], ~dup])]
     axis, line, t, tri, w = axis[first], line[first], t[first], tri[first], w[first]
     point = np.empty((len(t), 3))
     for a in range(3):
@@ -252,8 +261,10 @@ def mesh_to_dual_grid(vertices: np.ndarray, faces: np.ndarray, resolution: int,
     inverse = inverse.reshape(m, 4)
     n = len(uniq)
     coords = np.stack([uniq // (R * R), (uniq // R) % R, uniq % R], 1)
-    intersected = np.zeros((n, 3), dtype=bool)
-    intersected[inverse[:, 0], cr.axis] = True
+    # an edge is crossed when the surface crosses it an odd number of times (an edge entering and
+    # leaving the surface within one voxel changes no side, and flagging it would open a hole)
+    hits = np.bincount(inverse[:, 0] * 3 + cr.axis, minlength=3 * n).reshape(n, 3)
+    intersected = hits % 2 == 1
 
     flat = inverse.reshape(-1)
     def acc(values: np.ndarray) -> np.ndarray:  # sum per voxel of per-crossing values [m, K]
