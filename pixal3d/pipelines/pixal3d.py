@@ -37,7 +37,8 @@ from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
-from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, PIPELINE_TYPES, choose_cascade_resolution
+from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, PIPELINE_TYPES, CascadeChoice, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,
     FlowEulerGuidanceIntervalSampler,
@@ -169,17 +170,77 @@ class Pixal3DPipeline:
         return cls(folder, conditioner, device, low_vram)
 
     # --- the stages ------------------------------------------------------------------------------
-    def _sample(self, key: str, stage: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
+    # Each stage method draws its noise from the global CPU generator (seeded once by :meth:`run`), so
+    # calling them in order reproduces the official random stream.
+    def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
         neg = self.conditioner.negative(cond)
         with self.models.use(key) as flow:
             return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=progress,
-                                       desc=f"{stage} ({params.steps} steps)", **model_kwargs).samples
+                                       desc=f"{label} ({params.steps} steps)", **model_kwargs).samples
 
     def _out_channels(self, key: str) -> int:
         with self.models.use(key) as flow:
             return int(flow.out_channels)
 
     @torch.no_grad()
+    def sample_sparse_structure(self, image: Image.Image, camera: Camera, params: SamplerParams,
+                                progress: bool = True) -> dict[str, Any]:
+        """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the 32³ grid."""
+        cond = self.conditioner.condition("ss", image, camera)
+        with self.models.use("sparse_structure_flow_model") as flow:
+            r = flow.resolution
+            noise = draw_noise((1, flow.out_channels, r, r, r), self.device)
+        z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params, progress)
+        with self.models.use("sparse_structure_decoder") as decoder:
+            logits = decoder(z)
+        coords = occupancy_to_coords(logits, LR_GRID)
+        if len(coords) == 0:
+            raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
+        return {"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits, "shape_lr.coords": coords}
+
+    @torch.no_grad()
+    def sample_shape(self, key: str, stage: str, image: Image.Image, camera: Camera, coords: torch.Tensor,
+                     params: SamplerParams, grid_resolution: int | None = None, progress: bool = True) -> dict[str, Any]:
+        """Shape flow ``key`` on ``coords [N, 4]`` → ``{noise, cond, samples (normalised), slat (denormalised)}``."""
+        mean, std = self.folder.latent_normalization("shape_slat", self.device)
+        cond = self.conditioner.condition(stage, image, camera, coords=coords, grid_resolution=grid_resolution)
+        noise = draw_sparse_noise(coords, self._out_channels(key), self.device)
+        label = f"shape {grid_resolution * 16}" if grid_resolution else "shape 512"
+        samples = self._sample(key, label, noise, cond, params, progress)
+        return {"noise": noise, "cond": cond, "samples": samples, "slat": samples.replace(samples.feats * std + mean)}
+
+    @torch.no_grad()
+    def cascade(self, shape_lr: SparseTensor, pipeline_type: str, max_num_tokens: int) -> tuple[torch.Tensor, CascadeChoice]:
+        """Upsample the denormalised 512 shape latent to the 512-grid and choose ``R`` under the token budget."""
+        with self.models.use("shape_slat_decoder") as decoder:
+            coords_512 = decoder.upsample(shape_lr, upsample_times=4)
+        return coords_512, choose_cascade_resolution(coords_512.cpu(), pipeline_type, max_num_tokens)
+
+    @torch.no_grad()
+    def sample_texture(self, image: Image.Image, camera: Camera, shape_slat: SparseTensor, grid_resolution: int,
+                       params: SamplerParams, progress: bool = True) -> dict[str, Any]:
+        """Texture flow on the shape's coords, conditioned on the normalised shape latent (noise first)."""
+        shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
+        tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
+        cond = self.conditioner.condition("tex_1024", image, camera, coords=shape_slat.coords, grid_resolution=grid_resolution)
+        noise = draw_sparse_noise(shape_slat.coords, self._out_channels("tex_slat_flow_model_1024"), self.device)
+        concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
+        samples = self._sample("tex_slat_flow_model_1024", "texture", noise, cond, params, progress, concat_cond=concat)
+        return {"noise": noise, "cond": cond, "concat_cond": concat, "samples": samples,
+                "slat": samples.replace(samples.feats * tex_std + tex_mean)}
+
+    @torch.no_grad()
+    def decode(self, shape_slat: SparseTensor, tex_slat: SparseTensor, resolution: int) -> dict[str, Any]:
+        """Decoders at ``resolution``: 7-channel shape output, its heads, subdivisions, PBR (×0.5+0.5)."""
+        with self.models.use("shape_slat_decoder") as decoder:
+            decoder.set_resolution(resolution)
+            shape_raw, subdivisions = decoder(shape_slat)
+            dual_grid = decoder.heads(shape_raw)
+        with self.models.use("tex_slat_decoder") as decoder:
+            pbr = decoder(tex_slat, guide_subs=subdivisions)
+        return {"shape_raw": shape_raw, "dual_grid": dual_grid, "subdivisions": subdivisions,
+                "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)}
+
     def run(
         self,
         image: Image.Image,
@@ -196,13 +257,12 @@ class Pixal3DPipeline:
         ``shape_lr.*``, ``upsample.coords_512``, ``cascade`` (:class:`CascadeChoice`), ``shape_hr.*``,
         ``tex.*``, ``shape_slat`` / ``tex_slat`` (denormalised SparseTensors), ``subdivisions``,
         ``shape_raw`` (7-channel decoder output at ``R³``), ``dual_grid`` (its heads: dual-vertex offsets,
-        edge flags, split weights), ``pbr`` (6-channel ×0.5+0.5), ``resolution``)
-        and ``timings`` (seconds per stage).
+        edge flags, split weights), ``pbr`` (6 channels ×0.5+0.5), ``resolution``) and ``timings``
+        (seconds per stage).
         """
         if pipeline_type not in PIPELINE_TYPES:
             raise UserError(f"unknown pipeline type {pipeline_type!r} (use {', '.join(PIPELINE_TYPES)})")
         params = sampler_params or stage_sampler_params(self.folder.samplers, GenerationOptions())
-        out: dict[str, Any] = {}
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -213,64 +273,27 @@ class Pixal3DPipeline:
             clock = now
 
         torch.manual_seed(seed)
-        # 1. sparse structure: dense flow → occupancy → coordinates of the 512-stage latent grid
-        cond = self.conditioner.condition("ss", image, camera)
-        with self.models.use("sparse_structure_flow_model") as flow:
-            r = flow.resolution
-            noise = draw_noise((1, flow.out_channels, r, r, r), self.device)
-        z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params["sparse_structure"], progress)
-        with self.models.use("sparse_structure_decoder") as decoder:
-            logits = decoder(z)
-        coords_lr = occupancy_to_coords(logits, LR_GRID)
-        out.update({"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits})
-        if len(coords_lr) == 0:
-            raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
+        out = self.sample_sparse_structure(image, camera, params["sparse_structure"], progress)
+        coords_lr = out["shape_lr.coords"]
         lap("sparse structure")
-
-        # 2. shape at 512 (latent grid 32)
-        shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
-        cond = self.conditioner.condition("shape_512", image, camera, coords=coords_lr)
-        noise = draw_sparse_noise(coords_lr, self._out_channels("shape_slat_flow_model_512"), self.device)
-        lr = self._sample("shape_slat_flow_model_512", "shape 512", noise, cond, params["shape_slat"], progress)
-        lr_denorm = lr.replace(lr.feats * shape_std + shape_mean)
-        out.update({"shape_lr.coords": coords_lr, "shape_lr.noise": noise, "shape_lr.cond": cond, "shape_lr.samples": lr})
+        lr = self.sample_shape("shape_slat_flow_model_512", "shape_512", image, camera, coords_lr, params["shape_slat"],
+                               progress=progress)
+        out.update({f"shape_lr.{k}": v for k, v in lr.items() if k != "slat"})
         lap("shape 512")
-
-        # 3. cascade: decoder upsampling to the 512-grid, requantised under the token budget
-        with self.models.use("shape_slat_decoder") as decoder:
-            coords_512 = decoder.upsample(lr_denorm, upsample_times=4)
-        choice = choose_cascade_resolution(coords_512.cpu(), pipeline_type, max_num_tokens)
-        coords_hr = choice.coords.to(self.device)
+        coords_512, choice = self.cascade(lr["slat"], pipeline_type, max_num_tokens)
         grid_hr = choice.resolution // 16
         out.update({"upsample.coords_512": coords_512, "cascade": choice, "resolution": choice.resolution})
-
-        cond = self.conditioner.condition("shape_1024", image, camera, coords=coords_hr, grid_resolution=grid_hr)
-        noise = draw_sparse_noise(coords_hr, self._out_channels("shape_slat_flow_model_1024"), self.device)
-        hr = self._sample("shape_slat_flow_model_1024", f"shape {choice.resolution}", noise, cond, params["shape_slat"], progress)
-        shape_slat = hr.replace(hr.feats * shape_std + shape_mean)
-        out.update({"shape_hr.coords": coords_hr, "shape_hr.noise": noise, "shape_hr.cond": cond,
-                    "shape_hr.samples": hr, "shape_slat": shape_slat})
+        coords_hr = choice.coords.to(self.device)
+        hr = self.sample_shape("shape_slat_flow_model_1024", "shape_1024", image, camera, coords_hr, params["shape_slat"],
+                               grid_resolution=grid_hr, progress=progress)
+        out.update({f"shape_hr.{k}": v for k, v in hr.items() if k != "slat"})
+        out.update({"shape_hr.coords": coords_hr, "shape_slat": hr["slat"]})
         lap(f"shape {choice.resolution}")
-
-        # 4. texture, conditioned on the normalised shape latent (noise first, shape second)
-        tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
-        cond = self.conditioner.condition("tex_1024", image, camera, coords=coords_hr, grid_resolution=grid_hr)
-        noise = draw_sparse_noise(coords_hr, self._out_channels("tex_slat_flow_model_1024"), self.device)
-        concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
-        tex = self._sample("tex_slat_flow_model_1024", "texture", noise, cond, params["tex_slat"], progress, concat_cond=concat)
-        tex_slat = tex.replace(tex.feats * tex_std + tex_mean)
-        out.update({"tex.noise": noise, "tex.cond": cond, "tex.concat_cond": concat, "tex.samples": tex, "tex_slat": tex_slat})
+        tex = self.sample_texture(image, camera, hr["slat"], grid_hr, params["tex_slat"], progress)
+        out.update({f"tex.{k}": v for k, v in tex.items() if k != "slat"})
+        out["tex_slat"] = tex["slat"]
         lap("texture")
-
-        # 5. decoders at the accepted resolution
-        with self.models.use("shape_slat_decoder") as decoder:
-            decoder.set_resolution(choice.resolution)
-            shape_raw, subdivisions = decoder(shape_slat)
-            dual_grid = decoder.heads(shape_raw)
-        with self.models.use("tex_slat_decoder") as decoder:
-            pbr = decoder(tex_slat, guide_subs=subdivisions)
-        out.update({"shape_raw": shape_raw, "dual_grid": dual_grid, "subdivisions": subdivisions,
-                    "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)})
+        out.update(self.decode(hr["slat"], tex["slat"], choice.resolution))
         lap("decode")
         out["timings"] = timings
         return out
