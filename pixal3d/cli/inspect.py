@@ -88,7 +88,12 @@ def folder_rows(folder: PipelineFolder) -> list[Row]:
     for key, stage in folder.stages.items():
         required = stage.source == PIPELINE_FILE
         if not stage.found:
-            rows.append(Row(key, None, status="missing", problem=stage.missing_message()))
+            row = Row(key, None, status="missing")
+            if required:
+                row.problem = stage.missing_message()
+            else:  # stages only the texturing pipeline uses are not needed for image → 3D
+                row.note = f"listed in {stage.source}; {stage.missing_message()}"
+            rows.append(row)
             continue
         row = inspect_checkpoint(key, stage.stem, required)
         if stage.source != PIPELINE_FILE:

@@ -83,3 +83,7 @@ def build_model(name: str, args: dict, device: torch.device | str | None = None)
             return cls(**args)
         except ValueError as exc:  # constructors reject unsupported configurations with ValueError
             raise UserError(f"cannot build {name} from its args: {exc}") from exc
+        except TypeError as exc:  # an argument a **kwargs constructor passes on and its base rejects
+            if "argument" not in str(exc):
+                raise
+            raise UserError(f"cannot build {name} from its args: {exc}") from exc

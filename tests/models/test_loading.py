@@ -431,3 +431,12 @@ def test_ss_flow_loaded_from_checkpoint_matches_reference(reference, tmp_path):
     model = load_model(tmp_path / "bf16", dtype="float32")  # forced: the bf16 class computes in float32
     assert model.dtype == torch.float32
     assert_close(model(fixture["x"], fixture["t"], cond), fixture["out"], 1e-4, "forced fp32 out")
+
+
+def test_unknown_argument_of_a_kwargs_class_is_a_user_error():
+    args = {"resolution": 8, "in_channels": 8, "model_channels": 64, "cond_channels": 32, "out_channels": 8,
+            "num_blocks": 1, "num_heads": 4, "not_an_option": 3}
+    with pytest.raises(UserError, match="cannot build SparseStructureFlowModel.*not_an_option"):
+        build_model("SparseStructureFlowModel", args, device="meta")
+    with pytest.raises(UserError, match="cannot build SparseStructureFlowModel.*pe_mode"):
+        build_model("SparseStructureFlowModel", {k: v for k, v in args.items() if k != "not_an_option"} | {"pe_mode": "ape"}, device="meta")
