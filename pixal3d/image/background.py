@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 
 from pixal3d.errors import UserError
 
@@ -79,11 +78,11 @@ def estimate_background_color(rgb: np.ndarray, border: int | None = None) -> np.
     return np.median(strip.astype(np.float32), axis=0)
 
 
-def fallback_mask(rgb: np.ndarray, min_threshold: float = 18.0) -> np.ndarray:
+def fallback_mask(rgb: np.ndarray, min_threshold: float = 8.0) -> np.ndarray:
     """Object mask ``[H,W]`` uint8 (0..255, soft edge) for a plain-background shot ``rgb [H,W,3]`` uint8.
 
-    Background colour from the border; colour distance (CIELAB, lightly blurred) thresholded with Otsu
-    (at least ``min_threshold``); morphological open/close; background = what is connected to the
+    Background colour from the border; colour distance (CIELAB, lightly blurred) thresholded above the
+    border's own noise (median + 4 robust sigmas, at least ``min_threshold``); morphological open/close; background = what is connected to the
     image border (so object parts with the background colour but enclosed by the object are kept);
     components smaller than 5% of the largest are dropped; a 1-px Gaussian feathers the edge.
     """
@@ -92,7 +91,11 @@ def fallback_mask(rgb: np.ndarray, min_threshold: float = 18.0) -> np.ndarray:
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     bg_lab = cv2.cvtColor(bg.round().astype(np.uint8)[None, None], cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
     dist = np.linalg.norm(cv2.GaussianBlur(lab, (0, 0), 1.0) - bg_lab, axis=-1)
-    thr = max(min_threshold, float(threshold_otsu(dist)) if dist.max() > dist.min() else min_threshold)
+    b = max(1, round(0.02 * min(h, w)))
+    border = np.concatenate([dist[:b].ravel(), dist[-b:].ravel(), dist[:, :b].ravel(), dist[:, -b:].ravel()])
+    med = float(np.median(border))
+    noise = 1.4826 * float(np.median(np.abs(border - med)))  # robust to object pixels touching the border
+    thr = max(min_threshold, med + 4.0 * noise)
     fg = dist > thr
     k = max(1, round(0.004 * min(h, w)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
