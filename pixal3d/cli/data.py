@@ -1,4 +1,4 @@
-"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``preview``).
+"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``preview``, ``build``).
 
 Add a sub-command by writing ``_register_<name>(sub)`` that sets ``handler=`` and calling it in
 :func:`register`.
@@ -26,6 +26,7 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=show_help)
     _register_synth(sub)
     _register_preview(sub)
+    _register_build(sub)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,3 +103,48 @@ def _preview(args) -> int:
         Image.fromarray(image, "RGBA").save(tmp, format="PNG")
     print(f"wrote {args.output}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# build
+
+
+def _register_build(sub) -> None:
+    p = sub.add_parser("build", help="render conditioning views and view-aligned O-Voxels of a folder of meshes",
+                       description="For every mesh under --assets (OBJ/PLY/GLB/glTF/STL/OFF, recursive) write K random "
+                                   "views as DATA/<id>/view_kk.png (RGBA) and view_kk.npz (O-Voxel in that view's voxel "
+                                   "frame, with the camera), and a manifest. Azimuth U(0,360) deg, elevation U(-20,50) deg, "
+                                   "FOV U(0.2,1.0) rad, distance distance_from_fov(fov)*U(1,1.2) (pushed back until the "
+                                   "object fits). Complete views are kept, so a run resumes; a broken asset is recorded "
+                                   "as an error in the manifest. With --shard i/n the manifest is "
+                                   "manifest.shard-i-of-n.json; --merge combines them into manifest.json.")
+    p.add_argument("--assets", help="folder of meshes (searched recursively)")
+    p.add_argument("-o", "--output", required=True, help="dataset folder")
+    p.add_argument("--views", type=int, default=4, help="views per asset (default 4)")
+    p.add_argument("--resolution", type=int, default=256, help="voxel resolution, a power of two (default 256)")
+    p.add_argument("--image-size", type=int, default=512, help="image side in pixels (default 512)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--shard", default="0/1", help="build only shard i of n of the sorted asset list (default 0/1)")
+    p.add_argument("--seed", type=int, default=0, help="view sampling seed (default 0)")
+    p.add_argument("--up", default="+y", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
+                   help="the files' up axis (glTF: +y, the default)")
+    p.add_argument("--merge", action="store_true", help="only merge the shard manifests of -o into manifest.json")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_build)
+
+
+def _build(args) -> int:
+    from pixal3d.data.build import BuildConfig, build_dataset, merge_manifests, parse_shard
+
+    if args.merge:
+        path, count = merge_manifests(args.output)
+        print(f"merged {count} assets into {path}")
+        return 0
+    if not args.assets:
+        raise UserError("--assets is required (unless --merge)")
+    config = BuildConfig(views=args.views, resolution=args.resolution, image_size=args.image_size, seed=args.seed,
+                         up=args.up)
+    result = build_dataset(args.assets, args.output, config, workers=args.workers, shard=parse_shard(args.shard),
+                           progress=not args.quiet)
+    print(f"{result.built} assets built, {result.kept} kept, {result.failed} failed; manifest {result.manifest}")
+    return 1 if result.failed and not (result.built or result.kept) else 0
