@@ -1,0 +1,170 @@
+"""Pipeline benchmark: per-stage time and peak memory of image → voxels, on this machine.
+
+Rows (each in a fresh process, see ``bench/runner.py``):
+
+* ``bench_tiny``: the official tiny configuration (``../shared/reference/pipeline_e2e_tiny``: its
+  random weights in the TencentARC/Pixal3D layout, tiny DINOv3 + NAF) run end to end with the
+  official 12 steps per flow (1024 cascade), decoders included.
+* ``bench_official_512``: the official full-size networks of the 512 stage — DINOv3 ViT-L/16 + NAF,
+  the 1.3B sparse-structure flow, its decoder, the 1.3B 512 shape flow — with random weights written
+  in the official layout and loaded through the pipeline in low-memory mode (one network resident).
+  The shape stage runs on a realistic token set: the Stanford bunny voxelised at 32³ (not random
+  occupancy, which random decoder weights would give). Each flow runs ONE guided Euler step (two
+  forward passes); the 12-step time is extrapolated from the official schedule (guided steps = two
+  passes, the others one).
+
+Usage: ``python bench/pipeline.py [bench_tiny] [bench_official_512]``. The official row writes ~6 GB
+of weights to a temporary folder (removed afterwards) and takes several minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from runner import REPO, main, maxrss_mb
+
+SHARED = REPO.parent / "shared"
+MANIFESTS = SHARED / "reference" / "manifests"
+OFFICIAL_STAGES = {
+    "sparse_structure_flow_model": "ss_flow_img_dit_1_3B_64_bf16",
+    "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
+    "shape_slat_flow_model_512": "slat_flow_img2shape_dit_1_3B_512_bf16",
+}
+
+
+def _stage_seconds(timings: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+
+
+def bench_tiny() -> dict:
+    """Official tiny configuration, 12 steps per flow, 1024 cascade, on CPU."""
+    import torch
+    from PIL import Image
+
+    from pixal3d.conditioning.camera import Camera
+    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline, stage_sampler_params
+    from tests.helpers import Fixture
+    from tests.pipelines.tiny_folder import write_tiny_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        e2e = Fixture("pipeline_e2e_tiny")
+        folder = write_tiny_pipeline(Path(tmp) / "tiny", e2e, Fixture("dinov3_tiny"), Fixture("naf_tiny"))
+        base = maxrss_mb()
+        pipe = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+        cam = e2e.meta["camera_params"]
+        camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+        image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
+        params = stage_sampler_params(pipe.folder.samplers, GenerationOptions(steps=12))
+        start = time.perf_counter()
+        out = pipe.run(image, camera, seed=42, pipeline_type="1024_cascade", sampler_params=params, progress=False)
+        total = time.perf_counter() - start
+        n_vox = len(out["pbr"].coords)
+    return {"name": "tiny config, 12 steps/flow, 1024 cascade", "time_s": total, "peak_mb": maxrss_mb() - base,
+            "note": f"{len(out['shape_lr.coords'])} LR / {len(out['shape_hr.coords'])} HR tokens, {n_vox} voxels; "
+                    f"{_stage_seconds(out['timings'])}; {torch.get_num_threads()} threads"}
+
+
+def _write_random_stage(folder: Path, key: str, stem: str) -> None:
+    """Random weights for one official checkpoint (shapes and dtypes of its manifest), official file names."""
+    import torch
+
+    from pixal3d.models.loading import build_on_meta, save_model
+
+    manifest = json.loads((MANIFESTS / f"{stem}.json").read_text())
+    model = build_on_meta(manifest["name"], manifest["args"])
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("rope_phases"):
+            continue
+        value = torch.randn(tensor.shape, generator=gen) * (0.02 if tensor.ndim > 1 else 0.1)
+        if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "gamma")):
+            value += 1.0
+        state[name] = value.to(tensor.dtype)
+    save_model(state, folder / "ckpts" / stem, manifest["name"], manifest["args"])
+
+
+def _bunny_coords_32() -> "torch.Tensor":
+    import torch
+
+    from pixal3d.mesh.io import load_mesh
+    from pixal3d.mesh.voxelize import voxelize
+
+    asset, _ = voxelize(load_mesh(SHARED / "evalsets" / "meshes" / "stanford_bunny.obj"), 32)
+    coords = torch.from_numpy(asset.coords).int()
+    return torch.cat([torch.zeros(len(coords), 1, dtype=torch.int32), coords], 1)
+
+
+def _twelve_step_estimate(one_guided_step_s: float, rescale_t: float, interval: tuple[float, float]) -> float:
+    from pixal3d.sampling.flow_euler import guidance_active, time_grid
+
+    guided = sum(guidance_active(t, interval) for t in time_grid(12, rescale_t)[:-1])
+    return guided * one_guided_step_s + (12 - guided) * one_guided_step_s / 2
+
+
+def bench_official_512() -> dict:
+    """Official-size 512 stage (random weights, official layout), low-memory mode, CPU."""
+    import torch
+    from PIL import Image
+
+    from pixal3d.conditioning.camera import Camera
+    from pixal3d.conditioning.dinov3 import DINOv3Encoder
+    from pixal3d.conditioning.extractor import ConditionExtractor
+    from pixal3d.conditioning.naf import NAF
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+    from pixal3d.pipelines.pixal3d import Pixal3DPipeline
+    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
+
+    tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
+    try:
+        pipeline_json = {"name": "Trellis2ImageTo3DPipeline", "args": {
+            "models": {k: f"ckpts/{v}" for k, v in OFFICIAL_STAGES.items()},
+            "shape_slat_normalization": {"mean": [0.0] * 32, "std": [1.0] * 32}}}
+        for key, stem in OFFICIAL_STAGES.items():
+            _write_random_stage(tmp, key, stem)
+        (tmp / "pipeline.json").write_text(json.dumps(pipeline_json))
+        dino = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                "num_register_tokens": 4, "patch_size": 16, "rope_theta": 100.0, "layer_norm_eps": 1e-5}
+        coords_lr = _bunny_coords_32()
+        base = maxrss_mb()
+        times: dict[str, float] = {}
+        start = time.perf_counter()
+        conditioner = ConditionExtractor(DINOv3Encoder.from_config(dino), NAF(), device="cpu")
+        pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
+        image = Image.new("RGB", (518, 518), (128, 96, 64))
+        camera = Camera.from_fov(0.8575560450553894)
+        times["build encoders"] = time.perf_counter() - start
+
+        one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes
+        torch.manual_seed(42)
+        start = time.perf_counter()
+        pipe.conditioner.condition("ss", image, camera)
+        times["condition ss (DINOv3 512)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        pipe.sample_sparse_structure(image, camera, one["sparse_structure"], progress=False)
+        ss_step = time.perf_counter() - start
+        start = time.perf_counter()
+        pipe.conditioner.condition("shape_512", image, camera, coords=coords_lr)
+        times["condition shape_512 (NAF)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        pipe.sample_shape("shape_slat_flow_model_512", "shape_512", image, camera, coords_lr, one["shape_slat"], progress=False)
+        shape_step = time.perf_counter() - start
+        d = STAGE_DEFAULTS
+        times["SS flow 12 steps (est.)"] = _twelve_step_estimate(ss_step, d["sparse_structure"].rescale_t, d["sparse_structure"].guidance_interval)
+        times["shape 512 flow 12 steps (est.)"] = _twelve_step_estimate(shape_step, d["shape_slat"].rescale_t, d["shape_slat"].guidance_interval)
+        peak = maxrss_mb() - base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    total = sum(times.values())
+    return {"name": "official 512 stage (SS + shape 512), random weights", "time_s": total, "peak_mb": peak,
+            "note": f"{len(coords_lr)} LR tokens (bunny at 32³); 1 guided step measured per flow "
+                    f"(SS incl. load+decode {ss_step:.0f}s, shape incl. load {shape_step:.0f}s), 12 steps extrapolated; "
+                    f"{_stage_seconds(times)}; {torch.get_num_threads()} threads"}
+
+
+if __name__ == "__main__":
+    main([bench_tiny, bench_official_512])
