@@ -31,18 +31,6 @@ SPLIT_02 = torch.tensor([0, 1, 2, 0, 2, 3])
 SPLIT_13 = torch.tensor([0, 1, 3, 3, 1, 2])
 
 
-def decode_head(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Shape decoder output heads (eval, §2.7) from the raw ``[N, 7]`` output layer.
-
-    Returns ``dual_vertices [N,3]`` = ``2·sigmoid(raw[:, :3]) − 0.5`` (voxel units, in (−0.5, 1.5)),
-    ``intersected [N,3]`` bool = ``raw[:, 3:6] > 0``, ``split_weight [N,1]`` = ``softplus(raw[:, 6:7])``.
-    """
-    if raw.ndim != 2 or raw.shape[1] != 7:
-        raise ValueError(f"shape decoder output must be [N, 7], got {tuple(raw.shape)}")
-    raw = raw.float()
-    return 2.0 * torch.sigmoid(raw[:, 0:3]) - 0.5, raw[:, 3:6] > 0, torch.nn.functional.softplus(raw[:, 6:7])
-
-
 def dual_grid_quads(coords: torch.Tensor, intersected: torch.Tensor) -> torch.Tensor:
     """Quads ``[Q, 4]`` int64 (row indices into ``coords``) of the flagged edges whose 4 voxels exist.
 

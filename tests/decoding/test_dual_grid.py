@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from pixal3d.decoding.dual_grid import decode_head, dual_grid_quads, flexible_dual_grid_to_mesh
+from pixal3d.decoding.dual_grid import dual_grid_quads, flexible_dual_grid_to_mesh
 
 
 def test_fdg_to_mesh_sphere_exact(reference):
@@ -34,11 +34,3 @@ def test_split_weight_picks_diagonal():
     assert faces.tolist() == [[0, 3, 2], [0, 2, 1]]
     _, faces = flexible_dual_grid_to_mesh(coords, dual, flags, torch.tensor([1.0, 2, 1, 2]), 4)
     assert faces.tolist() == [[0, 3, 1], [1, 3, 2]]
-
-
-def test_decode_head():
-    raw = torch.tensor([[0.0, 100.0, -100.0, 0.5, -0.5, 0.0, 0.0]])
-    dual, inter, w = decode_head(raw)
-    assert torch.allclose(dual, torch.tensor([[0.5, 1.5, -0.5]]))
-    assert inter.tolist() == [[True, False, False]]
-    assert torch.allclose(w, torch.log(torch.tensor([[2.0]])))
