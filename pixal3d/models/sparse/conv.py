@@ -15,9 +15,10 @@ coordinate set with sorted int64 keys (:class:`~pixal3d.utils.coords.CoordIndex`
 
 Compute strategy (picked per call from the neighbour density, see ``bench/sparse_conv.py``):
 
-* ``"im2col"``: gather the 27 neighbour rows of a chunk of voxels into ``[n, 27·C_in]`` (a zero row for
-  absent neighbours) and do one ``addmm`` with the ``[27·C_in, C_out]`` weight. Long GEMMs, but it multiplies
-  zeros for absent neighbours.
+* ``"padded"``: per offset, gather the neighbour row of *every* voxel from the features padded with one zero
+  row (absent neighbours point at it) and ``addmm_`` into the output. No scatter, and the gathers read
+  memory in increasing order (coordinates are sorted, so each column of the map is monotone), but it
+  multiplies zeros for absent neighbours (the full ``2·N·27·C_in·C_out`` FLOPs, like an im2col GEMM).
 * ``"gather"``: per offset, gather the rows that have that neighbour, multiply by the ``[C_in, C_out]`` slice
   and accumulate into the output rows — only the work of present neighbours, at the cost of 26 scatters.
 """
@@ -36,10 +37,8 @@ from pixal3d.utils.coords import CoordIndex
 #: kernel offsets ``[27, 3]`` (dx, dy, dz) in kernel-index order ((dx+1)·3 + (dy+1))·3 + (dz+1)
 KERNEL_OFFSETS = torch.tensor([[dx, dy, dz] for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)])
 _CENTRE = 13
-#: "gather" wins over "im2col" when fewer than this fraction of the 27 neighbour slots is filled
-_GATHER_BELOW_FILL = 0.5
-#: bytes of the im2col buffer per chunk
-_IM2COL_CHUNK_BYTES = 1 << 24
+#: "gather" is used when fewer than this fraction of the 27 neighbour slots is filled, else "padded"
+_GATHER_BELOW_FILL = 0.3
 
 
 def build_neighbour_map(coords: torch.Tensor) -> torch.Tensor:
@@ -105,24 +104,30 @@ def _neighbour_fill(x: SparseTensor) -> float:
     return x.cache["subm3_fill"]
 
 
-def _conv_im2col(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    nbr = neighbour_map(x)
-    if "subm3_nbr_padded" not in x.cache:
-        x.cache["subm3_nbr_padded"] = torch.where(nbr >= 0, nbr, torch.full_like(nbr, nbr.shape[0]))
-    idx = x.cache["subm3_nbr_padded"]
+def _conv_padded(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if "subm3_nbr_padded_t" not in x.cache:
+        nbr = neighbour_map(x)
+        x.cache["subm3_nbr_padded_t"] = torch.where(nbr >= 0, nbr, torch.full_like(nbr, nbr.shape[0])).t().contiguous()
+    idx = x.cache["subm3_nbr_padded_t"]  # [27, N], each row increasing over the present neighbours
     feats = x.feats
-    n, cin = feats.shape
-    cout = weight.shape[0]
+    cout, cin = weight.shape[0], weight.shape[-1]
     padded = torch.cat([feats, feats.new_zeros(1, cin)])
-    wmat = weight.reshape(cout, 27 * cin).t()
-    chunk = max(1, _IM2COL_CHUNK_BYTES // (27 * cin * feats.element_size()))
-    parts = []
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        cols = padded.index_select(0, idx[s:e].reshape(-1)).view(e - s, 27 * cin)
-        parts.append(cols @ wmat if bias is None else torch.addmm(bias, cols, wmat))
-    out = torch.cat(parts) if parts else feats.new_zeros(0, cout)
-    return out
+    wk = weight.reshape(cout, 27, cin).permute(1, 2, 0)  # [27, Cin, Cout]
+    half = feats.element_size() < 4  # half-precision products are accumulated in float32
+    out = feats @ wk[_CENTRE]
+    if half:
+        out = out.float()
+    if bias is not None:
+        out = out + bias
+    for k in range(27):
+        if k == _CENTRE:
+            continue
+        cols = padded.index_select(0, idx[k])
+        if half:
+            out += (cols @ wk[k]).float()
+        else:
+            out.addmm_(cols, wk[k])
+    return out.to(feats.dtype)
 
 
 def _conv_gather(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -155,7 +160,7 @@ def submanifold_conv3d(
         x: features ``[N, C_in]`` (any float dtype; the computation runs in it).
         weight: ``[C_out, 3, 3, 3, C_in]`` (cast to the features' dtype when it differs).
         bias: ``[C_out]`` or None.
-        strategy: ``"im2col"``, ``"gather"`` or None (choose from the neighbour density).
+        strategy: ``"padded"``, ``"gather"`` or None (choose from the neighbour density).
 
     Returns:
         A sparse tensor on the same coordinates (shared cache) with ``[N, C_out]`` features.
@@ -166,9 +171,9 @@ def submanifold_conv3d(
     weight = weight if weight.dtype == dtype else weight.to(dtype)
     bias = cast_param(bias, dtype) if bias is not None and bias.dtype != dtype else bias
     if strategy is None:
-        strategy = "gather" if _neighbour_fill(x) < _GATHER_BELOW_FILL else "im2col"
-    if strategy == "im2col":
-        feats = _conv_im2col(x, weight, bias)
+        strategy = "gather" if _neighbour_fill(x) < _GATHER_BELOW_FILL else "padded"
+    if strategy == "padded":
+        feats = _conv_padded(x, weight, bias)
     elif strategy == "gather":
         feats = _conv_gather(x, weight, bias)
     else:
