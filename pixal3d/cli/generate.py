@@ -67,7 +67,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, choices=sorted(RESOLUTIONS), default=None,
                         help="final voxel resolution: 1024 or 1536 (default: 1536, 1024 with --low_vram; the model folder may say otherwise)")
     parser.add_argument("--model", default=None,
-                        help=f"model folder (pipeline.json + ckpts/); default: {paths.component_path('pixal3d-small')}")
+                        help="model folder (pipeline.json + ckpts/), or a folder name under the models root (e.g. Pixal3D); "
+                             f"default: {paths.component_path('pixal3d-small')}")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42, as upstream)")
     parser.add_argument("--fov", type=parse_fov, default=None,
                         help="horizontal field of view: radians (0.2) or degrees (40deg); default: estimated if MoGe-2 is installed, else the official default")
@@ -93,15 +94,15 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
         raise UserError(f"output is a directory: {output}")
     if args.save_asset and Path(args.save_asset).suffix.lower() != ".npz":
         raise UserError(f"--save_asset must name a .npz file, got {args.save_asset}")
-    model = Path(args.model) if args.model else paths.component_path("pixal3d-small")
-    if not model.exists():
-        if args.model:
-            raise UserError(f"model folder not found: {model}")
+    from pixal3d.models.pipeline_folder import is_pipeline_folder, resolve_model_folder
+
+    if args.model is None and not paths.component_path("pixal3d-small").exists():
         raise UserError(
-            f"no model installed: put a model folder (pipeline.json + ckpts/) at {model}, "
+            f"no model installed: put a model folder (pipeline.json + ckpts/) at {paths.component_path('pixal3d-small')}, "
             f"set ${paths.ENV_VAR}, or pass --model FOLDER (see README, 'Model folders')"
         )
-    if not (model / "pipeline.json").is_file():
+    model = resolve_model_folder(args.model)
+    if not is_pipeline_folder(model):
         raise UserError(f"{model} is not a model folder: pipeline.json is missing")
     return image, output, model
 
@@ -109,7 +110,10 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 def run(args: argparse.Namespace) -> int:
     """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
     image_path, output, model = check_paths(args)
+    from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+
+    picture = load_image(image_path)  # a bad image fails here, before any model is loaded
 
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device, low_vram=args.low_vram)
@@ -123,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         texture_size=args.texture_size,
         decimation_target=args.decimation_target,
     )
-    result = pipeline.generate(image_path, options)
+    result = pipeline.generate(picture, options)
     result.save_glb(output)
     if args.save_asset:
         result.asset.save(args.save_asset)
