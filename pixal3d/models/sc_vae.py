@@ -23,8 +23,9 @@ from torch import nn
 from pixal3d.models.registry import register_model
 from pixal3d.models.sparse.conv import SparseConv3d
 from pixal3d.models.sparse.nn import LayerNorm32, Linear, SparseLinear, compute_dtype
-from pixal3d.models.sparse.spatial import ChannelToSpatial
+from pixal3d.models.sparse.spatial import ChannelToSpatial, spatial_to_channel
 from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.utils.coords import CoordIndex
 
 
 def _maybe_checkpoint(module: nn.Module, fn, *args):
@@ -251,3 +252,205 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
         o = raw.feats.float()
         m = self.voxel_margin
         return (1 + 2 * m) * torch.sigmoid(o[:, 0:3]) - m, o[:, 3:6] > 0, F.softplus(o[:, 6:7])
+
+
+# --------------------------------------------------------------------------------------------------
+# encoders (training only): O-Voxel features at grid `res` → Gaussian latent at grid res/16
+
+
+class SparseResBlockS2C3d(nn.Module):
+    """Residual spatial→channel down-block ``C → C'`` (resolution ÷2), the mirror of :class:`SparseResBlockC2S3d`.
+
+    1. ``h = conv1(SiLU(norm1(x)))`` — norm1 LayerNorm(C, affine, eps 1e-6); conv1 submanifold 3×3×3 ``C → C'/8``
+       at the child resolution.
+    2. Spatial→channel (§5.4) on both ``h`` and ``x``: parent ``coords // 2`` (lexicographic order), the parent's
+       channels = its 8 children's channels in child order ``s = sx + 2·sy + 4·sz`` (zeros for absent children):
+       ``h`` gives ``C'`` channels, ``x`` gives ``8·C``.
+    3. ``h = conv2(SiLU(norm2(h)))`` — norm2 LayerNorm(C') without affine; conv2 submanifold ``C' → C'``
+       (zero at initialisation, so a fresh block passes the skip through).
+    4. skip = the ``8·C`` parent channels averaged in consecutive groups of ``8·C/C'``; output ``h + skip``.
+
+    Keys: ``norm1.{weight,bias}``, ``conv1.{weight [C'/8,3,3,3,C], bias}``, ``conv2.{weight [C',3,3,3,C'], bias}``.
+    """
+
+    def __init__(self, channels: int, out_channels: int | None = None, use_checkpoint: bool = False):
+        super().__init__()
+        out_channels = out_channels or channels
+        if out_channels % 8 or (8 * channels) % out_channels:
+            raise ValueError(f"S2C block needs out_channels divisible by 8 and dividing 8·channels, got {channels}→{out_channels}")
+        self.channels, self.out_channels, self.use_checkpoint = channels, out_channels, use_checkpoint
+        self.norm1 = LayerNorm32(channels, eps=1e-6)
+        self.norm2 = LayerNorm32(out_channels, elementwise_affine=False, eps=1e-6)
+        self.conv1 = SparseConv3d(channels, out_channels // 8, 3)
+        self.conv2 = SparseConv3d(out_channels, out_channels, 3)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def _forward(self, x: SparseTensor) -> SparseTensor:
+        h = self.conv1(x.replace(F.silu(self.norm1(x.feats))))
+        c_h, c_x = h.feats.shape[1], x.feats.shape[1]
+        # one spatial→channel pass over [h | x] so both share the parent coordinates (and their cache)
+        parents, _ = spatial_to_channel(x.replace(torch.cat([h.feats, x.feats.to(h.feats.dtype)], 1)))
+        stacked = parents.feats.reshape(-1, 8, c_h + c_x)
+        n = stacked.shape[0]
+        hp = parents.replace(stacked[:, :, :c_h].reshape(n, 8 * c_h))
+        skip = stacked[:, :, c_h:].reshape(n, self.out_channels, 8 * c_x // self.out_channels).mean(-1)
+        h = self.conv2(hp.replace(F.silu(self.norm2(hp.feats))))
+        return h.replace(h.feats + skip)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return _maybe_checkpoint(self, self._forward, x)
+
+
+_DOWN_BLOCKS = {"SparseResBlockS2C3d": SparseResBlockS2C3d}
+
+
+@register_model("SparseUnetVaeEncoder")
+class SparseUnetVaeEncoder(nn.Module):
+    """Sparse U-Net VAE encoder (official args; texture encoder ``tex_enc_next_dc_f16c32_fp16``).
+
+    ``input_layer`` SparseLinear(in→model_channels[0]) → level ``i``: ``num_blocks[i]`` blocks of ``block_type[i]``
+    at ``model_channels[i]``, then (except the last level) a ``down_block_type[i]`` block to ``model_channels[i+1]``
+    at half the resolution → LayerNorm (no affine, eps 1e-5, float32) → ``to_latent`` SparseLinear(→2·latent).
+    Input features ``[N, in_channels]`` at grid ``r`` → latent ``[M, latent_channels]`` at grid ``r / 2^(levels-1)``
+    on the coordinates ``unique(coords // 2^(levels-1))`` (lexicographic). With ``use_fp16`` the weights inside
+    ``blocks`` are float16 and run in float16 on CUDA/MPS, float32 on the CPU (:func:`compute_dtype`).
+    Fresh weights: Xavier-uniform linear layers with zero bias, zero second conv in the down-blocks.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        model_channels: list[int],
+        latent_channels: int,
+        num_blocks: list[int],
+        block_type: list[str],
+        down_block_type: list[str],
+        block_args: list[dict[str, Any]],
+        use_fp16: bool = False,
+    ):
+        super().__init__()
+        levels = len(num_blocks)
+        if not (len(model_channels) == len(block_type) == len(block_args) == levels and len(down_block_type) == levels - 1):
+            raise ValueError("model_channels, num_blocks, block_type and block_args need one entry per level, "
+                             "down_block_type one fewer")
+        self.in_channels, self.model_channels = in_channels, list(model_channels)
+        self.latent_channels, self.num_blocks = latent_channels, list(num_blocks)
+        self.input_layer = SparseLinear(in_channels, model_channels[0])
+        self.to_latent = SparseLinear(model_channels[-1], 2 * latent_channels)
+        self.blocks = nn.ModuleList()
+        for i, n in enumerate(num_blocks):
+            level = nn.ModuleList(_block_class(_BLOCKS, block_type[i])(model_channels[i], **block_args[i]) for _ in range(n))
+            if i < levels - 1:
+                down = _block_class(_DOWN_BLOCKS, down_block_type[i])
+                level.append(down(model_channels[i], model_channels[i + 1], **block_args[i]))
+            self.blocks.append(level)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.use_fp16 = False
+        if use_fp16:
+            self.convert_to_fp16()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the conv/linear layers inside ``blocks``."""
+        return torch.float16 if self.use_fp16 else torch.float32
+
+    def _trunk_weight_layers(self) -> list[nn.Module]:
+        return [m for m in self.blocks.modules() if isinstance(m, (SparseConv3d, nn.Linear))]
+
+    def convert_to_fp16(self) -> None:
+        """Conv/linear weights in ``blocks`` to float16 (norm affines stay float32), as released."""
+        self.use_fp16 = True
+        for m in self._trunk_weight_layers():
+            m.to(torch.float16)
+
+    def convert_to_fp32(self) -> None:
+        """Conv/linear weights in ``blocks`` to float32."""
+        self.use_fp16 = False
+        for m in self._trunk_weight_layers():
+            m.to(torch.float32)
+
+    def forward(self, x: SparseTensor, sample_posterior: bool = False, return_raw: bool = False,
+                generator: torch.Generator | None = None):
+        """Encode ``x`` (features ``[N, in_channels]``, coords ``(b, x, y, z)`` at grid ``r``).
+
+        Returns the latent SparseTensor ``z`` (the mean, or a reparameterised posterior sample when
+        ``sample_posterior``); with ``return_raw`` ``(z, mean, logvar)``, all on the latent coordinates, in
+        ``x``'s dtype.
+        """
+        h = self.input_layer(x)
+        h = h.type(compute_dtype(self.dtype, x.device))
+        for level in self.blocks:
+            for block in level:
+                h = block(h)
+        h = h.type(x.dtype)
+        h = self.to_latent(h.replace(F.layer_norm(h.feats.float(), h.feats.shape[-1:]).to(x.dtype)))
+        mean, logvar = h.feats.chunk(2, dim=1)
+        if sample_posterior:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = h.replace(mean + torch.exp(0.5 * logvar) * eps)
+        else:
+            z = h.replace(mean)
+        return (z, h.replace(mean), h.replace(logvar)) if return_raw else z
+
+
+@register_model("FlexiDualGridVaeEncoder")
+class FlexiDualGridVaeEncoder(SparseUnetVaeEncoder):
+    """Shape encoder (``shape_enc_next_dc_f16c32_fp16``): a :class:`SparseUnetVaeEncoder` with 6 inputs per voxel,
+    ``[dual-vertex offset − 0.5 (3), intersected − 0.5 (3)]`` (offsets in voxel units, nominally [0, 1]; the split
+    weight is not encoded). ``forward(vertices, intersected)`` takes two SparseTensors on the same coordinates:
+    ``[N, 3]`` float offsets and ``[N, 3]`` bool/float edge flags (x, y, z)."""
+
+    def __init__(
+        self,
+        model_channels: list[int],
+        latent_channels: int,
+        num_blocks: list[int],
+        block_type: list[str],
+        down_block_type: list[str],
+        block_args: list[dict[str, Any]],
+        use_fp16: bool = False,
+    ):
+        super().__init__(6, model_channels, latent_channels, num_blocks, block_type, down_block_type, block_args, use_fp16)
+
+    def forward(self, vertices: SparseTensor, intersected: SparseTensor, sample_posterior: bool = False,  # type: ignore[override]
+                return_raw: bool = False, generator: torch.Generator | None = None):
+        vertices._same_coords(intersected)
+        feats = torch.cat([vertices.feats - 0.5, intersected.feats.to(vertices.feats.dtype) - 0.5], dim=1)
+        return super().forward(vertices.replace(feats), sample_posterior, return_raw, generator)
+
+
+def subdivision_guides(latent_coords: torch.Tensor, fine_coords: torch.Tensor, num_up: int) -> list[torch.Tensor]:
+    """Ground-truth subdivision masks that make the decoders' up-blocks reproduce ``fine_coords``.
+
+    Args:
+        latent_coords: ``[N0, 4]`` int (b, x, y, z) at grid ``r``, in the decoder's input row order (e.g. the
+            encoder's latent coordinates).
+        fine_coords: ``[M, 4]`` int target voxels at grid ``r · 2^num_up`` (e.g. the O-Voxel coords).
+        num_up: number of C2S up-blocks.
+
+    Returns:
+        ``num_up`` bool masks, mask ``i`` ``[N_i, 8]`` on the coordinates reaching up-block ``i`` in the decoder's
+        row order (child ``s`` of a parent present iff some fine voxel lies inside it). As logits
+        (``mask.float() * 2 - 1``) they are the ``guide_subs`` of :class:`SparseUnetVaeDecoder`; as
+        targets they supervise :class:`FlexiDualGridVaeDecoder`'s ``subs``.
+    """
+    coords = latent_coords.int()
+    fine = fine_coords.long()
+    masks = []
+    offsets = torch.tensor([[s % 2, (s // 2) % 2, s // 4] for s in range(8)], dtype=torch.long, device=coords.device)
+    for i in range(num_up):
+        target = fine.clone()
+        target[:, 1:] //= 2 ** (num_up - 1 - i)
+        target = torch.unique(target, dim=0)
+        index = CoordIndex(target)
+        children = coords.long()[:, None, :].repeat(1, 8, 1)
+        children[:, :, 1:] = children[:, :, 1:] * 2 + offsets
+        mask = index.lookup(children) >= 0
+        masks.append(mask)
+        coords = ChannelToSpatial(coords, mask).coords
+    return masks

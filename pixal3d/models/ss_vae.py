@@ -133,3 +133,118 @@ class SparseStructureDecoder(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.out_layer(h.to(x.dtype))
+
+
+# --------------------------------------------------------------------------------------------------
+# encoder (training only)
+
+
+def pixel_unshuffle_3d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Inverse of :func:`pixel_shuffle_3d`: ``[B, C, f·H, f·W, f·D] → [B, C·f³, H, W, D]``.
+
+    Input voxel ``(f·h + a, f·w + b, f·d + c)``, channel ``k`` goes to channel ``k·f³ + a·f² + b·f + c`` at
+    ``(h, w, d)``.
+    """
+    b, c, H, W, D = x.shape
+    if H % factor or W % factor or D % factor:
+        raise ValueError(f"spatial size {(H, W, D)} is not divisible by {factor}")
+    x = x.reshape(b, c, H // factor, factor, W // factor, factor, D // factor, factor).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return x.reshape(b, c * factor**3, H // factor, W // factor, D // factor)
+
+
+class DownsampleBlock3d(nn.Module):
+    """``[B, C, 2R…] → [B, C', R…]``: Conv3d with kernel 2 and stride 2 (official key ``conv.weight
+    [C', C, 2, 2, 2]``). This is exactly :func:`pixel_unshuffle_3d` (the inverse of the decoder's pixel
+    shuffle) followed by a per-voxel linear map with weight ``conv.weight.reshape(C', 8·C)``."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = Conv3d(in_channels, out_channels, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``mean + exp(logvar / 2) · ε`` with ``ε ~ N(0, I)`` drawn on ``mean``'s device (reparameterised)."""
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+@register_model("SparseStructureEncoder")
+class SparseStructureEncoder(nn.Module):
+    """Sparse-structure encoder (official ``ss_enc_conv3d_16l8_fp16`` layout), mirroring :class:`SparseStructureDecoder`.
+
+    ``input_layer`` Conv3d(in→channels[0]) → per level ``num_res_blocks`` ResBlock3d then (except the last) a
+    :class:`DownsampleBlock3d` to the next width → ``middle_block`` (``num_res_blocks_middle`` ResBlock3d at
+    ``channels[-1]``) → ``out_layer`` channel-LayerNorm, SiLU, Conv3d(channels[-1]→2·latent_channels).
+    Occupancy ``[B, 1, 64, 64, 64]`` with ``channels [32, 128, 512]`` → Gaussian latent ``[B, 8, 16, 16, 16]``.
+    Fresh weights: the second conv of every residual block is zero (each block starts as the identity).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        latent_channels: int,
+        num_res_blocks: int,
+        channels: list[int],
+        num_res_blocks_middle: int = 2,
+        norm_type: str = "layer",
+        use_fp16: bool = False,
+    ):
+        super().__init__()
+        if norm_type != "layer":
+            raise ValueError(f"norm_type {norm_type!r} is not supported (the released models use 'layer')")
+        self.in_channels, self.latent_channels, self.channels = in_channels, latent_channels, list(channels)
+        self.input_layer = Conv3d(in_channels, channels[0], 3, padding=1)
+        self.blocks = nn.ModuleList()
+        for i, ch in enumerate(channels):
+            self.blocks.extend(ResBlock3d(ch) for _ in range(num_res_blocks))
+            if i < len(channels) - 1:
+                self.blocks.append(DownsampleBlock3d(ch, channels[i + 1]))
+        self.middle_block = nn.Sequential(*[ResBlock3d(channels[-1]) for _ in range(num_res_blocks_middle)])
+        self.out_layer = nn.Sequential(
+            ChannelLayerNorm32(channels[-1]), nn.SiLU(), Conv3d(channels[-1], 2 * latent_channels, 3, padding=1)
+        )
+        for m in self.modules():
+            if isinstance(m, ResBlock3d):
+                nn.init.zeros_(m.conv2.weight)
+                nn.init.zeros_(m.conv2.bias)
+        self.use_fp16 = False
+        if use_fp16:
+            self.convert_to_fp16()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the trunk (``blocks`` and ``middle_block``)."""
+        return torch.float16 if self.use_fp16 else torch.float32
+
+    def _trunk_convs(self):
+        return [m for m in [*self.blocks.modules(), *self.middle_block.modules()] if isinstance(m, Conv3d)]
+
+    def convert_to_fp16(self) -> None:
+        """Trunk convolution weights to float16 (norm affines stay float32), the released layout."""
+        self.use_fp16 = True
+        for m in self._trunk_convs():
+            m.to(torch.float16)
+
+    def convert_to_fp32(self) -> None:
+        """Trunk convolution weights to float32."""
+        self.use_fp16 = False
+        for m in self._trunk_convs():
+            m.to(torch.float32)
+
+    def forward(self, x: torch.Tensor, sample_posterior: bool = False, return_raw: bool = False,
+                generator: torch.Generator | None = None):
+        """Encode occupancy ``x [B, in_channels, R, R, R]`` (float, 1 = occupied) to the latent
+        ``z [B, latent_channels, R/2^(L-1), …]``: the mean, or a posterior sample when ``sample_posterior``.
+        With ``return_raw`` returns ``(z, mean, logvar)``. Output dtype = ``x``'s dtype."""
+        h = self.input_layer(x)
+        h = h.to(compute_dtype(self.dtype, x.device))
+        for block in self.blocks:
+            h = block(h)
+        h = self.middle_block(h)
+        h = self.out_layer(h.to(x.dtype))
+        mean, logvar = h.chunk(2, dim=1)
+        z = sample_gaussian(mean, logvar, generator) if sample_posterior else mean
+        return (z, mean, logvar) if return_raw else z
