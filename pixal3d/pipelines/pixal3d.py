@@ -175,6 +175,9 @@ class Pixal3DPipeline:
     def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
         neg = self.conditioner.negative(cond)
         with self.models.use(key) as flow:
+            if getattr(flow, "image_attn_mode", "proj") != "proj":
+                raise UserError(f"{key} is a cross-attention flow (TRELLIS.2); Pixal3D generation needs "
+                                "pixel back-projection ('proj') flows such as TencentARC/Pixal3D's")
             return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=progress,
                                        desc=f"{label} ({params.steps} steps)", **model_kwargs).samples
 

@@ -88,3 +88,19 @@ def test_folder_sampler_params_are_the_fixtures(tiny):
     overridden = stage_sampler_params(pipeline.folder.samplers, GenerationOptions(steps=5, guidance=3.0))
     assert overridden["shape_slat"].steps == 5 and overridden["shape_slat"].guidance_strength == 3.0
     assert overridden["tex_slat"].guidance_strength == 1.0
+
+
+def test_cross_attention_flows_are_refused_clearly(reference, tiny, tmp_path):
+    import shutil
+
+    from pixal3d.errors import UserError
+    from pixal3d.models.loading import save_model
+
+    e2e, pipeline, camera, image = tiny
+    folder = tmp_path / "mixed"
+    shutil.copytree(pipeline.folder.path, folder)
+    cross = reference("ss_flow_tiny_cross")
+    save_model(cross.weights("w."), folder / "ckpts" / "ss_flow_img_dit_1_3B_64_bf16", "SparseStructureFlowModel", cross.meta["args"])
+    mixed = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+    with pytest.raises(UserError, match="cross-attention flow"):
+        mixed.run(image, camera, pipeline_type="1024_cascade", progress=False)
