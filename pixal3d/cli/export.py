@@ -1,0 +1,46 @@
+"""``pixal3d export ASSET.npz -o OUT.glb``: a decoded asset to a textured PBR GLB."""
+
+from __future__ import annotations
+
+import argparse
+
+from pixal3d.errors import UserError
+from pixal3d.export.asset import VoxelAsset
+from pixal3d.export.glb import ExportOptions, asset_to_glb
+from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET
+
+
+def register(subparsers) -> None:
+    """Add the ``export`` sub-command."""
+    p = subparsers.add_parser(
+        "export",
+        help="decoded asset (.npz) → textured PBR GLB",
+        description="Mesh → hole filling → [remesh] → simplify → UV unwrap → texture bake → GLB (+Y up, "
+        "input-view side facing +Z, input camera stored as a camera node).",
+    )
+    p.add_argument("asset", help="asset file written by the pipeline (--save_asset) or `pixal3d voxelize`")
+    p.add_argument("-o", "--output", required=True, help="output .glb path (written atomically)")
+    p.add_argument("--texture_size", type=int, default=2048, help="texture edge in texels (default 2048)")
+    p.add_argument("--decimation_target", type=int, default=DEFAULT_FACE_BUDGET,
+                   help=f"face budget after simplification (default {DEFAULT_FACE_BUDGET:,})")
+    p.add_argument("--remesh", action="store_true", help="rebuild the surface as a narrow-band offset shell first")
+    p.add_argument("--official_orientation", action="store_true",
+                   help="write the official Pixal3D orientation (x,y,z)→(−x,y,−z) instead of input view facing +Z")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or timing table")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``pixal3d export``."""
+    if not str(args.output).lower().endswith(".glb"):
+        raise UserError(f"output must be a .glb file, got {args.output}")
+    options = ExportOptions(texture_size=args.texture_size, decimation_target=args.decimation_target,
+                            remesh=args.remesh, official_orientation=args.official_orientation)
+    options.validate()
+    asset = VoxelAsset.load(args.asset)
+    result = asset_to_glb(asset, args.output, options, progress=not args.quiet)
+    if not args.quiet:
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+        print(f"wrote {result.path}: {result.faces:,} faces, {result.vertices:,} vertices, "
+              f"alpha {result.alpha_mode} ({stages})")
+    return 0

@@ -1,0 +1,44 @@
+"""``pixal3d render GLB -o VIEW.png``: a software preview of a GLB (no GPU or OpenGL needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from PIL import Image
+
+from pixal3d.errors import UserError
+from pixal3d.export.render import render_glb
+from pixal3d.utils.files import atomic_output
+
+
+def register(subparsers) -> None:
+    """Add the ``render`` sub-command."""
+    p = subparsers.add_parser("render", help="preview a GLB as a PNG (through its input camera or as a turntable)")
+    p.add_argument("glb", help="GLB file (e.g. written by `pixal3d export`)")
+    p.add_argument("-o", "--output", required=True, help="output .png path")
+    p.add_argument("--camera", choices=("input", "turntable"), default="input",
+                   help="input: the GLB's stored camera (the input framing); turntable: views around +Y")
+    p.add_argument("--size", type=int, default=512, help="edge of each view in pixels (default 512)")
+    p.add_argument("--views", type=int, default=8, help="turntable views (default 8)")
+    p.add_argument("--mode", choices=("shaded", "albedo", "mask"), default="shaded",
+                   help="shaded (headlight), albedo (unlit base colour) or mask (silhouette)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``pixal3d render``."""
+    if not str(args.output).lower().endswith(".png"):
+        raise UserError(f"output must be a .png file, got {args.output}")
+    if not 16 <= args.size <= 4096:
+        raise UserError(f"size must be between 16 and 4096, got {args.size}")
+    if not 1 <= args.views <= 64:
+        raise UserError(f"views must be between 1 and 64, got {args.views}")
+    image = render_glb(args.glb, camera=args.camera, size=args.size, views=args.views, mode=args.mode)
+    if args.mode == "mask":
+        pixels = (image * 255).astype(np.uint8)
+    else:
+        pixels = np.round(image * 255).astype(np.uint8)
+    with atomic_output(args.output) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return 0
