@@ -4,7 +4,7 @@ xatlas grows charts over the whole mesh, which takes minutes for 200k faces. Her
 first split into spatially coherent chunks (k-means on face centroids, ~``chunk_faces`` faces each);
 every chunk is added to one :class:`xatlas.Atlas` as its own mesh, so xatlas segments and
 parametrises the chunks independently (in parallel on its worker threads) with a bounded chart area
-and a single growing pass, and then packs all charts of all chunks into one atlas. Chunk borders
+a single growing pass, and then packs all charts of all chunks into one atlas. Chunk borders
 become seams like any other chart border; the baker fills seams by inpainting.
 """
 
@@ -43,7 +43,7 @@ def unwrap(
     texture_size: int = 2048,
     padding: int = 2,
     chunk_faces: int = 6000,
-    charts_per_chunk: float = 150.0,
+    faces_per_chart: float = 60.0,
     seed: int = 0,
 ) -> UVLayout:
     """Unwrap a triangle mesh into one UV atlas.
@@ -55,8 +55,8 @@ def unwrap(
         texture_size: texture edge the atlas is packed for (sets texel density and padding).
         padding: empty texels between charts at ``texture_size``.
         chunk_faces: approximate faces per pre-segmentation chunk.
-        charts_per_chunk: a chart's area is capped at (chunk area / this), which bounds xatlas'
-            chart growing time.
+        faces_per_chart: a chart's area is capped at this many average faces' area, which bounds
+            xatlas' chart growing time.
         seed: k-means seed (the result is deterministic for a given seed).
     Returns:
         :class:`UVLayout`.
@@ -88,7 +88,7 @@ def unwrap(
     total_area = float(areas.sum())
     chart = xatlas.ChartOptions()
     chart.max_iterations = 0
-    chart.max_chart_area = total_area / max(n_chunks, 1) / charts_per_chunk
+    chart.max_chart_area = total_area * faces_per_chart / len(f_clean)
     pack = xatlas.PackOptions()
     pack.padding = int(padding)
     pack.bilinear = True
