@@ -1,0 +1,1 @@
+"""Training: configs, the shared loop (:mod:`.trainer`), flow-matching and VAE trainers, and ``train.py``'s runner."""

@@ -1,0 +1,102 @@
+"""Image conditions computed on the fly during training, differentiably (Pixal3D's ``image_conditioned_proj``).
+
+For a batch of conditioning views (images in ``[0, 1]`` with their true cameras) the image encoder gives
+global tokens and a patch map; the patch map is back-projected into the flow's grid with
+:func:`~pixal3d.conditioning.backprojection.backproject_dense` (SS stage, every grid point) or
+:func:`~pixal3d.conditioning.backprojection.backproject_sparse` (SLat stages, the latent's voxels). Both are
+differentiable, so a trainable encoder (:class:`~pixal3d.conditioning.encoders.SmallConvEncoder`) learns end to
+end through the projection. This matches what :class:`~pixal3d.conditioning.extractor.ConditionExtractor` gives
+the pipeline at inference for a non-NAF encoder.
+
+``mode='cross'`` is the ablation without back-projection: the flow (built with ``image_attn_mode='cross'``)
+cross-attends to the image tokens only (``tokens='all'``: global tokens followed by every patch token, as
+TRELLIS.2 conditions on all DINO tokens; ``'global'``: the global tokens alone).
+
+Classifier-free guidance dropout replaces an item's whole condition by zeros (the inference negative).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse
+from pixal3d.conditioning.camera import Camera
+from pixal3d.conditioning.encoders import ImageEncoder
+from pixal3d.errors import UserError
+from pixal3d.models.sparse.tensor import SparseTensor
+
+MODES = ("proj", "cross")
+CROSS_TOKENS = ("all", "global")
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, 3, H, W]`` in ``[0, 1]`` → ``[B, 3, size, size]`` (antialiased bilinear, clamped); identity if equal."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def drop_mask(generators: Sequence[torch.Generator], p_uncond: float) -> torch.Tensor:
+    """float32 ``[B]``: 0 for items whose condition is dropped (probability ``p_uncond``), else 1."""
+    draws = torch.stack([torch.rand((), generator=g) for g in generators])
+    return (draws >= p_uncond).float()
+
+
+class TrainingConditioner(nn.Module):
+    """Conditions for a batch, from an image encoder (trainable or frozen) and the stage's ``S`` and ``G``."""
+
+    def __init__(self, encoder: ImageEncoder, image_size: int, grid_resolution: int, mode: str = "proj",
+                 tokens: str = "all", trainable: bool = True):
+        super().__init__()
+        if mode not in MODES:
+            raise UserError(f"image_attn_mode must be one of {MODES}, got {mode!r}")
+        if tokens not in CROSS_TOKENS:
+            raise UserError(f"cross_tokens must be one of {CROSS_TOKENS}, got {tokens!r}")
+        if image_size % encoder.patch_size:
+            raise UserError(f"image_size {image_size} is not a multiple of the encoder patch size {encoder.patch_size}")
+        self.encoder = encoder
+        self.image_size, self.grid_resolution = int(image_size), int(grid_resolution)
+        self.mode, self.tokens, self.trainable = mode, tokens, trainable
+        if not trainable:
+            self.encoder.requires_grad_(False).eval()
+
+    @property
+    def channels(self) -> int:
+        return int(self.encoder.channels)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(global [B, K, C], patch_map [B, C, h, w])`` of images ``[B, 3, H, W]`` in ``[0, 1]``."""
+        x = resize_images(images.float(), self.image_size)
+        if self.trainable:
+            return self.encoder.encode(x)
+        with torch.no_grad():
+            return self.encoder.encode(x)
+
+    def forward(self, images: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> Any:
+        """The flow's ``cond`` for the batch.
+
+        ``coords`` ``[N, 4]`` (batch, x, y, z) on the ``G`` grid for sparse stages, ``None`` for the dense SS
+        stage. ``keep`` ``[B]`` (1 keep, 0 drop → zeros) applies CFG dropout.
+        """
+        glob, patch = self.encode(images)
+        if keep is not None:
+            keep = keep.to(glob.device, glob.dtype)
+        if self.mode == "cross":
+            ctx = glob if self.tokens == "global" else torch.cat([glob, patch.flatten(2).transpose(1, 2)], dim=1)
+            return ctx * keep[:, None, None] if keep is not None else ctx
+        cams = list(cameras)
+        if coords is None:
+            proj = backproject_dense(patch, cams, self.grid_resolution, self.image_size)
+            if keep is not None:
+                glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
+            return {"global": glob, "proj": proj}
+        feats = backproject_sparse(patch, cams, coords, self.grid_resolution, self.image_size)
+        if keep is not None:
+            glob = glob * keep[:, None, None]
+            feats = feats * keep[coords[:, 0].long()][:, None]
+        return {"global": glob, "proj": SparseTensor(feats, coords)}

@@ -1,0 +1,162 @@
+"""``train.py``: command line, datasets, process launch (torch.distributed) and the run of one trainer.
+
+``--num_gpus N`` (N ≥ 1) spawns N processes per node, one per GPU, NCCL backend; ``--num_gpus 0`` trains on
+the CPU with ``--nproc`` processes per node (gloo backend; 1 by default). The world size is
+processes-per-node × ``--num_nodes``; rank = ``node_rank`` × processes-per-node + local rank. The config's
+``batch_size`` is the global batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import ConcatDataset, Dataset
+
+from pixal3d.errors import UserError
+from pixal3d.training.config import TrainConfig, load_config
+from pixal3d.training.registry import trainer_class
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description="Train a Pixal3D stage; checkpoints are pipeline folders.")
+    p.add_argument("--config", required=True, help="training config JSON")
+    p.add_argument("--output_dir", required=True, help="run folder (ckpts/, log.csv, loss.png)")
+    p.add_argument("--data_dir", required=True,
+                   help="built dataset folder, or JSON (text or file): a folder or a list of folders")
+    p.add_argument("--load_dir", default=None, help="resume from this run folder (default: --output_dir)")
+    p.add_argument("--ckpt", default="latest", help="checkpoint to resume: 'latest' (if any) or a step number")
+    p.add_argument("--tryrun", action="store_true", help="build everything, run one step, write nothing")
+    p.add_argument("--num_gpus", type=int, default=-1, help="GPUs per node (-1: all visible; 0: train on the CPU)")
+    p.add_argument("--nproc", type=int, default=1, help="CPU processes per node with --num_gpus 0")
+    p.add_argument("--num_nodes", type=int, default=1)
+    p.add_argument("--node_rank", type=int, default=0)
+    p.add_argument("--master_addr", default="127.0.0.1")
+    p.add_argument("--master_port", type=int, default=12345)
+    p.add_argument("--no_progress", action="store_true", help="no tqdm bar")
+    return p
+
+
+def data_roots(data_dir: str) -> list[Path]:
+    """Dataset folders named by ``--data_dir``: a folder, or JSON text / a JSON file with a folder or a list."""
+    path = Path(data_dir)
+    if path.is_dir():
+        return [path]
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UserError(f"data dir {data_dir} not found")
+        text = path.read_text()
+    else:
+        text = data_dir
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        raise UserError(f"data dir {data_dir} not found") from None
+    roots = [value] if isinstance(value, str) else value
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
+        raise UserError("--data_dir JSON must be a folder path or a non-empty list of folder paths")
+    missing = [r for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise UserError(f"data dir {missing[0]} not found")
+    return [Path(r) for r in roots]
+
+
+def build_dataset(cfg: TrainConfig, roots: list[Path]) -> tuple[Dataset, Callable]:
+    """The config's dataset over every root (concatenated) and its collate function."""
+    from pixal3d.data.dataset import ViewDataset, collate_views
+
+    name, args = cfg.dataset["name"], dict(cfg.dataset.get("args") or {})
+    if name != "ViewDataset":
+        raise UserError(f"unknown dataset {name!r} (known: ViewDataset)")
+    try:
+        parts = [ViewDataset(root, **args) for root in roots]
+    except TypeError as exc:
+        raise UserError(f"bad dataset args {args}: {exc}") from exc
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    if len(dataset) == 0:
+        raise UserError(f"no training samples in {', '.join(map(str, roots))}")
+    return dataset, collate_views
+
+
+def _processes_per_node(args: argparse.Namespace) -> tuple[int, bool]:
+    if args.num_gpus == 0:
+        if args.nproc < 1:
+            raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+        return args.nproc, False
+    available = torch.cuda.device_count()
+    if args.num_gpus < 0:
+        return (available, True) if available else (1, False)
+    if args.num_gpus > available:
+        raise UserError(f"--num_gpus {args.num_gpus} but only {available} CUDA devices are visible (use --num_gpus 0 for CPU)")
+    return args.num_gpus, True
+
+
+def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, nproc: int, use_cuda: bool) -> None:
+    """One training process (rank ``node_rank·nproc + local_rank``)."""
+    world = nproc * args.num_nodes
+    rank = args.node_rank * nproc + local_rank
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+        if world > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    if world > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method=f"tcp://{args.master_addr}:{args.master_port}",
+                                rank=rank, world_size=world)
+    try:
+        dataset, collate = build_dataset(cfg, data_roots(args.data_dir))
+        output = Path(args.output_dir)
+        trainer = trainer_class(cfg.trainer_name)(cfg, dataset, collate, output, device, rank, world,
+                                                  progress=not args.no_progress)
+        if args.tryrun:
+            rows = trainer.train(max_steps=1, write=False)
+            with tempfile.TemporaryDirectory() as tmp:  # exercise the checkpoint writer, keep nothing
+                trainer.save_checkpoint(Path(tmp))
+            if rank == 0:
+                terms = ", ".join(f"{k}={v:.4g}" for k, v in rows[-1].items() if k != "step")
+                print(f"tryrun ok: {cfg.trainer_name}, 1 step ({terms})")
+            return
+        if rank == 0:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
+        resumed = trainer.resume(args.load_dir or output, args.ckpt)
+        if rank == 0 and resumed:
+            print(f"resumed from step {trainer.step}")
+        trainer.train()
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 with a one-line message for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        trainer_class(cfg.trainer_name)
+        build_dataset(cfg, data_roots(args.data_dir))
+        if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:
+            raise UserError(f"need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
+        if args.ckpt != "latest" and not args.ckpt.isdigit():
+            raise UserError(f"--ckpt must be 'latest' or a step number, got {args.ckpt!r}")
+        nproc, use_cuda = _processes_per_node(args)
+        if cfg.batch_size % (nproc * args.num_nodes):
+            raise UserError(f"batch_size {cfg.batch_size} is not divisible by {nproc * args.num_nodes} processes")
+        if nproc * args.num_nodes == 1:
+            run_worker(0, args, cfg, 1, use_cuda)
+        else:
+            mp.spawn(run_worker, args=(args, cfg, nproc, use_cuda), nprocs=nproc, join=True)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

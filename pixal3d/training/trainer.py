@@ -1,0 +1,471 @@
+"""The training loop shared by every trainer: data order, optimiser, EMA, mixed precision, checkpoints, logs.
+
+Determinism. Model initialisation is seeded with ``seed`` on every rank (identical weights, no broadcast
+needed). The data order is a function of ``(seed, step)`` only: global batch ``s`` is positions
+``s·B … s·B+B−1`` of the stream of per-epoch permutations (:class:`GlobalBatchSampler`), and rank ``r`` of
+``W`` takes the contiguous slice ``r·B/W …``. Every random draw of a training step (flow time, noise,
+condition dropout, VAE posterior samples) comes from a generator seeded by ``(seed, step, item position in
+the global batch)`` (:func:`item_generators`), so a run resumed from a checkpoint repeats an uninterrupted
+run bit for bit, and a W-process run sees exactly the draws of a 1-process run with the same global batch.
+Gradients are averaged across ranks with ``all_reduce`` (gloo on CPU, nccl on CUDA); every trainer's loss
+is a mean of per-item losses, so equal local batches make the average equal the global-batch gradient.
+
+Checkpoints are pipeline folders, ``DIR/ckpts/step_{N:07d}/`` (``pipeline.json`` + ``ckpts/`` with the
+EMA weights of the trained stages and the stages of the base pipeline folder), plus ``trainer_state.pt``
+(raw weights, EMA, optimiser and RNG state) in the same folder and a ``DIR/ckpts/latest`` pointer.
+``DIR/log.csv`` holds step, loss terms, learning rate, gradient norm and samples/s; ``DIR/loss.png`` plots it.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from pixal3d.errors import UserError
+from pixal3d.models.loading import read_model_config
+from pixal3d.models.pipeline_folder import (
+    PIPELINE_FILE,
+    PipelineFolder,
+    StageWeights,
+    open_pipeline_folder,
+    write_pipeline_folder,
+)
+from pixal3d.models.registry import build_model
+from pixal3d.training.config import TrainConfig
+from pixal3d.utils.files import atomic_output
+
+CKPT_DIR = "ckpts"
+LATEST = "latest"
+STATE_FILE = "trainer_state.pt"
+LOG_FILE = "log.csv"
+PLOT_FILE = "loss.png"
+
+
+def step_dir_name(step: int) -> str:
+    """``step_{N:07d}``: the folder of the checkpoint after ``step`` optimiser steps."""
+    return f"step_{step:07d}"
+
+
+def item_generators(seed: int, step: int, positions: list[int]) -> list[torch.Generator]:
+    """One CPU generator per batch item, seeded from ``(seed, step, position in the global batch)``."""
+    gens = []
+    for pos in positions:
+        state = np.random.SeedSequence([seed, step, pos]).generate_state(2, dtype=np.uint32)
+        gens.append(torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1])))
+    return gens
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Yields this rank's share of each global batch, for steps ``start_step … max_steps−1``.
+
+    Unlike ``DistributedSampler`` (which shuffles per rank), the global batch is drawn first and then
+    split, so the samples of a step do not depend on the number of ranks, and the order depends only
+    on ``(seed, step)`` (which makes resuming exact without storing sampler state).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, max_steps: int, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if num_items < 1:
+            raise UserError("the training dataset is empty")
+        if batch_size % world_size:
+            raise UserError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
+        self.n, self.batch_size, self.seed = num_items, batch_size, seed
+        self.max_steps, self.start_step = max_steps, start_step
+        self.rank, self.world_size = rank, world_size
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))}
+        return self._perms[epoch]
+
+    def global_batch(self, step: int) -> list[int]:
+        """Dataset indices of global batch ``step``."""
+        out = []
+        for p in range(step * self.batch_size, (step + 1) * self.batch_size):
+            out.append(int(self._perm(p // self.n)[p % self.n]))
+        return out
+
+    def local_positions(self) -> list[int]:
+        """Positions in the global batch of this rank's items."""
+        local = self.batch_size // self.world_size
+        return list(range(self.rank * local, (self.rank + 1) * local))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        positions = self.local_positions()
+        for step in range(self.start_step, self.max_steps):
+            batch = self.global_batch(step)
+            yield [batch[p] for p in positions]
+
+    def __len__(self) -> int:
+        return max(0, self.max_steps - self.start_step)
+
+
+def resolve_pipeline(path: str | os.PathLike) -> Path:
+    """A pipeline folder, or a training run folder (its latest checkpoint)."""
+    path = Path(path).expanduser()
+    if (path / PIPELINE_FILE).is_file():
+        return path
+    pointer = path / CKPT_DIR / LATEST
+    if pointer.is_file():
+        return path / CKPT_DIR / pointer.read_text().strip()
+    raise UserError(f"base_pipeline {path} is neither a pipeline folder nor a training run with checkpoints")
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def dist_ready() -> bool:
+    """Whether a multi-process group is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class Trainer:
+    """Base trainer. Subclasses implement :meth:`build`, :meth:`compute_loss` and, when they write more than
+    their registry models, :meth:`pipeline_args` / :meth:`write_extras`.
+
+    ``build`` must fill ``self.trainable`` (an ``nn.ModuleDict``: pipeline stage keys of registry models
+    whose specs are in ``self.stage_specs``, plus any other trainable modules) and may load frozen models.
+    """
+
+    #: trainer name in the config
+    name = "Trainer"
+
+    def __init__(self, cfg: TrainConfig, dataset: Dataset, collate, output_dir: str | os.PathLike | None,
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1, progress: bool = True):
+        self.cfg = cfg
+        self.args = cfg.trainer_args
+        self.dataset = dataset
+        self.collate = collate
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.progress = progress and rank == 0
+        self.step = 0
+        self.base: PipelineFolder | None = None
+        if self.args.get("base_pipeline"):
+            self.base = open_pipeline_folder(resolve_pipeline(self.args["base_pipeline"]))
+        self.trainable = nn.ModuleDict()
+        self.stage_specs: dict[str, dict[str, Any]] = {}
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.build()
+        self.trainable.to(self.device)
+        self.ema = copy.deepcopy(self.trainable).requires_grad_(False).eval()
+        params = [p for p in self.trainable.parameters() if p.requires_grad]
+        if not params:
+            raise UserError(f"{self.name}: nothing to train")
+        opt = cfg.optimizer
+        self.optimizer = torch.optim.AdamW(params, lr=float(opt["lr"]), betas=tuple(opt["betas"]),
+                                           weight_decay=float(opt["weight_decay"]), eps=float(opt.get("eps", 1e-8)))
+
+    # ---------------------------------------------------------------------------------------------
+    # subclass interface
+    def build(self) -> None:
+        """Create ``self.trainable`` (and frozen models)."""
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict[str, Any], generators: list[torch.Generator]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(total loss, {term: value})`` of a local batch; ``generators`` has one entry per item."""
+        raise NotImplementedError
+
+    def pipeline_args(self) -> dict[str, Any]:
+        """Pipeline settings written to ``pipeline.json`` beside the base folder's (normalisation, encoder ...)."""
+        return {}
+
+    def write_extras(self, folder: Path, ema: nn.ModuleDict) -> None:
+        """Write files the pipeline needs besides the registry stages (called before ``pipeline.json``)."""
+
+    # ---------------------------------------------------------------------------------------------
+    # helpers for subclasses
+    def build_stage(self, key: str) -> nn.Module:
+        """Build model ``key`` of the config's ``models`` (a pipeline stage key) and register its spec."""
+        if key not in self.cfg.models:
+            raise UserError(f"{self.name} needs models.{key} in the config (has: {', '.join(self.cfg.models)})")
+        spec = self.cfg.models[key]
+        self.stage_specs[key] = {"name": spec["name"], "args": dict(spec.get("args") or {})}
+        return build_model(spec["name"], self.stage_specs[key]["args"])
+
+    def load_frozen(self, key: str) -> nn.Module:
+        """Stage ``key`` of the base pipeline folder, on the device, frozen."""
+        if self.base is None:
+            raise UserError(f"{self.name} needs trainer.args.base_pipeline (a pipeline folder with {key})")
+        model = self.base.load(key, device=self.device)
+        return model.eval().requires_grad_(False)
+
+    def autocast(self):
+        """bf16 autocast when ``mixed_precision`` is ``bf16``."""
+        if self.cfg.mixed_precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # ---------------------------------------------------------------------------------------------
+    # the loop
+    @property
+    def local_batch_size(self) -> int:
+        return self.cfg.batch_size // self.world_size
+
+    def lr_at(self, step: int) -> float:
+        lr = float(self.cfg.optimizer["lr"])
+        warm = self.cfg.lr_warmup_steps
+        return lr * min(1.0, (step + 1) / warm) if warm else lr
+
+    def _all_reduce_grads(self, params: list[nn.Parameter]) -> None:
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+
+    def train_step(self, batch: dict[str, Any], positions: list[int]) -> dict[str, float]:
+        """One optimiser step on a local batch; returns the rank-averaged loss terms, lr and grad norm."""
+        self.trainable.train()
+        gens = item_generators(self.cfg.seed, self.step, positions)
+        with self.autocast():
+            loss, terms = self.compute_loss(batch, gens)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"non-finite loss at step {self.step}: {terms}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if dist_ready():
+            self._all_reduce_grads(params)
+        clip = self.cfg.grad_clip if self.cfg.grad_clip else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.update_ema()
+        self.step += 1
+        values = torch.stack([loss.detach().float()] + [v.detach().float() for v in terms.values()]).cpu()
+        if dist_ready():
+            values = values.to(self.device)
+            dist.all_reduce(values)
+            values = values.cpu() / self.world_size
+        out = {"loss": float(values[0])}
+        out.update({k: float(v) for k, v in zip(terms, values[1:])})
+        out.update(lr=lr, grad_norm=float(grad_norm))
+        return out
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """``ema ← rate·ema + (1−rate)·weights`` (buffers copied)."""
+        rate = self.cfg.ema_rate
+        ema_params = [p for p in self.ema.parameters()]
+        params = [p.detach() for p in self.trainable.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - rate)
+        for b_ema, b in zip(self.ema.buffers(), self.trainable.buffers()):
+            b_ema.copy_(b)
+
+    def data_loader(self) -> tuple[DataLoader, GlobalBatchSampler]:
+        sampler = GlobalBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, self.cfg.max_steps,
+                                     self.step, self.rank, self.world_size)
+        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate,
+                            num_workers=self.cfg.num_workers, persistent_workers=False)
+        return loader, sampler
+
+    def train(self, max_steps: int | None = None, write: bool = True) -> list[dict[str, float]]:
+        """Train until ``max_steps`` (config default); checkpoints every ``save_every`` and at the end.
+
+        With ``write=False`` nothing is written (``--tryrun``). Returns the logged rows of this call.
+        """
+        stop = min(max_steps or self.cfg.max_steps, self.cfg.max_steps)
+        loader, sampler = self.data_loader()
+        positions = sampler.local_positions()
+        rows: list[dict[str, float]] = []
+        bar = tqdm(total=stop, initial=self.step, disable=not self.progress, desc=self.name, dynamic_ncols=True)
+        window: list[dict[str, float]] = []
+        started = time.perf_counter()
+        for batch in loader:
+            if self.step >= stop:
+                break
+            stats = self.train_step(batch, positions)
+            window.append(stats)
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            if self.step % self.cfg.log_every == 0 or self.step == stop:
+                elapsed = time.perf_counter() - started
+                row = {"step": self.step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                       "samples_per_s": len(window) * self.cfg.batch_size / max(elapsed, 1e-9)}
+                rows.append(row)
+                if write:
+                    self.append_log(row)
+                window, started = [], time.perf_counter()
+            if write and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps):
+                self.save_checkpoint()
+        bar.close()
+        return rows
+
+    # ---------------------------------------------------------------------------------------------
+    # logs
+    def append_log(self, row: dict[str, float]) -> None:
+        """Append a row to ``log.csv`` (rank 0)."""
+        if self.rank != 0 or self.output_dir is None:
+            return
+        path = self.output_dir / LOG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.is_file()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _truncate_log(self) -> None:
+        path = self.output_dir / LOG_FILE if self.output_dir is not None else None
+        if self.rank != 0 or path is None or not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, kept = reader.fieldnames, [r for r in reader if int(r["step"]) <= self.step]
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def plot_loss(self) -> None:
+        """``loss.png`` from ``log.csv``: every loss term against the step (log scale when positive)."""
+        path = self.output_dir / LOG_FILE if self.output_dir is not None else None
+        if self.rank != 0 or path is None or not path.is_file():
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return
+        steps = [int(r["step"]) for r in rows]
+        terms = [k for k in rows[0] if k not in ("step", "lr", "grad_norm", "samples_per_s")]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for k in terms:
+            ax.plot(steps, [float(r[k]) for r in rows], label=k)
+        if all(float(r[k]) > 0 for r in rows for k in terms):
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"{self.name} ({self.output_dir.name})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        with atomic_output(self.output_dir / PLOT_FILE) as tmp:
+            fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+
+    # ---------------------------------------------------------------------------------------------
+    # checkpoints
+    def _base_stages(self) -> dict[str, StageWeights]:
+        stages = {}
+        if self.base is None:
+            return stages
+        for key, stage in self.base.stages.items():
+            if key in self.stage_specs or not stage.found:
+                continue
+            name, args = read_model_config(stage.stem)
+            weights = self.base.load(key, device="cpu").state_dict()
+            stages[key] = StageWeights(weights, name, args, f"{CKPT_DIR}/{key}")
+        return stages
+
+    def write_pipeline(self, folder: Path) -> PipelineFolder:
+        """Write the EMA weights (and the base folder's other stages) as a pipeline folder at ``folder``."""
+        stages = self._base_stages()
+        for key, spec in self.stage_specs.items():
+            stages[key] = StageWeights(self.ema[key], spec["name"], spec["args"], f"{CKPT_DIR}/{key}")
+        args = {k: v for k, v in (self.base.args if self.base else {}).items() if k != "models"}
+        args.update(self.pipeline_args())
+        self.write_extras(folder, self.ema)
+        return write_pipeline_folder(folder, stages, args, name="Pixal3DImageTo3DPipeline")
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "trainer": self.name,
+            "config": self.cfg.as_dict(),
+            "weights": _cpu_state(self.trainable),
+            "ema": _cpu_state(self.ema),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+
+    def save_checkpoint(self, root: Path | None = None) -> Path | None:
+        """Write ``ckpts/step_{N:07d}/`` (pipeline folder + ``trainer_state.pt``) and the ``latest`` pointer.
+
+        Rank 0 writes (into a temporary folder renamed into place); other ranks wait at a barrier.
+        """
+        root = root if root is not None else self.output_dir / CKPT_DIR
+        final = root / step_dir_name(self.step)
+        if self.rank == 0:
+            tmp = root / f".{final.name}.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            self.write_pipeline(tmp)
+            torch.save(self.trainer_state(), tmp / STATE_FILE)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            with atomic_output(root / LATEST) as t:
+                t.write_text(final.name + "\n")
+            self.plot_loss()
+        if dist_ready():
+            dist.barrier()
+        return final
+
+    def resume(self, load_dir: str | os.PathLike, ckpt: str = "latest") -> bool:
+        """Load ``load_dir/ckpts/<ckpt>`` (``latest`` or a step number). ``False`` if ``latest`` has none yet."""
+        root = Path(load_dir) / CKPT_DIR
+        if ckpt == "latest":
+            pointer = root / LATEST
+            if not pointer.is_file():
+                return False
+            folder = root / pointer.read_text().strip()
+        else:
+            try:
+                folder = root / step_dir_name(int(ckpt))
+            except ValueError:
+                raise UserError(f"--ckpt must be 'latest' or a step number, got {ckpt!r}") from None
+        if not (folder / STATE_FILE).is_file():
+            raise UserError(f"no checkpoint {folder.name} in {root} ({STATE_FILE} missing)")
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        if state.get("trainer") != self.name:
+            raise UserError(f"{folder} was written by {state.get('trainer')}, not {self.name}")
+        try:
+            self.trainable.load_state_dict(state["weights"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise UserError(f"{folder} does not match this config's models: {str(exc).splitlines()[0]}") from exc
+        self.step = int(state["step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self._truncate_log()
+        return True
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
