@@ -8,8 +8,8 @@
 4. Look the 6 PBR channels up with the sparse trilinear voxel lookup (renormalised over existing
    voxels, :func:`pixal3d.decoding.voxel_lookup.trilinear`).
 5. uint8 by ``clip(x·255)`` (truncation, as the reference); uncovered texels near charts are filled by
-   OpenCV Telea inpainting (radius 3 for base colour, 1 for metallic/roughness/alpha), and every
-   remaining empty texel takes its nearest filled texel's value so mip-maps never bleed black.
+   OpenCV Telea inpainting (radius 3 for base colour, 1 for metallic/roughness/alpha) on top of a
+   nearest-texel fill of every empty texel, so mip-maps never bleed black.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pixal3d.decoding.voxel_lookup import trilinear
 from pixal3d.export.render import rasterize
 from pixal3d.mesh.uv import UVLayout
 
-#: width (texels) of the band around charts that Telea inpainting fills; beyond it nearest-fill
+#: width (texels) of the band around charts that Telea inpainting re-fills after the nearest fill
 INPAINT_BAND = 2
 
 
@@ -65,16 +65,17 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 def fill_texture(image: np.ndarray, coverage: np.ndarray, radius: int, band: int = INPAINT_BAND) -> np.ndarray:
     """Fill the texels outside ``coverage [S,S]`` of ``image`` (uint8 ``[S,S]`` or ``[S,S,3]``).
 
-    Texels within ``band`` of a covered texel are inpainted with OpenCV's Telea method (``radius``);
-    all others copy their nearest filled texel (so every texel holds a plausible colour).
+    Every empty texel first copies its nearest covered texel (so no texel stays black and mip-maps do
+    not bleed); then the band of ``band`` texels around the charts is re-filled by OpenCV's Telea
+    inpainting (``radius``), which smooths the seams from the covered texels outward.
     """
     empty = ~coverage
     if not empty.any() or not coverage.any():
         return image
+    _, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
+    filled = np.ascontiguousarray(image[rows, cols])
     near = empty & ndimage.binary_dilation(coverage, iterations=band)
-    out = cv2.inpaint(np.ascontiguousarray(image), near.astype(np.uint8), radius, cv2.INPAINT_TELEA).reshape(image.shape)
-    _, (rows, cols) = ndimage.distance_transform_edt(~(coverage | near), return_indices=True)
-    return out[rows, cols]
+    return cv2.inpaint(filled, near.astype(np.uint8), radius, cv2.INPAINT_TELEA).reshape(image.shape)
 
 
 def bake(

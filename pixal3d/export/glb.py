@@ -84,12 +84,13 @@ def choose_alpha_mode(alpha: np.ndarray) -> tuple[str, float | None]:
     """glTF ``(alphaMode, alphaCutoff)`` for baked alpha values ``[M]`` in [0, 1].
 
     OPAQUE when at most 0.1 % of texels are below :data:`OPAQUE_ALPHA`; MASK (cutoff 0.5) when at most
-    2 % lie strictly between 0.05 and 0.95 (essentially binary); BLEND otherwise.
+    5 % lie strictly between 0.05 and 0.95 (essentially binary: only the trilinear transition band
+    between transparent and opaque voxels); BLEND otherwise.
     """
     alpha = np.asarray(alpha, dtype=np.float32).reshape(-1)
     if alpha.size == 0 or np.mean(alpha < OPAQUE_ALPHA) <= 1e-3:
         return "OPAQUE", None
-    if np.mean((alpha > 0.05) & (alpha < 0.95)) <= 0.02:
+    if np.mean((alpha > 0.05) & (alpha < 0.95)) <= 0.05:
         return "MASK", 0.5
     return "BLEND", None
 
