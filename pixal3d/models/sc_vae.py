@@ -25,6 +25,7 @@ from pixal3d.models.sparse.conv import SparseConv3d
 from pixal3d.models.sparse.nn import LayerNorm32, Linear, SparseLinear, compute_dtype
 from pixal3d.models.sparse.spatial import ChannelToSpatial, spatial_to_channel
 from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.models.ss_vae import Fp16Trunk, sample_gaussian
 from pixal3d.utils.coords import CoordIndex
 
 
@@ -106,8 +107,29 @@ def _block_class(table: dict, name: str) -> type[nn.Module]:
     return table[name]
 
 
+def _unet_levels(model_channels: list[int], num_blocks: list[int], block_type: list[str], block_args: list[dict[str, Any]],
+                 transition_type: list[str], transitions: dict, **transition_kwargs) -> nn.ModuleList:
+    """One ``nn.ModuleList`` per level ``i``: ``num_blocks[i]`` blocks of ``block_type[i]`` at ``model_channels[i]``,
+    then (except the last level) a ``transition_type[i]`` block (looked up in ``transitions``) to
+    ``model_channels[i + 1]``, built with ``transition_kwargs`` and ``block_args[i]``."""
+    levels = nn.ModuleList()
+    for i, n in enumerate(num_blocks):
+        level = nn.ModuleList(_block_class(_BLOCKS, block_type[i])(model_channels[i], **block_args[i]) for _ in range(n))
+        if i < len(num_blocks) - 1:
+            transition = _block_class(transitions, transition_type[i])
+            level.append(transition(model_channels[i], model_channels[i + 1], **transition_kwargs, **block_args[i]))
+        levels.append(level)
+    return levels
+
+
+class _SparseFp16Trunk(Fp16Trunk):
+    """:class:`Fp16Trunk` over the conv/linear layers inside ``blocks``."""
+
+    _trunk_weight_types = (SparseConv3d, nn.Linear)
+
+
 @register_model("SparseUnetVaeDecoder")
-class SparseUnetVaeDecoder(nn.Module):
+class SparseUnetVaeDecoder(_SparseFp16Trunk, nn.Module):
     """Sparse U-Net VAE decoder (official args). Level ``i`` has ``num_blocks[i]`` blocks of ``block_type[i]``
     at ``model_channels[i]`` followed (except the last level) by an ``up_block_type[i]`` block to level i+1.
 
@@ -133,36 +155,9 @@ class SparseUnetVaeDecoder(nn.Module):
         self.num_blocks, self.pred_subdiv = list(num_blocks), pred_subdiv
         self.output_layer = SparseLinear(model_channels[-1], out_channels)
         self.from_latent = SparseLinear(latent_channels, model_channels[0])
-        self.blocks = nn.ModuleList()
-        for i, n in enumerate(num_blocks):
-            level = nn.ModuleList(_block_class(_BLOCKS, block_type[i])(model_channels[i], **block_args[i]) for _ in range(n))
-            if i < len(num_blocks) - 1:
-                up = _block_class(_UP_BLOCKS, up_block_type[i])
-                level.append(up(model_channels[i], model_channels[i + 1], pred_subdiv=pred_subdiv, **block_args[i]))
-            self.blocks.append(level)
-        self.use_fp16 = False
-        if use_fp16:
-            self.convert_to_fp16()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Weight dtype of the conv/linear layers inside ``blocks``."""
-        return torch.float16 if self.use_fp16 else torch.float32
-
-    def _trunk_weight_layers(self) -> list[nn.Module]:
-        return [m for m in self.blocks.modules() if isinstance(m, (SparseConv3d, nn.Linear))]
-
-    def convert_to_fp16(self) -> None:
-        """Conv/linear weights in ``blocks`` to float16 (norm affines stay float32), as released."""
-        self.use_fp16 = True
-        for m in self._trunk_weight_layers():
-            m.to(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Conv/linear weights in ``blocks`` to float32 (avoids per-call casts on the CPU)."""
-        self.use_fp16 = False
-        for m in self._trunk_weight_layers():
-            m.to(torch.float32)
+        self.blocks = _unet_levels(model_channels, num_blocks, block_type, block_args, up_block_type, _UP_BLOCKS,
+                                   pred_subdiv=pred_subdiv)
+        self._init_fp16(use_fp16)
 
     def _levels(self, x: SparseTensor, guide_subs: list[SparseTensor] | None, stop_level: int | None = None):
         """Run ``from_latent`` and the levels; returns (h, subs). Stops before level ``stop_level``."""
@@ -306,7 +301,7 @@ _DOWN_BLOCKS = {"SparseResBlockS2C3d": SparseResBlockS2C3d}
 
 
 @register_model("SparseUnetVaeEncoder")
-class SparseUnetVaeEncoder(nn.Module):
+class SparseUnetVaeEncoder(_SparseFp16Trunk, nn.Module):
     """Sparse U-Net VAE encoder (official args; texture encoder ``tex_enc_next_dc_f16c32_fp16``).
 
     ``input_layer`` SparseLinear(in→model_channels[0]) → level ``i``: ``num_blocks[i]`` blocks of ``block_type[i]``
@@ -338,41 +333,13 @@ class SparseUnetVaeEncoder(nn.Module):
         self.latent_channels, self.num_blocks = latent_channels, list(num_blocks)
         self.input_layer = SparseLinear(in_channels, model_channels[0])
         self.to_latent = SparseLinear(model_channels[-1], 2 * latent_channels)
-        self.blocks = nn.ModuleList()
-        for i, n in enumerate(num_blocks):
-            level = nn.ModuleList(_block_class(_BLOCKS, block_type[i])(model_channels[i], **block_args[i]) for _ in range(n))
-            if i < levels - 1:
-                down = _block_class(_DOWN_BLOCKS, down_block_type[i])
-                level.append(down(model_channels[i], model_channels[i + 1], **block_args[i]))
-            self.blocks.append(level)
+        self.blocks = _unet_levels(model_channels, num_blocks, block_type, block_args, down_block_type, _DOWN_BLOCKS)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        self.use_fp16 = False
-        if use_fp16:
-            self.convert_to_fp16()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Weight dtype of the conv/linear layers inside ``blocks``."""
-        return torch.float16 if self.use_fp16 else torch.float32
-
-    def _trunk_weight_layers(self) -> list[nn.Module]:
-        return [m for m in self.blocks.modules() if isinstance(m, (SparseConv3d, nn.Linear))]
-
-    def convert_to_fp16(self) -> None:
-        """Conv/linear weights in ``blocks`` to float16 (norm affines stay float32), as released."""
-        self.use_fp16 = True
-        for m in self._trunk_weight_layers():
-            m.to(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Conv/linear weights in ``blocks`` to float32."""
-        self.use_fp16 = False
-        for m in self._trunk_weight_layers():
-            m.to(torch.float32)
+        self._init_fp16(use_fp16)
 
     def forward(self, x: SparseTensor, sample_posterior: bool = False, return_raw: bool = False,
                 generator: torch.Generator | None = None):
@@ -390,11 +357,7 @@ class SparseUnetVaeEncoder(nn.Module):
         h = h.type(x.dtype)
         h = self.to_latent(h.replace(F.layer_norm(h.feats.float(), h.feats.shape[-1:]).to(x.dtype)))
         mean, logvar = h.feats.chunk(2, dim=1)
-        if sample_posterior:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = h.replace(mean + torch.exp(0.5 * logvar) * eps)
-        else:
-            z = h.replace(mean)
+        z = h.replace(sample_gaussian(mean, logvar, generator) if sample_posterior else mean)
         return (z, h.replace(mean), h.replace(logvar)) if return_raw else z
 
 

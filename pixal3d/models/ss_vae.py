@@ -69,14 +69,70 @@ class UpsampleBlock3d(nn.Module):
         return pixel_shuffle_3d(self.conv(x), 2)
 
 
+class Fp16Trunk:
+    """Mixin for the VAEs (dense and sparse): with ``use_fp16`` the weight layers of the trunk are float16
+    (the released layout); input/output layers and norm affines stay float32. The trunk is every module of
+    type ``_trunk_weight_types`` inside the submodules named in ``_trunk_modules``. It runs in float16 on
+    CUDA/MPS and in float32 on the CPU (see :func:`compute_dtype`)."""
+
+    _trunk_modules: tuple[str, ...] = ("blocks",)
+    _trunk_weight_types: tuple[type, ...] = ()
+    use_fp16: bool = False
+
+    def _init_fp16(self, use_fp16: bool) -> None:
+        self.use_fp16 = False
+        if use_fp16:
+            self.convert_to_fp16()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the trunk."""
+        return torch.float16 if self.use_fp16 else torch.float32
+
+    def _trunk_weight_layers(self) -> list[nn.Module]:
+        return [m for name in self._trunk_modules for m in getattr(self, name).modules()
+                if isinstance(m, self._trunk_weight_types)]
+
+    def convert_to_fp16(self) -> None:
+        """Trunk weights to float16 (norm affines stay float32), as the released checkpoints."""
+        self.use_fp16 = True
+        for m in self._trunk_weight_layers():
+            m.to(torch.float16)
+
+    def convert_to_fp32(self) -> None:
+        """Trunk weights to float32 (avoids per-call casts when running on the CPU)."""
+        self.use_fp16 = False
+        for m in self._trunk_weight_layers():
+            m.to(torch.float32)
+
+
+def _res_levels(channels: list[int], num_res_blocks: int, transition: type[nn.Module]) -> nn.ModuleList:
+    """Flat block list: per width ``channels[i]``, ``num_res_blocks`` :class:`ResBlock3d`, then (except after the
+    last width) ``transition(channels[i], channels[i + 1])``."""
+    blocks = nn.ModuleList()
+    for i, ch in enumerate(channels):
+        blocks.extend(ResBlock3d(ch) for _ in range(num_res_blocks))
+        if i < len(channels) - 1:
+            blocks.append(transition(ch, channels[i + 1]))
+    return blocks
+
+
+def _check_norm_type(norm_type: str) -> None:
+    if norm_type != "layer":
+        raise ValueError(f"norm_type {norm_type!r} is not supported (the released models use 'layer')")
+
+
 @register_model("SparseStructureDecoder")
-class SparseStructureDecoder(nn.Module):
+class SparseStructureDecoder(Fp16Trunk, nn.Module):
     """Sparse-structure decoder (official args; ``norm_type`` must be ``"layer"``, the released setting).
 
     ``forward(z [B, latent_channels, R, R, R]) → [B, out_channels, R·2^(len(channels)-1), …]`` in ``z``'s dtype.
     With ``use_fp16`` the convolutions inside ``middle_block``/``blocks`` hold float16 weights (the released
     layout); they run in float16 on CUDA/MPS and in float32 on the CPU (see :func:`compute_dtype`).
     """
+
+    _trunk_modules = ("middle_block", "blocks")
+    _trunk_weight_types = (Conv3d,)
 
     def __init__(
         self,
@@ -89,42 +145,15 @@ class SparseStructureDecoder(nn.Module):
         use_fp16: bool = False,
     ):
         super().__init__()
-        if norm_type != "layer":
-            raise ValueError(f"norm_type {norm_type!r} is not supported (the released decoder uses 'layer')")
+        _check_norm_type(norm_type)
         self.out_channels, self.latent_channels, self.channels = out_channels, latent_channels, list(channels)
         self.input_layer = Conv3d(latent_channels, channels[0], 3, padding=1)
         self.middle_block = nn.Sequential(*[ResBlock3d(channels[0]) for _ in range(num_res_blocks_middle)])
-        self.blocks = nn.ModuleList()
-        for i, ch in enumerate(channels):
-            self.blocks.extend(ResBlock3d(ch) for _ in range(num_res_blocks))
-            if i < len(channels) - 1:
-                self.blocks.append(UpsampleBlock3d(ch, channels[i + 1]))
+        self.blocks = _res_levels(channels, num_res_blocks, UpsampleBlock3d)
         self.out_layer = nn.Sequential(
             ChannelLayerNorm32(channels[-1]), nn.SiLU(), Conv3d(channels[-1], out_channels, 3, padding=1)
         )
-        self.use_fp16 = False
-        if use_fp16:
-            self.convert_to_fp16()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Weight dtype of the trunk (``middle_block`` and ``blocks``)."""
-        return torch.float16 if self.use_fp16 else torch.float32
-
-    def _trunk_convs(self):
-        return [m for m in [*self.middle_block.modules(), *self.blocks.modules()] if isinstance(m, Conv3d)]
-
-    def convert_to_fp16(self) -> None:
-        """Trunk convolution weights to float16 (norm affines stay float32), as the released checkpoint."""
-        self.use_fp16 = True
-        for m in self._trunk_convs():
-            m.to(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Trunk convolution weights to float32 (avoids per-call casts when running on the CPU)."""
-        self.use_fp16 = False
-        for m in self._trunk_convs():
-            m.to(torch.float32)
+        self._init_fp16(use_fp16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input_layer(x)
@@ -172,7 +201,7 @@ def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.G
 
 
 @register_model("SparseStructureEncoder")
-class SparseStructureEncoder(nn.Module):
+class SparseStructureEncoder(Fp16Trunk, nn.Module):
     """Sparse-structure encoder (official ``ss_enc_conv3d_16l8_fp16`` layout), mirroring :class:`SparseStructureDecoder`.
 
     ``input_layer`` Conv3d(in→channels[0]) → per level ``num_res_blocks`` ResBlock3d then (except the last) a
@@ -181,6 +210,9 @@ class SparseStructureEncoder(nn.Module):
     Occupancy ``[B, 1, 64, 64, 64]`` with ``channels [32, 128, 512]`` → Gaussian latent ``[B, 8, 16, 16, 16]``.
     Fresh weights: the second conv of every residual block is zero (each block starts as the identity).
     """
+
+    _trunk_modules = ("blocks", "middle_block")
+    _trunk_weight_types = (Conv3d,)
 
     def __init__(
         self,
@@ -193,15 +225,10 @@ class SparseStructureEncoder(nn.Module):
         use_fp16: bool = False,
     ):
         super().__init__()
-        if norm_type != "layer":
-            raise ValueError(f"norm_type {norm_type!r} is not supported (the released models use 'layer')")
+        _check_norm_type(norm_type)
         self.in_channels, self.latent_channels, self.channels = in_channels, latent_channels, list(channels)
         self.input_layer = Conv3d(in_channels, channels[0], 3, padding=1)
-        self.blocks = nn.ModuleList()
-        for i, ch in enumerate(channels):
-            self.blocks.extend(ResBlock3d(ch) for _ in range(num_res_blocks))
-            if i < len(channels) - 1:
-                self.blocks.append(DownsampleBlock3d(ch, channels[i + 1]))
+        self.blocks = _res_levels(channels, num_res_blocks, DownsampleBlock3d)
         self.middle_block = nn.Sequential(*[ResBlock3d(channels[-1]) for _ in range(num_res_blocks_middle)])
         self.out_layer = nn.Sequential(
             ChannelLayerNorm32(channels[-1]), nn.SiLU(), Conv3d(channels[-1], 2 * latent_channels, 3, padding=1)
@@ -210,29 +237,7 @@ class SparseStructureEncoder(nn.Module):
             if isinstance(m, ResBlock3d):
                 nn.init.zeros_(m.conv2.weight)
                 nn.init.zeros_(m.conv2.bias)
-        self.use_fp16 = False
-        if use_fp16:
-            self.convert_to_fp16()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Weight dtype of the trunk (``blocks`` and ``middle_block``)."""
-        return torch.float16 if self.use_fp16 else torch.float32
-
-    def _trunk_convs(self):
-        return [m for m in [*self.blocks.modules(), *self.middle_block.modules()] if isinstance(m, Conv3d)]
-
-    def convert_to_fp16(self) -> None:
-        """Trunk convolution weights to float16 (norm affines stay float32), the released layout."""
-        self.use_fp16 = True
-        for m in self._trunk_convs():
-            m.to(torch.float16)
-
-    def convert_to_fp32(self) -> None:
-        """Trunk convolution weights to float32."""
-        self.use_fp16 = False
-        for m in self._trunk_convs():
-            m.to(torch.float32)
+        self._init_fp16(use_fp16)
 
     def forward(self, x: torch.Tensor, sample_posterior: bool = False, return_raw: bool = False,
                 generator: torch.Generator | None = None):
