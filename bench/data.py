@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from runner import main as run_table
+
 from pixal3d.data.synth import synthesize
 
 COUNT = 48
@@ -76,23 +78,19 @@ BENCHMARKS: list[Callable[[], dict]] = [bench_synth_1_worker, bench_synth_2_work
                                         bench_build_2_workers]
 
 
-def markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table."""
-    lines = ["| benchmark | assets | time (s) | assets/min | notes |", "|---|---|---|---|---|"]
-    lines += [f"| {r['name']} | {r['assets']} | {r['time_s']:.1f} | {r['assets_per_min']:.0f} | {r['note']} |" for r in rows]
-    return "\n".join(lines)
+#: the table's value columns (see ``runner.main``)
+COLUMNS = (("assets", "assets", "{}"), ("time_s", "time (s)", "{:.1f}"), ("assets_per_min", "assets/min", "{:.0f}"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the named rows (default all) and print the table."""
+    """Run the named rows (default all) in this process (they read :data:`COUNT`) and print the table."""
     global COUNT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rows", nargs="*", help="benchmark function names (default: all)")
     parser.add_argument("--count", type=int, default=COUNT, help=f"assets per row (default {COUNT})")
     args = parser.parse_args(argv)
     COUNT = args.count
-    rows = [fn() for fn in BENCHMARKS if not args.rows or fn.__name__ in args.rows]
-    print(markdown(rows))
+    run_table(BENCHMARKS, args.rows, COLUMNS, spawn=False)
 
 
 if __name__ == "__main__":

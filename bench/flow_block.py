@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+from runner import table_header, table_row
 
 from pixal3d.models.modules.blocks import ModulatedTransformerCrossBlock
 from pixal3d.models.modules.rope import RotaryEmbedder3D
@@ -99,10 +100,9 @@ def main() -> None:
 
     print(f"one flow block, {TOKENS} tokens, width {C}, {HEADS} heads, FFN {int(C * MLP_RATIO)}, proj_in {PROJ_IN}; "
           f"{flops / 1e9:.1f} GFLOP per forward; {torch.get_num_threads()} threads; median of {args.reps}\n")
-    print("| dtype | tokens | forward (s) | GFLOP/s | torch.mm GFLOP/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(table_header(["dtype", "tokens", "forward (s)", "GFLOP/s", "torch.mm GFLOP/s", "ratio"]))
     for dt, layout, seconds, achieved, rate, ratio in rows:
-        print(f"| {dt} | {layout} | {seconds:.2f} | {achieved:.1f} | {rate:.1f} | {ratio:.2f} |")
+        print(table_row([dt, layout, f"{seconds:.2f}", f"{achieved:.1f}", f"{rate:.1f}", f"{ratio:.2f}"]))
 
 
 if __name__ == "__main__":

@@ -31,18 +31,18 @@ import time
 from pathlib import Path
 
 import torch
+from runner import REPO, table_header, table_row
 
-REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO.parent / "shared" / "reference" / "manifests"
 ST_NAMES = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
 torch.set_num_threads(2)
 method, stem = sys.argv[1], sys.argv[2]
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+sys.path.insert(0, "bench")  # the working directory is the repository root
+from runner import maxrss_mb as rss_mb
 from pixal3d.models.loading import load_model, read_model_config
 from pixal3d.models.registry import build_model, known_models
 from safetensors.torch import load_file
@@ -121,10 +121,9 @@ def main() -> None:
             print(f"{label}: {result}", file=sys.stderr)
         print(f"\n{manifest['file_stem']} ({manifest['name']}, {manifest['num_params'] / 1e9:.2f}B params, "
               f"file {size / 2**30:.2f} GiB), {torch.get_num_threads()} threads, file in page cache\n")
-        print("| method | load time (s) | max RSS after load (GiB) | max RSS after touching all weights (GiB) |")
-        print("|---|---|---|---|")
+        print(table_header(["method", "load time (s)", "max RSS after load (GiB)", "max RSS after touching all weights (GiB)"]))
         for label, r in rows:
-            print(f"| {label} | {r['seconds']:.1f} | {r['peak_mb'] / 1024:.2f} | {r['touched_mb'] / 1024:.2f} |")
+            print(table_row([label, f"{r['seconds']:.1f}", f"{r['peak_mb'] / 1024:.2f}", f"{r['touched_mb'] / 1024:.2f}"]))
         print(f"\n(process RSS before loading: {rows[0][1]['base_mb'] / 1024:.2f} GiB)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,8 @@
 """Shared benchmark runner: one markdown table row per benchmark function, each in a fresh process.
 
+Benchmark scripts run as ``python bench/X.py`` and import this module as ``from runner import ...`` (it puts
+the repository root on ``sys.path``); it also holds the shared timing and markdown-table helpers.
+
 A benchmark module defines functions ``bench_xxx() -> dict`` returning ``{"name", "time_s", "note"}``
 (plus any extra columns it declares) and calls :func:`main` with them. Each function runs in a
 spawned process so its peak memory is its own: ``peak_mb`` is the growth of the process's maximum
@@ -59,18 +62,37 @@ def run_row(fn: Callable[[], dict]) -> dict:
     return queue.get()
 
 
+#: the default value columns of :func:`main`: (row key, header, format)
+DEFAULT_COLUMNS: tuple[tuple[str, str, str], ...] = (("time_s", "time (s)", "{:.3f}"), ("peak_mb", "peak memory (MB)", "{:.0f}"))
+
+
+def table_header(headers: Sequence[str], align: str | None = None) -> str:
+    """The header and separator lines of a markdown table; ``align``: one letter per column, ``l`` or ``r``
+    (right-aligned, ``---:``); default all ``l``."""
+    align = align or "l" * len(headers)
+    if len(align) != len(headers):
+        raise ValueError(f"{len(headers)} headers but alignment {align!r}")
+    return "| " + " | ".join(headers) + " |\n" + "".join("|---:" if a == "r" else "|---" for a in align) + "|"
+
+
+def table_row(cells: Sequence[object]) -> str:
+    """One markdown table row of the cells (``str`` of each)."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def main(benchmarks: Sequence[Callable[[], dict]], argv: list[str] | None = None,
-         columns: Sequence[tuple[str, str, str]] = (("time_s", "time (s)", "{:.3f}"), ("peak_mb", "peak memory (MB)", "{:.0f}"))) -> None:
+         columns: Sequence[tuple[str, str, str]] = DEFAULT_COLUMNS, spawn: bool = True) -> None:
     """Print a markdown table with one row per benchmark (all, or those whose function names are in ``argv``).
 
-    ``columns``: (row key, header, format) of the value columns between the name and the notes.
+    ``columns``: (row key, header, format) of the value columns between the name and the notes; a value that
+    is not a number is printed as is. ``spawn=False`` runs the rows in this process (no ``peak_mb``), for
+    rows that depend on settings made in this process.
     """
     names = set(argv if argv is not None else sys.argv[1:])
-    print("| benchmark | " + " | ".join(h for _, h, _ in columns) + " | notes |")
-    print("|---" * (len(columns) + 2) + "|")
+    print(table_header(["benchmark", *(h for _, h, _ in columns), "notes"]))
     for fn in benchmarks:
         if names and fn.__name__ not in names:
             continue
-        row = run_row(fn)
+        row = run_row(fn) if spawn else fn()
         values = [fmt.format(row[key]) if isinstance(row.get(key), (int, float)) else str(row.get(key, "")) for key, _, fmt in columns]
-        print(f"| {row['name']} | " + " | ".join(values) + f" | {row.get('note', '')} |", flush=True)
+        print(table_row([row["name"], *values, row.get("note", "")]), flush=True)

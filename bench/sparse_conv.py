@@ -16,9 +16,9 @@ Prints a markdown table. Memory: ~2 GB at 1M voxels with 64 channels.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from runner import best_of, table_header, table_row
 
 from pixal3d.models.sparse.conv import build_neighbour_map, submanifold_conv3d
 from pixal3d.models.sparse.tensor import SparseTensor
@@ -39,20 +39,11 @@ def sphere_shell(n_target: int) -> torch.Tensor:
     return torch.cat([torch.zeros(xyz.shape[0], 1, dtype=torch.long), xyz], 1).int()
 
 
-def timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def mm_rate(k: int, cout: int, repeats: int) -> float:
     """GFLOP/s of ``torch.mm([M, k] @ [k, cout])`` with M sized to ~64 MB of input."""
     m = max(4096, (1 << 24) // k)
     a, b = torch.randn(m, k), torch.randn(k, cout)
-    return 2 * m * k * cout / timed(lambda: torch.mm(a, b), repeats) / 1e9
+    return 2 * m * k * cout / best_of(lambda: torch.mm(a, b), repeats) / 1e9
 
 
 def main() -> None:
@@ -66,13 +57,13 @@ def main() -> None:
     torch.manual_seed(0)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32\n")
-    print("| voxels | C_in→C_out | fill | nbr map (s) | strategy | conv (s) | GFLOP/s nominal | GFLOP/s useful | mm GFLOP/s | ratio |")
-    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print(table_header(["voxels", "C_in→C_out", "fill", "nbr map (s)", "strategy", "conv (s)", "GFLOP/s nominal",
+                        "GFLOP/s useful", "mm GFLOP/s", "ratio"], align="rrrrlrrrrr"))
     for size in args.sizes:
         coords = sphere_shell(size)
         n = coords.shape[0]
         repeats = 1 if n > 300_000 else 3
-        t_nbr = timed(lambda: build_neighbour_map(coords), repeats)
+        t_nbr = best_of(lambda: build_neighbour_map(coords), repeats)
         nbr = build_neighbour_map(coords)
         pairs = int((nbr >= 0).sum())
         del nbr
@@ -85,11 +76,11 @@ def main() -> None:
             rate = mm_rate(27 * c, c, 3)
             for strategy in ("padded", "gather"):
                 submanifold_conv3d(x, weight, bias, strategy=strategy)  # builds the cached maps
-                t = timed(lambda: submanifold_conv3d(x, weight, bias, strategy=strategy), repeats)
+                t = best_of(lambda: submanifold_conv3d(x, weight, bias, strategy=strategy), repeats)
                 nominal = 2 * n * 27 * c * c / t / 1e9
                 useful = 2 * pairs * c * c / t / 1e9
-                print(f"| {n:,} | {c}→{c} | {pairs / (27 * n):.2f} | {t_nbr:.3f} | {strategy} | {t:.3f} | "
-                      f"{nominal:.1f} | {useful:.1f} | {rate:.1f} | {nominal / rate:.2f} |", flush=True)
+                print(table_row([f"{n:,}", f"{c}→{c}", f"{pairs / (27 * n):.2f}", f"{t_nbr:.3f}", strategy, f"{t:.3f}",
+                                 f"{nominal:.1f}", f"{useful:.1f}", f"{rate:.1f}", f"{nominal / rate:.2f}"]), flush=True)
             del x
 
 
