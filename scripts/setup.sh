@@ -18,3 +18,24 @@ if [ "$DEV" = 1 ]; then
 else
   "$PY" -m pip install -q -e .
 fi
+
+# --dev: real glTF clients for the export tests (tests/clients.py).
+if [ "$DEV" = 1 ]; then
+  # Khronos glTF-Validator into ./node_modules (pinned in package.json / package-lock.json)
+  if command -v npm >/dev/null 2>&1; then
+    npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+  else
+    echo "setup: npm not found — install Node.js ≥ 18 to run the glTF validator checks (they are skipped otherwise)" >&2
+  fi
+  # Blender's own glTF importer: the bpy wheel (Python 3.11 only; it pins NumPy 1.x, so it gets its
+  # own virtual environment .bpy/ instead of downgrading the project's NumPy)
+  if [ ! -x .bpy/bin/python ] && [ ! -x .bpy/Scripts/python.exe ]; then
+    if "$PY" -c "import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)"; then
+      "$PY" -m venv .bpy
+      BPY_PY=.bpy/bin/python; [ -x "$BPY_PY" ] || BPY_PY=.bpy/Scripts/python.exe
+      "$BPY_PY" -m pip install -q "bpy==4.5.*" || echo "setup: could not install bpy — Blender import checks will be skipped" >&2
+    else
+      echo "setup: bpy 4.5 needs Python 3.11 — Blender import checks will be skipped (set PIXAL3D_BPY_PYTHON to a Python with bpy)" >&2
+    fi
+  fi
+fi
