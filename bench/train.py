@@ -1,0 +1,91 @@
+"""Training throughput (samples/s) of each stage's tiny config on the CPU: ``python bench/train.py [rows]``.
+
+Each row builds a small dataset (3 synthetic assets × 2 views, 32³ voxels, 64² images) in a temporary
+folder, then times ``STEPS`` optimiser steps of the stage's ``configs/train/*_tiny.json`` after one warm-up
+step (data loading included, no checkpoint writes).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import runner
+
+STEPS = 10
+
+
+def _dataset(root: Path) -> Path:
+    from pixal3d.data import build as B
+    from pixal3d.data.synth import synthesize
+
+    synthesize(3, root / "synth", seed=11, workers=1, sheet=False)
+    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=2, resolution=32, image_size=64, seed=0),
+                    workers=1)
+    return root / "data"
+
+
+def _trainer(config: str, data: Path, out: Path, **trainer_args):
+    from pixal3d.data.dataset import ViewDataset, collate_views
+    from pixal3d.training.config import parse_config
+    from pixal3d.training.registry import trainer_class
+
+    raw = json.loads((runner.REPO / "configs" / "train" / f"{config}.json").read_text())
+    raw["trainer"]["args"].update(trainer_args)
+    raw["max_steps"] = STEPS + 1
+    cfg = parse_config(raw)
+    dataset = ViewDataset(data, **cfg.dataset["args"])
+    return trainer_class(cfg.trainer_name)(cfg, dataset, collate_views, out, progress=False), cfg
+
+
+def _time(trainer, cfg, name: str, note: str) -> dict:
+    trainer.train(max_steps=1, write=False)  # warm-up
+    start = time.perf_counter()
+    trainer.train(max_steps=STEPS + 1, write=False)
+    elapsed = time.perf_counter() - start
+    return {"name": name, "time_s": elapsed, "samples_per_s": STEPS * cfg.batch_size / elapsed,
+            "note": f"{STEPS} steps, batch {cfg.batch_size}; {note}"}
+
+
+def bench_ss_vae_tiny() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp))
+        trainer, cfg = _trainer("ss_vae_tiny", data, Path(tmp) / "run")
+        return _time(trainer, cfg, "SS VAE (16³ occupancy → 8×4³)", "encoder+decoder")
+
+
+def bench_ss_flow_tiny() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp))
+        vae, _ = _trainer("ss_vae_tiny", data, Path(tmp) / "vae")
+        vae.save_checkpoint()
+        trainer, cfg = _trainer("ss_flow_tiny", data, Path(tmp) / "run", base_pipeline=str(Path(tmp) / "vae"))
+        return _time(trainer, cfg, "SS flow (4³ tokens, proj)", "frozen SS encoder + trainable small conv encoder")
+
+
+def bench_ss_flow_tiny_cross() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp))
+        vae, _ = _trainer("ss_vae_tiny", data, Path(tmp) / "vae")
+        vae.save_checkpoint()
+        from pixal3d.data.dataset import ViewDataset, collate_views
+        from pixal3d.training.config import parse_config
+        from pixal3d.training.registry import trainer_class
+
+        raw = json.loads((runner.REPO / "configs" / "train" / "ss_flow_tiny.json").read_text())
+        raw["trainer"]["args"]["base_pipeline"] = str(Path(tmp) / "vae")
+        raw["models"]["sparse_structure_flow_model"]["args"]["image_attn_mode"] = "cross"
+        raw["max_steps"] = STEPS + 1
+        cfg = parse_config(raw)
+        trainer = trainer_class(cfg.trainer_name)(cfg, ViewDataset(data, **cfg.dataset["args"]), collate_views,
+                                                  Path(tmp) / "run", progress=False)
+        return _time(trainer, cfg, "SS flow (4³ tokens, cross ablation)", "all image tokens as context")
+
+
+BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross]
+COLUMNS = (("time_s", "time (s)", "{:.1f}"), ("samples_per_s", "samples/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"))
+
+if __name__ == "__main__":
+    runner.main(BENCHMARKS, columns=COLUMNS)
