@@ -124,7 +124,8 @@ def test_trellis2_folder_missing_hub_checkpoint_and_unimplemented_encoder(tmp_pa
     models["sparse_structure_decoder"] = "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"
     folder = root / "TRELLIS.2-4B"
     write_folder(folder, models, skip={"sparse_structure_decoder"})
-    write_header_only_checkpoint(folder / "ckpts" / "shape_enc_next_dc_f16c32_fp16", "FlexiDualGridVaeEncoder", {},
+    # a class this project does not implement (every official class is implemented; this stands for a future one)
+    write_header_only_checkpoint(folder / "ckpts" / "shape_enc_next_dc_f16c32_fp16", "FutureShapeEncoder", {},
                                  {"weight": ("F16", [4, 4])})
     (folder / "texturing_pipeline.json").write_text(json.dumps(
         {"name": "Trellis2TexturingPipeline", "args": {"models": {"shape_slat_encoder": "ckpts/shape_enc_next_dc_f16c32_fp16"}}}))
