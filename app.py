@@ -15,7 +15,7 @@ from pathlib import Path
 from pixal3d import paths
 from pixal3d.errors import UserError
 
-RESOLUTION_CHOICES = {"1024 cascade": "1024_cascade", "1536 cascade": "1536_cascade"}
+RESOLUTION_CHOICES = ["model default", "1024", "1536"]
 
 
 class PipelineCache:
@@ -42,6 +42,7 @@ def generate(cache: PipelineCache, image_path: str | None, model: str, seed: flo
 
     Raises :class:`UserError` for bad input (the app shows it as an error message).
     """
+    from pixal3d.export.glb import ExportOptions
     from pixal3d.pipelines.pixal3d import GenerationOptions
 
     if not image_path:
@@ -49,19 +50,20 @@ def generate(cache: PipelineCache, image_path: str | None, model: str, seed: flo
     folder = Path(model).expanduser() if model else paths.component_path("pixal3d-small")
     if not (folder / "pipeline.json").is_file():
         raise UserError(f"no model folder at {folder} (pipeline.json missing; see README, 'Model folders')")
+    pipeline = cache.get(folder)
     options = GenerationOptions(
         seed=int(seed),
         fov=math.radians(fov_degrees) if fov_degrees and fov_degrees > 0 else None,
-        pipeline_type=RESOLUTION_CHOICES[resolution],
+        pipeline_type=None if resolution == RESOLUTION_CHOICES[0] else pipeline.pipeline_type_for(int(resolution)),
         steps=int(steps) if steps else None,
         guidance=float(guidance) if guidance is not None else None,
-        texture_size=int(texture_size),
-        decimation_target=int(decimation_target),
     )
-    result = cache.get(folder).generate(image_path, options)
+    export = ExportOptions(texture_size=int(texture_size), decimation_target=int(decimation_target))
+    export.validate()
+    result = pipeline.generate(image_path, options)
     out_dir.mkdir(parents=True, exist_ok=True)
     glb = out_dir / f"pixal3d_seed{int(seed)}.glb"
-    result.save_glb(glb)
+    result.save_glb(glb, export)
     preview = glb.with_suffix(".png")
     result.save_preview(preview, glb)
     return str(glb), str(preview), str(glb), result.summary()
@@ -89,7 +91,7 @@ def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path |
                 with gr.Row():
                     seed = gr.Number(value=42, precision=0, label="Seed")
                     fov = gr.Number(value=0, label="FOV (degrees, 0 = estimate/default)")
-                resolution = gr.Radio(list(RESOLUTION_CHOICES), value="1024 cascade", label="Resolution")
+                resolution = gr.Radio(RESOLUTION_CHOICES, value=RESOLUTION_CHOICES[0], label="Final resolution")
                 with gr.Accordion("Sampling and export", open=False):
                     steps = gr.Slider(1, 50, value=12, step=1, label="Steps per flow")
                     guidance = gr.Slider(0.0, 15.0, value=7.5, step=0.1, label="Guidance strength")

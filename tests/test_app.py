@@ -12,7 +12,7 @@ def test_app_builds_without_launching(tmp_path):
 
 def test_bad_requests_are_user_errors(tmp_path):
     cache = app.PipelineCache("cpu", False)
-    args = dict(model=str(tmp_path), seed=1, fov_degrees=0, resolution="1024 cascade", steps=12, guidance=7.5,
+    args = dict(model=str(tmp_path), seed=1, fov_degrees=0, resolution="model default", steps=12, guidance=7.5,
                 texture_size=1024, decimation_target=10000, out_dir=tmp_path / "out")
     with pytest.raises(UserError, match="upload an image"):
         app.generate(cache, None, **args)

@@ -7,6 +7,7 @@ import argparse
 from pixal3d.errors import UserError
 from pixal3d.export.asset import VoxelAsset
 from pixal3d.export.glb import ExportOptions, asset_to_glb
+from pixal3d.mesh.cleanup import MIN_COMPONENT_AREA
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET
 
 
@@ -20,23 +21,37 @@ def register(subparsers) -> None:
     )
     p.add_argument("asset", help="asset file written by the pipeline (--save_asset) or `pixal3d voxelize`")
     p.add_argument("-o", "--output", required=True, help="output .glb path (written atomically)")
-    p.add_argument("--texture_size", type=int, default=2048, help="texture edge in texels (default 2048)")
-    p.add_argument("--decimation_target", type=int, default=DEFAULT_FACE_BUDGET,
-                   help=f"face budget after simplification (default {DEFAULT_FACE_BUDGET:,})")
-    p.add_argument("--remesh", action="store_true", help="rebuild the surface as a narrow-band offset shell first")
-    p.add_argument("--official_orientation", action="store_true",
-                   help="write the official Pixal3D orientation (x,y,z)→(−x,y,−z) instead of input view facing +Z")
+    add_export_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or timing table")
     p.set_defaults(handler=run)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """The GLB export options, shared by ``pixal3d export`` and ``pixal3d generate`` / ``inference.py``."""
+    parser.add_argument("--texture_size", type=int, default=2048, help="texture edge in texels (default 2048)")
+    parser.add_argument("--decimation_target", type=int, default=DEFAULT_FACE_BUDGET,
+                        help=f"face budget after simplification (default {DEFAULT_FACE_BUDGET:,})")
+    parser.add_argument("--remesh", action="store_true", help="rebuild the surface as a narrow-band offset shell first")
+    parser.add_argument("--official_orientation", action="store_true",
+                        help="write the official Pixal3D orientation (x,y,z)→(−x,y,−z) instead of input view facing +Z")
+    parser.add_argument("--min_component_area", type=float, default=MIN_COMPONENT_AREA,
+                        help=f"drop surface parts smaller than this (unit-cube area; default {MIN_COMPONENT_AREA:g}, 0 keeps all)")
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    """:class:`ExportOptions` from the parsed :func:`add_export_arguments` options (validated)."""
+    options = ExportOptions(texture_size=args.texture_size, decimation_target=args.decimation_target,
+                            remesh=args.remesh, official_orientation=args.official_orientation,
+                            min_component_area=args.min_component_area)
+    options.validate()
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pixal3d export``."""
     if not str(args.output).lower().endswith(".glb"):
         raise UserError(f"output must be a .glb file, got {args.output}")
-    options = ExportOptions(texture_size=args.texture_size, decimation_target=args.decimation_target,
-                            remesh=args.remesh, official_orientation=args.official_orientation)
-    options.validate()
+    options = export_options(args)
     asset = VoxelAsset.load(args.asset)
     result = asset_to_glb(asset, args.output, options, progress=not args.quiet)
     if not args.quiet:

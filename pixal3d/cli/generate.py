@@ -10,10 +10,8 @@ import time
 from pathlib import Path
 
 from pixal3d import paths
+from pixal3d.cli.export import add_export_arguments, export_options
 from pixal3d.errors import UserError
-
-RESOLUTIONS = {1024: "1024_cascade", 1536: "1536_cascade"}
-
 
 def parse_fov(text: str) -> float:
     """Horizontal FOV from the command line → radians.
@@ -52,20 +50,14 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _texture_size(text: str) -> int:
-    value = _positive_int(text)
-    if value < 64 or value > 8192:
-        raise argparse.ArgumentTypeError(f"texture size must be between 64 and 8192, got {value}")
-    return value
-
-
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``inference.py`` / ``pixal3d generate`` (upstream flags first)."""
     parser.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP…; RGBA alpha is used as the mask)")
     parser.add_argument("--output", required=True, help="output .glb path")
     parser.add_argument("--low_vram", action="store_true", help="keep one stage on the device at a time (and 1024 cascade by default)")
-    parser.add_argument("--resolution", type=int, choices=sorted(RESOLUTIONS), default=None,
-                        help="final voxel resolution: 1024 or 1536 (default: 1536, 1024 with --low_vram; the model folder may say otherwise)")
+    parser.add_argument("--resolution", type=_positive_int, default=None,
+                        help="final voxel resolution: 1024 or 1536 for official weights (default: 1536, 1024 with --low_vram; "
+                             "a model folder may define others)")
     parser.add_argument("--model", default=None,
                         help="model folder (pipeline.json + ckpts/), or a folder name under the models root (e.g. Pixal3D); "
                              f"default: {paths.component_path('pixal3d-small')}")
@@ -76,8 +68,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=_non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
     parser.add_argument("--max_num_tokens", type=_positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available, or $PIXAL3D_DEVICE)")
-    parser.add_argument("--texture_size", type=_texture_size, default=None, help="baked texture size in pixels (default 2048)")
-    parser.add_argument("--decimation_target", type=_positive_int, default=None, help="face budget of the exported mesh (default 200000)")
+    add_export_arguments(parser)
     parser.add_argument("--save_asset", default=None, help="also write the decoded asset (.npz) for re-export with `pixal3d export`")
     parser.add_argument("--preview", action="store_true", help="also write an input-view render beside the GLB (<output>.png)")
 
@@ -109,6 +100,7 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
+    export = export_options(args)
     image_path, output, model = check_paths(args)
     from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
@@ -120,15 +112,13 @@ def run(args: argparse.Namespace) -> int:
     options = GenerationOptions(
         seed=args.seed,
         fov=args.fov,
-        pipeline_type=RESOLUTIONS[args.resolution] if args.resolution else None,
+        pipeline_type=pipeline.pipeline_type_for(args.resolution) if args.resolution else None,
         steps=args.steps,
         guidance=args.guidance,
         max_num_tokens=args.max_num_tokens,
-        texture_size=args.texture_size,
-        decimation_target=args.decimation_target,
     )
     result = pipeline.generate(picture, options)
-    result.save_glb(output)
+    result.save_glb(output, export)
     if args.save_asset:
         result.asset.save(args.save_asset)
     if args.preview:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from PIL import Image
-
 from pixal3d.errors import UserError
-from pixal3d.export.render import render_glb
-from pixal3d.utils.files import atomic_output
+from pixal3d.export.render import render_glb, save_png
 
 
 def register(subparsers) -> None:
@@ -34,11 +30,5 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"size must be between 16 and 4096, got {args.size}")
     if not 1 <= args.views <= 64:
         raise UserError(f"views must be between 1 and 64, got {args.views}")
-    image = render_glb(args.glb, camera=args.camera, size=args.size, views=args.views, mode=args.mode)
-    if args.mode == "mask":
-        pixels = (image * 255).astype(np.uint8)
-    else:
-        pixels = np.round(image * 255).astype(np.uint8)
-    with atomic_output(args.output) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+    save_png(render_glb(args.glb, camera=args.camera, size=args.size, views=args.views, mode=args.mode), args.output)
     return 0

@@ -35,7 +35,7 @@ from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
 from pixal3d.export.bake import BakedTextures, bake
-from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, clean_mesh
+from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
 from pixal3d.mesh.remesh import remesh_narrow_band
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET, simplify_mesh
 from pixal3d.mesh.uv import UVLayout, unwrap
@@ -58,6 +58,7 @@ class ExportOptions:
     remesh: bool = False
     official_orientation: bool = False
     max_hole_perimeter: float = MAX_HOLE_PERIMETER
+    min_component_area: float = MIN_COMPONENT_AREA
 
     def validate(self) -> None:
         """:class:`UserError` for out-of-range values."""
@@ -67,6 +68,8 @@ class ExportOptions:
             raise UserError(f"decimation_target must be at least 4 faces, got {self.decimation_target}")
         if not self.max_hole_perimeter >= 0:
             raise UserError(f"max_hole_perimeter must be ≥ 0, got {self.max_hole_perimeter}")
+        if not self.min_component_area >= 0:
+            raise UserError(f"min_component_area must be ≥ 0, got {self.min_component_area}")
 
 
 @dataclass
@@ -93,6 +96,20 @@ def choose_alpha_mode(alpha: np.ndarray) -> tuple[str, float | None]:
     if np.mean((alpha > 0.05) & (alpha < 0.95)) <= 0.05:
         return "MASK", 0.5
     return "BLEND", None
+
+
+def unit_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals ``[V, 3]`` float32; glTF requires unit length, so a vertex whose
+    faces are all degenerate gets the direction from the mesh centroid (or +Y if it sits on it)."""
+    normals = np.array(trimesh.Trimesh(vertices, faces, process=False).vertex_normals, dtype=np.float64)
+    length = np.linalg.norm(normals, axis=1)
+    bad = ~(length > 1e-8)
+    if bad.any():
+        outward = vertices[bad] - vertices.mean(axis=0)
+        outward_len = np.linalg.norm(outward, axis=1, keepdims=True)
+        normals[bad] = np.where(outward_len > 1e-8, outward / np.maximum(outward_len, 1e-12), [0.0, 1.0, 0.0])
+        length = np.linalg.norm(normals, axis=1)
+    return (normals / length[:, None]).astype(np.float32)
 
 
 def asset_surface(asset: VoxelAsset) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +247,8 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
     timings["mesh"] = time.perf_counter() - t
     bar.update()
     t = stage("cleanup")
-    vertices, faces = clean_mesh(vertices, faces, max_hole_perimeter=options.max_hole_perimeter)
+    vertices, faces = clean_mesh(vertices, faces, max_hole_perimeter=options.max_hole_perimeter,
+                                 min_component_area=options.min_component_area)
     if len(faces) == 0:
         raise UserError("the asset's surface is empty: nothing to export")
     surface_vertices, surface_faces = vertices, faces
@@ -243,7 +261,7 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
         bar.update()
     t = stage("simplify")
     vertices, faces = simplify_mesh(vertices, faces, options.decimation_target)
-    normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
+    normals = unit_vertex_normals(vertices, faces)
     timings["simplify"] = time.perf_counter() - t
     bar.update()
     t = stage("unwrap")

@@ -382,3 +382,14 @@ def render_glb(path: str | Path, camera: str = "input", size: int = 512, views: 
     blank = np.ones_like(images[0]) if mode != "mask" else np.zeros_like(images[0])
     images += [blank] * (rows * cols - views)
     return np.concatenate([np.concatenate(images[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> None:
+    """Write a render (float ``[H, W, C]`` in [0, 1], or a bool mask) as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    from pixal3d.utils.files import atomic_output
+
+    pixels = (image * 255).astype(np.uint8) if image.dtype == bool else np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    with atomic_output(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")

@@ -20,6 +20,8 @@ from scipy.sparse.csgraph import connected_components
 
 #: official ``fill_holes`` threshold (unit-cube units)
 MAX_HOLE_PERIMETER = 3e-2
+#: parts with a smaller surface area (unit-cube units) are dropped as floaters
+MIN_COMPONENT_AREA = 1e-5
 
 
 def _edge_keys(faces: np.ndarray, num_vertices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +192,7 @@ def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def clean_mesh(vertices: np.ndarray, faces: np.ndarray, max_hole_perimeter: float = MAX_HOLE_PERIMETER,
-               min_component_area: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+               min_component_area: float = MIN_COMPONENT_AREA) -> tuple[np.ndarray, np.ndarray]:
     """Degenerate/duplicate faces and tiny components removed, small holes filled, faces oriented
     outward, unreferenced vertices dropped → ``(vertices, faces)``."""
     faces = remove_degenerate_faces(vertices, faces)

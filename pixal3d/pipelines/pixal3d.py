@@ -38,7 +38,7 @@ from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
 from pixal3d.models.sparse.tensor import SparseTensor
-from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, PIPELINE_TYPES, CascadeChoice, choose_cascade_resolution
+from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeChoice, CascadeConfig, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,
     FlowEulerGuidanceIntervalSampler,
@@ -46,9 +46,6 @@ from pixal3d.sampling.flow_euler import (
     draw_noise,
     draw_sparse_noise,
 )
-
-#: latent grid of the 512-resolution shape stage (512 / 16)
-LR_GRID = 32
 
 
 @dataclass
@@ -62,8 +59,6 @@ class GenerationOptions:
     steps: int | None = None  # every flow
     guidance: float | None = None  # structure and shape flows
     max_num_tokens: int | None = None
-    texture_size: int | None = None
-    decimation_target: int | None = None
     preprocess: bool = True
     sampler_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage → SamplerParams fields
 
@@ -78,22 +73,22 @@ class GenerationResult:
     timings: dict[str, float]
     info: dict[str, Any]
     latents: dict[str, Any] = field(default_factory=dict, repr=False)
-    export_options: dict[str, Any] = field(default_factory=dict)
 
-    def save_glb(self, path: str | Path) -> dict[str, float]:
-        """Bake and write the GLB (atomically); returns the export's per-stage times."""
-        from pixal3d.export.glb import ExportOptions, asset_to_glb
+    def save_glb(self, path: str | Path, options=None, progress: bool = True):
+        """Clean up/simplify/unwrap/bake and write the GLB atomically with ``options``
+        (:class:`~pixal3d.export.glb.ExportOptions`, default ones if ``None``) → ``ExportResult``."""
+        from pixal3d.export.glb import asset_to_glb
 
         started = time.perf_counter()
-        times = asset_to_glb(self.asset, path, ExportOptions(**self.export_options))
+        result = asset_to_glb(self.asset, path, options, progress=progress)
         self.timings["export"] = time.perf_counter() - started
-        return times
+        return result
 
-    def save_preview(self, path: str | Path, glb_path: str | Path) -> None:
-        """Render the written GLB through its input camera to a PNG."""
-        from pixal3d.export.render import render_glb_to_png
+    def save_preview(self, path: str | Path, glb_path: str | Path, size: int = 512) -> None:
+        """Render the written GLB through its input camera to a PNG (written atomically)."""
+        from pixal3d.export.render import render_glb, save_png
 
-        render_glb_to_png(glb_path, path, camera="input")
+        save_png(render_glb(glb_path, camera="input", size=size), path)
 
     def summary(self, total_seconds: float | None = None) -> str:
         """A per-stage time table and the facts of the run (resolution, tokens, camera, background)."""
@@ -156,6 +151,7 @@ class Pixal3DPipeline:
         self.low_vram = low_vram
         self.sampler = FlowEulerGuidanceIntervalSampler()
         self.models = folder.models(device=device, low_memory=low_vram)
+        self.cascade_config = CascadeConfig.from_args(folder.args.get("cascade"))
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -188,7 +184,7 @@ class Pixal3DPipeline:
     @torch.no_grad()
     def sample_sparse_structure(self, image: Image.Image, camera: Camera, params: SamplerParams,
                                 progress: bool = True) -> dict[str, Any]:
-        """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the 32³ grid."""
+        """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³)."""
         cond = self.conditioner.condition("ss", image, camera)
         with self.models.use("sparse_structure_flow_model") as flow:
             r = flow.resolution
@@ -196,7 +192,7 @@ class Pixal3DPipeline:
         z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params, progress)
         with self.models.use("sparse_structure_decoder") as decoder:
             logits = decoder(z)
-        coords = occupancy_to_coords(logits, LR_GRID)
+        coords = occupancy_to_coords(logits, self.cascade_config.structure_grid)
         if len(coords) == 0:
             raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
         return {"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits, "shape_lr.coords": coords}
@@ -208,16 +204,18 @@ class Pixal3DPipeline:
         mean, std = self.folder.latent_normalization("shape_slat", self.device)
         cond = self.conditioner.condition(stage, image, camera, coords=coords, grid_resolution=grid_resolution)
         noise = draw_sparse_noise(coords, self._out_channels(key), self.device)
-        label = f"shape {grid_resolution * 16}" if grid_resolution else "shape 512"
+        scale = self.cascade_config.latent_scale
+        label = f"shape {(grid_resolution or self.cascade_config.structure_grid) * scale}"
         samples = self._sample(key, label, noise, cond, params, progress)
         return {"noise": noise, "cond": cond, "samples": samples, "slat": samples.replace(samples.feats * std + mean)}
 
     @torch.no_grad()
     def cascade(self, shape_lr: SparseTensor, pipeline_type: str, max_num_tokens: int) -> tuple[torch.Tensor, CascadeChoice]:
-        """Upsample the denormalised 512 shape latent to the 512-grid and choose ``R`` under the token budget."""
+        """Upsample the denormalised low-res shape latent (to the 512-grid officially) and choose ``R`` under the token budget."""
+        config = self.cascade_config
         with self.models.use("shape_slat_decoder") as decoder:
-            coords_512 = decoder.upsample(shape_lr, upsample_times=4)
-        return coords_512, choose_cascade_resolution(coords_512.cpu(), pipeline_type, max_num_tokens)
+            coords_up = decoder.upsample(shape_lr, upsample_times=config.upsample_times)
+        return coords_up, choose_cascade_resolution(coords_up.cpu(), pipeline_type, max_num_tokens, config)
 
     @torch.no_grad()
     def sample_texture(self, image: Image.Image, camera: Camera, shape_slat: SparseTensor, grid_resolution: int,
@@ -263,8 +261,8 @@ class Pixal3DPipeline:
         edge flags, split weights), ``pbr`` (6 channels ×0.5+0.5), ``resolution``) and ``timings``
         (seconds per stage).
         """
-        if pipeline_type not in PIPELINE_TYPES:
-            raise UserError(f"unknown pipeline type {pipeline_type!r} (use {', '.join(PIPELINE_TYPES)})")
+        if pipeline_type not in self.cascade_config.pipeline_types:
+            raise UserError(f"unknown pipeline type {pipeline_type!r} (this model has {', '.join(self.cascade_config.pipeline_types)})")
         params = sampler_params or stage_sampler_params(self.folder.samplers, GenerationOptions())
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -284,7 +282,7 @@ class Pixal3DPipeline:
         out.update({f"shape_lr.{k}": v for k, v in lr.items() if k != "slat"})
         lap("shape 512")
         coords_512, choice = self.cascade(lr["slat"], pipeline_type, max_num_tokens)
-        grid_hr = choice.resolution // 16
+        grid_hr = choice.resolution // self.cascade_config.latent_scale
         out.update({"upsample.coords_512": coords_512, "cascade": choice, "resolution": choice.resolution})
         coords_hr = choice.coords.to(self.device)
         hr = self.sample_shape("shape_slat_flow_model_1024", "shape_1024", image, camera, coords_hr, params["shape_slat"],
@@ -303,10 +301,20 @@ class Pixal3DPipeline:
 
     # --- from an image file to a result ------------------------------------------------------------
     def default_pipeline_type(self) -> str:
-        """``1024_cascade`` in low-memory mode, else the folder's ``default_pipeline_type`` (official: 1536)."""
-        if self.low_vram:
+        """The folder's ``default_pipeline_type`` (official: ``1536_cascade``; ``1024_cascade`` in low-memory mode)."""
+        types = self.cascade_config.pipeline_types
+        if self.low_vram and "1024_cascade" in types:
             return "1024_cascade"
-        return self.folder.default_pipeline_type or "1536_cascade"
+        default = self.folder.default_pipeline_type
+        return default if default in types else max(types, key=types.get)
+
+    def pipeline_type_for(self, resolution: int) -> str:
+        """The pipeline type starting at final resolution ``resolution`` (e.g. 1536 → ``1536_cascade``)."""
+        types = self.cascade_config.pipeline_types
+        for name, res in types.items():
+            if res == resolution:
+                return name
+        raise UserError(f"this model has no {resolution} pipeline (resolutions: {', '.join(map(str, types.values()))})")
 
     def choose_camera(self, image: Image.Image, options: GenerationOptions) -> tuple[Camera, str]:
         """The camera to use and where it came from (``given``, ``manual fov``, ``MoGe-2``, ``default fov``)."""
@@ -348,9 +356,8 @@ class Pixal3DPipeline:
         choice = out["cascade"]
         info.update({"resolution": choice.resolution, "tokens": len(choice.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
-        export = {k: v for k, v in (("texture_size", options.texture_size), ("decimation_target", options.decimation_target)) if v is not None}
         timings = {"preprocess + camera": preprocess_seconds, **out["timings"]}
-        return GenerationResult(asset, picture, camera, timings, info, latents=out, export_options=export)
+        return GenerationResult(asset, picture, camera, timings, info, latents=out)
 
 
 def decoded_asset(out: dict[str, Any], camera: Camera, source: dict | None = None) -> VoxelAsset:

@@ -18,9 +18,12 @@ def run_cli(*args, cwd=None, env=None):
 
 
 def assert_one_line_error(proc, fragment):
+    """Exit code 2 and exactly one error line, the last thing on stderr (progress bars may precede it)."""
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1 and errors[0] == lines[-1] and fragment in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_fov_parsing():
@@ -45,8 +48,8 @@ def image(tmp_path):
 @pytest.mark.parametrize("extra, fragment", [
     (["--steps", "0"], "--steps: must be positive"),
     (["--fov", "200deg"], "--fov: field of view"),
-    (["--resolution", "999"], "--resolution: invalid choice"),
-    (["--texture_size", "10"], "--texture_size: texture size"),
+    (["--resolution", "0"], "--resolution: must be positive"),
+    (["--texture_size", "10"], "texture_size must be between 16 and 8192"),
     (["--guidance", "-1"], "--guidance: must be a non-negative"),
     (["--seed", "x"], "--seed: invalid int"),
 ])
@@ -82,7 +85,15 @@ def test_corrupt_image_fails_before_loading_models(tiny_model, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out.glb"
     proc = run_cli("--image", bad, "--output", out, "--model", tiny_model)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert_one_line_error(proc, "error:")
+    assert "Loading" not in proc.stderr  # failed before any model was loaded
+    assert not out.exists()
+
+
+def test_unknown_resolution_for_the_model(tiny_model, tmp_path, image):
+    out = tmp_path / "out.glb"
+    assert_one_line_error(run_cli("--image", image, "--output", out, "--model", tiny_model, "--resolution", "999"),
+                          "no 999 pipeline (resolutions: 1024, 1536)")
     assert not out.exists()
 
 
@@ -95,3 +106,57 @@ def test_missing_stage_names_the_file(tiny_model, tmp_path, image):
     out = tmp_path / "out.glb"
     assert_one_line_error(run_cli("--image", image, "--output", out, "--model", broken), "slat_flow_imgshape2tex_dit_1_3B_1024_bf16")
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def object_image(reference, tmp_path_factory):
+    """The tiny run's input (an ellipse on black) as an RGBA product shot with real alpha."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = reference("pipeline_e2e_tiny")["image_uint8_HWC"].numpy()
+    alpha = np.where(rgb.max(axis=2) > 0, 255, 0).astype(np.uint8)
+    path = tmp_path_factory.mktemp("img") / "object.png"
+    Image.fromarray(np.dstack([rgb, alpha])).save(path)
+    return path
+
+
+# the tiny random-weight networks make fragments far smaller than the default floater threshold: keep them all
+FAST = ["--steps", "2", "--texture_size", "256", "--decimation_target", "4000", "--resolution", "1024",
+        "--min_component_area", "0"]
+
+
+@pytest.mark.parametrize("layout", ["pixal3d", "trellis2"])
+def test_generates_a_valid_glb_in_both_official_layouts(reference, tmp_path, object_image, layout):
+    from pixal3d.export.asset import VoxelAsset
+    from tests.clients import assert_valid_gltf
+    from tests.pipelines.tiny_folder import write_tiny_pipeline
+
+    folder = write_tiny_pipeline(tmp_path / "models" / ("Pixal3D" if layout == "pixal3d" else "TRELLIS.2-4B"),
+                                 reference("pipeline_e2e_tiny"), reference("dinov3_tiny"), reference("naf_tiny"), layout)
+    out = tmp_path / "out.glb"
+    proc = run_cli("--image", object_image, "--output", out, "--model", folder, *FAST,
+                   "--save_asset", tmp_path / "out.npz", "--preview")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sparse structure" in proc.stderr and "total" in proc.stderr  # per-stage time summary
+    assert_valid_gltf(out)
+    asset = VoxelAsset.load(tmp_path / "out.npz")
+    assert asset.resolution == 1024 and len(asset.coords) > 100 and asset.camera is not None
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_same_seed_same_output(reference, tmp_path, object_image, tiny_model):
+    import numpy as np
+
+    from pixal3d.export.asset import VoxelAsset
+
+    assets = []
+    for run in range(2):
+        out = tmp_path / f"run{run}.glb"
+        proc = run_cli("--image", object_image, "--output", out, "--model", tiny_model, *FAST, "--seed", "7",
+                       "--save_asset", tmp_path / f"run{run}.npz")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assets.append(VoxelAsset.load(tmp_path / f"run{run}.npz"))
+    assert np.array_equal(assets[0].coords, assets[1].coords)
+    assert np.array_equal(assets[0].attrs, assets[1].attrs)
+    assert (tmp_path / "run0.glb").read_bytes() == (tmp_path / "run1.glb").read_bytes()

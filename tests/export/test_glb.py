@@ -97,3 +97,16 @@ def test_real_clients_accept_the_files(written):
         linked = material["linked"]
         assert linked["Base Color"] and linked["Metallic"] and linked["Roughness"]
         assert linked["Alpha"] == (kind in ("binary", "soft"))
+
+
+def test_vertex_normals_are_unit_even_on_degenerate_faces():
+    import numpy as np
+
+    from pixal3d.export.glb import unit_vertex_normals
+
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 2, 2], [3, 3, 3], [4, 4, 4]], dtype=np.float64)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])  # the second face is a zero-area sliver
+    normals = unit_vertex_normals(vertices, faces)
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
+    assert np.allclose(normals[0], [0, 0, 1])
+    assert normals[5] @ (vertices[5] - vertices.mean(0)) > 0  # outward fallback

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pixal3d.pipelines.cascade import choose_cascade_resolution, requantize_coords
+from pixal3d.errors import UserError
+from pixal3d.pipelines.cascade import CascadeConfig, choose_cascade_resolution, requantize_coords
 
 
 def test_requantisation_matches_official_run(reference):
@@ -45,5 +46,19 @@ def test_requantisation_formula_on_known_points():
 def test_1024_cascade_never_steps_and_unknown_type_fails():
     coords = torch.tensor([[0, 1, 2, 3], [0, 511, 511, 511]])
     assert choose_cascade_resolution(coords, "1024_cascade", max_num_tokens=1).resolution == 1024
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         choose_cascade_resolution(coords, "2048_cascade")
+
+
+def test_configured_small_cascade():
+    # a 16-grid structure, 3 up-blocks (×8 → 128-grid), one 256 pipeline type: latent grid 256 // 8 = 32
+    config = CascadeConfig.from_args({"structure_grid": 16, "upsample_times": 3, "pipeline_types": {"256": 256},
+                                      "min_resolution": 256})
+    assert (config.latent_scale, config.upsampled_grid) == (8, 128)
+    coords = torch.tensor([[0, 127, 0, 64]])
+    assert requantize_coords(coords, 256, config).tolist() == [[0, 31, 0, 16]]  # round(127.5/128·31), round(64.5/128·31)
+    assert choose_cascade_resolution(coords, "256", 1, config).resolution == 256
+    assert CascadeConfig.from_args(None) == CascadeConfig()
+    for bad in ({"grid": 3}, {"pipeline_types": {"x": 100}}, {"structure_grid": 1}):
+        with pytest.raises(UserError):
+            CascadeConfig.from_args(bad)

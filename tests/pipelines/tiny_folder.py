@@ -28,11 +28,29 @@ OFFICIAL_STEMS = {
 }
 
 
-def write_tiny_pipeline(path: Path, e2e: Fixture, dinov3: Fixture, naf: Fixture) -> Path:
-    """The tiny official pipeline as a folder at ``path`` (TencentARC/Pixal3D layout)."""
+#: where TRELLIS.2-4B's pipeline.json points for the sparse-structure decoder (a Hub id of another repo)
+TRELLIS2_SS_DECODER = "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"
+
+
+def write_tiny_pipeline(path: Path, e2e: Fixture, dinov3: Fixture, naf: Fixture, layout: str = "pixal3d") -> Path:
+    """The tiny official pipeline as a folder at ``path``.
+
+    ``layout='pixal3d'``: TencentARC/Pixal3D (every checkpoint in ``ckpts/``). ``layout='trellis2'``:
+    microsoft/TRELLIS.2-4B, whose sparse-structure decoder is the Hub id :data:`TRELLIS2_SS_DECODER`,
+    stored as ``<models root>/TRELLIS-image-large/ckpts/…`` beside the folder (``path.parent`` must be
+    the models root).
+    """
+    from pixal3d.models.loading import save_model
+
     stages = {}
+    extra_models = {}
     for key, spec in e2e.meta["model_args"].items():
-        stages[key] = StageWeights(e2e.weights(f"w.{key}."), spec["name"], spec["args"], OFFICIAL_STEMS[key])
+        weights = e2e.weights(f"w.{key}.")
+        if layout == "trellis2" and key == "sparse_structure_decoder":
+            save_model(weights, path.parent / "TRELLIS-image-large" / "ckpts" / "ss_dec_conv3d_16l8_fp16", spec["name"], spec["args"])
+            extra_models[key] = TRELLIS2_SS_DECODER
+            continue
+        stages[key] = StageWeights(weights, spec["name"], spec["args"], OFFICIAL_STEMS[key])
     (path / "dinov3").mkdir(parents=True)
     (path / "dinov3" / "config.json").write_text(json.dumps(dinov3.meta["hf_config"]))
     save_file({k: v.contiguous() for k, v in dinov3.weights("w.").items()}, str(path / "dinov3" / "model.safetensors"))
@@ -48,6 +66,7 @@ def write_tiny_pipeline(path: Path, e2e: Fixture, dinov3: Fixture, naf: Fixture)
         "default_pipeline_type": "1024_cascade",
         "image_encoder": {"name": "dinov3", "args": {"path": "dinov3"}, "naf": "naf/naf_release.pth"},
         "image_cond_configs": e2e.meta["image_cond_configs"],
+        "models": extra_models,
     }
     write_pipeline_folder(path, stages, args, name="Trellis2ImageTo3DPipeline")
     return path
