@@ -30,24 +30,23 @@ def parse_fov(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _checked_number(text: str, kind: type, valid, requirement: str):
+    """Parse ``text`` as ``kind`` and check ``valid(value)``; argparse errors name the ``requirement``."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _checked_number(text, int, lambda v: v > 0, "positive")
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text!r}")
-    return value
+    return _checked_number(text, float, lambda v: math.isfinite(v) and v >= 0, "a non-negative number")
 
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
