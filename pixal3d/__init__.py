@@ -10,3 +10,14 @@ GLB, previews). ``pipelines`` joins them; ``data`` and ``training`` build datase
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Pixal3DPipeline", "GenerationOptions", "__version__"]
+
+
+def __getattr__(name: str):
+    """``from pixal3d import Pixal3DPipeline`` without importing torch at ``import pixal3d`` time."""
+    if name in ("Pixal3DPipeline", "GenerationOptions"):
+        from pixal3d.pipelines import pixal3d as pipeline_module
+
+        return getattr(pipeline_module, name)
+    raise AttributeError(f"module 'pixal3d' has no attribute {name!r}")
