@@ -12,7 +12,6 @@ import torch
 
 from pixal3d.utils.coords import CoordIndex
 
-_CORNERS = torch.tensor([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
 
 
 def _index(coords: torch.Tensor, resolution: int | tuple[int, int, int]) -> CoordIndex:
@@ -21,7 +20,7 @@ def _index(coords: torch.Tensor, resolution: int | tuple[int, int, int]) -> Coor
 
 
 def trilinear(coords: torch.Tensor, attrs: torch.Tensor, query: torch.Tensor,
-              resolution: int | tuple[int, int, int], chunk: int = 1 << 20) -> torch.Tensor:
+              resolution: int | tuple[int, int, int], chunk: int = 1 << 19) -> torch.Tensor:
     """Trilinear interpolation over the existing voxels with renormalised weights.
 
     Args:
@@ -35,15 +34,34 @@ def trilinear(coords: torch.Tensor, attrs: torch.Tensor, query: torch.Tensor,
     index = _index(coords, resolution)
     flat = query.reshape(-1, 3).float()
     out = torch.empty((flat.shape[0], attrs.shape[1]), dtype=attrs.dtype, device=attrs.device)
-    corners = _CORNERS.to(flat.device)
+    if index.num_rows == 0:
+        return out.zero_().reshape(*query.shape[:-1], attrs.shape[1])
+    bounds, strides = index.bounds.to(flat.device), index.strides.to(flat.device)
     for start in range(0, flat.shape[0], chunk):
         q = flat[start:start + chunk]
-        neigh = (q[:, None, :] + corners[None]).int()  # trunc toward zero, as the reference  [M,8,3]
-        rows = index.lookup(neigh)
-        weight = torch.prod(1 - torch.abs(neigh.float() + 0.5 - q[:, None, :]), dim=-1)
-        weight = torch.where(rows >= 0, weight, torch.zeros_like(weight))
-        vals = attrs[rows.clamp_min(0)] * weight[..., None].to(attrs.dtype)
-        out[start:start + chunk] = vals.sum(1) / weight.sum(1, keepdim=True).clamp_min(1e-12).to(attrs.dtype)
+        # per axis, the lower and upper neighbour (truncated toward zero, as the reference) [M,2,3];
+        # clamping to [-1, R] keeps missing neighbours missing and makes hi − lo ∈ {0, 1}
+        lo = (q - 0.5).int().clamp_(min=-1).minimum(bounds)
+        hi = (q + 0.5).int().clamp_(min=-1).minimum(bounds)
+        axis_w = 1 - torch.abs(torch.stack([lo, hi], dim=1).float() + 0.5 - q[:, None, :])
+        # neighbouring texels share their 8 voxels: look each distinct cell up once
+        code = ((lo + 1) * 2 + (hi - lo)).long()
+        span = 2 * (bounds + 2)
+        cells, inverse = torch.unique((code[:, 0] * span[1] + code[:, 1]) * span[2] + code[:, 2], return_inverse=True)
+        code = torch.stack([cells // (span[1] * span[2]), cells // span[2] % span[1], cells % span[2]], dim=1)
+        cell_lo = code // 2 - 1
+        axis = torch.stack([cell_lo, cell_lo + code % 2], dim=1)  # [U,2,3]
+        axis_key = torch.where((axis >= 0) & (axis < bounds), axis * strides, -(1 << 60))
+        # the 8 corners, x-major then y then z, as sums / products of the per-axis parts
+        keys = (axis_key[:, :, None, None, 0] + axis_key[:, None, :, None, 1] + axis_key[:, None, None, :, 2]).reshape(-1, 8)
+        pos = torch.searchsorted(index.sorted_keys, keys).clamp_(max=index.num_rows - 1)
+        cell_rows = torch.where(index.sorted_keys[pos] == keys, index.order[pos], -1)
+        rows = cell_rows[inverse]  # [M,8]
+        weight = (axis_w[:, :, None, None, 0] * axis_w[:, None, :, None, 1] * axis_w[:, None, None, :, 2]).reshape(-1, 8)
+        weight = torch.where(rows >= 0, weight, torch.zeros((), dtype=weight.dtype)).to(attrs.dtype)
+        values = attrs.index_select(0, rows.clamp_(min=0).reshape(-1)).reshape(-1, 8, attrs.shape[1])
+        acc = torch.bmm(weight[:, None, :], values)[:, 0]
+        out[start:start + chunk] = acc / weight.sum(1, keepdim=True).clamp_min(1e-12)
     return out.reshape(*query.shape[:-1], attrs.shape[1])
 
 
