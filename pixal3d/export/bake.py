@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -58,24 +59,49 @@ def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int) -> tuple[np.ndar
     return rasterize(np.asarray(uvs, dtype=np.float64) * size, faces, size, size)
 
 
+def snap_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, cells: int = 64) -> np.ndarray:
+    """Closest points ``[M,3]`` on the triangle mesh ``(vertices, faces)`` of ``points [M,3]`` (unit cube).
+
+    libigl's AABB-tree query, fed in spatial order (sorted by ``cells³`` grid cell) so consecutive
+    queries walk the same tree branches; the result is in the input order.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    cell = np.clip(((points + 0.5) * cells).astype(np.int64), 0, cells - 1)
+    order = np.argsort((cell[:, 0] * cells + cell[:, 1]) * cells + cell[:, 2], kind="stable")
+    _, _, closest = igl.point_mesh_squared_distance(
+        np.ascontiguousarray(points[order]), np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64))
+    out = np.empty_like(points)
+    out[order] = closest
+    return out
+
+
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(x * 255.0, 0, 255).astype(np.uint8)
 
 
-def fill_texture(image: np.ndarray, coverage: np.ndarray, radius: int, band: int = INPAINT_BAND) -> np.ndarray:
-    """Fill the texels outside ``coverage [S,S]`` of ``image`` (uint8 ``[S,S]`` or ``[S,S,3]``).
+def fill_textures(images: list[tuple[np.ndarray, int]], coverage: np.ndarray, band: int = INPAINT_BAND) -> list[np.ndarray]:
+    """Fill the texels outside ``coverage [S,S]`` of each ``(image, radius)`` (uint8 ``[S,S]``/``[S,S,3]``).
 
-    Every empty texel first copies its nearest covered texel (so no texel stays black and mip-maps do
-    not bleed); then the band of ``band`` texels around the charts is re-filled by OpenCV's Telea
-    inpainting (``radius``), which smooths the seams from the covered texels outward.
+    Every empty texel first copies its nearest covered texel (one exact Euclidean distance transform
+    shared by all images, so no texel stays black and mip-maps do not bleed); then the band of ``band``
+    texels (4-connected steps) around the charts is re-filled by OpenCV's Telea inpainting with that
+    image's ``radius``, which smooths the seams from the covered texels outward. The images are
+    inpainted concurrently (OpenCV releases the GIL).
     """
     empty = ~coverage
     if not empty.any() or not coverage.any():
-        return image
+        return [image for image, _ in images]
     _, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
-    filled = np.ascontiguousarray(image[rows, cols])
-    near = empty & ndimage.binary_dilation(coverage, iterations=band)
-    return cv2.inpaint(filled, near.astype(np.uint8), radius, cv2.INPAINT_TELEA).reshape(image.shape)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    near = (empty & (cv2.dilate(coverage.astype(np.uint8), cross, iterations=band) > 0)).astype(np.uint8)
+
+    def fill(item: tuple[np.ndarray, int]) -> np.ndarray:
+        image, radius = item
+        filled = np.ascontiguousarray(image[rows, cols])
+        return cv2.inpaint(filled, near, radius, cv2.INPAINT_TELEA).reshape(image.shape)
+
+    with ThreadPoolExecutor(max_workers=min(len(images), 2)) as pool:
+        return list(pool.map(fill, images))
 
 
 def bake(
@@ -102,13 +128,13 @@ def bake(
     face_id, bary = rasterize_uv(layout.uvs, layout.faces, texture_size)
     coverage = face_id >= 0
     fid, w = face_id[coverage], bary[coverage].astype(np.float64)
-    positions = np.einsum("mk,mkc->mc", w, layout.vertices[layout.faces[fid]].astype(np.float64))
+    corners, vertices = layout.faces[fid], layout.vertices.astype(np.float64)
+    positions = w[:, 0:1] * vertices[corners[:, 0]] + w[:, 1:2] * vertices[corners[:, 1]] + w[:, 2:3] * vertices[corners[:, 2]]
     timings["rasterize"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if len(positions):
-        _, _, positions = igl.point_mesh_squared_distance(
-            positions, np.asarray(surface_vertices, dtype=np.float64), np.asarray(surface_faces, dtype=np.int64))
+        positions = snap_to_surface(positions, surface_vertices, surface_faces)
     timings["snap"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -124,8 +150,7 @@ def bake(
     base[coverage] = _to_uint8(values[:, [0, 1, 2, 5]])
     mr[coverage, 1] = _to_uint8(values[:, 4])
     mr[coverage, 2] = _to_uint8(values[:, 3])
-    rgb = fill_texture(base[..., :3], coverage, radius=3)
-    rest = fill_texture(np.stack([mr[..., 1], mr[..., 2], base[..., 3]], axis=2), coverage, radius=1)
+    rgb, rest = fill_textures([(base[..., :3], 3), (np.stack([mr[..., 1], mr[..., 2], base[..., 3]], axis=2), 1)], coverage)
     base = np.concatenate([rgb, rest[..., 2:3]], axis=2)
     mr = np.stack([np.zeros_like(rest[..., 0]), rest[..., 0], rest[..., 1]], axis=2)
     timings["inpaint"] = time.perf_counter() - t0
