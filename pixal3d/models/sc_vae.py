@@ -61,7 +61,9 @@ class SparseResBlockC2S3d(nn.Module):
 
     ``forward(x [Np, C], subdiv=None)``: the subdivision logits ``[Np, 8]`` come from ``to_subdiv(x)`` when
     ``pred_subdiv`` else from ``subdiv`` (a sparse tensor on ``x``'s coordinates). Returns the children
-    ``[Nc, C']`` (and the logits when ``pred_subdiv``).
+    ``[Nc, C']`` (and the predicted logits when ``pred_subdiv``). A block that predicts may still be given
+    ``subdiv`` (teacher forcing in training): the children then follow ``subdiv`` and the returned logits
+    are the predicted ones.
     """
 
     def __init__(self, channels: int, out_channels: int | None = None, use_checkpoint: bool = False, pred_subdiv: bool = True):
@@ -79,10 +81,11 @@ class SparseResBlockC2S3d(nn.Module):
             self.to_subdiv = SparseLinear(channels, 8)
 
     def _forward(self, x: SparseTensor, subdiv: SparseTensor | None):
-        if self.pred_subdiv:
-            subdiv = self.to_subdiv(x)
-        elif subdiv is None:
-            raise ValueError("a decoder with pred_subdiv=False needs guide subdivisions")
+        predicted = self.to_subdiv(x) if self.pred_subdiv else None
+        if subdiv is None:
+            if predicted is None:
+                raise ValueError("a decoder with pred_subdiv=False needs guide subdivisions")
+            subdiv = predicted
         elif subdiv.feats.shape != (x.feats.shape[0], 8):
             raise ValueError(f"guide subdivision {tuple(subdiv.feats.shape)} does not fit {x.feats.shape[0]} parent voxels")
         h = self.conv1(x.replace(F.silu(self.norm1(x.feats))))
@@ -91,7 +94,7 @@ class SparseResBlockC2S3d(nn.Module):
         skip = plan.apply(x.feats).feats.repeat_interleave(self.out_channels // (self.channels // 8), dim=1)
         h = self.conv2(h.replace(F.silu(self.norm2(h.feats))))
         h = h.replace(h.feats + skip)
-        return (h, subdiv) if self.pred_subdiv else h
+        return (h, predicted) if self.pred_subdiv else h
 
     def forward(self, x: SparseTensor, subdiv: SparseTensor | None = None):
         return _maybe_checkpoint(self, self._forward, x, subdiv)
@@ -160,7 +163,9 @@ class SparseUnetVaeDecoder(_SparseFp16Trunk, nn.Module):
         self._init_fp16(use_fp16)
 
     def _levels(self, x: SparseTensor, guide_subs: list[SparseTensor] | None, stop_level: int | None = None):
-        """Run ``from_latent`` and the levels; returns (h, subs). Stops before level ``stop_level``."""
+        """Run ``from_latent`` and the levels; returns (h, subs). Stops before level ``stop_level``.
+
+        ``guide_subs`` steer the up-blocks (with ``pred_subdiv`` too: teacher forcing, ``subs`` stay predicted)."""
         h = self.from_latent(x)
         h = h.type(compute_dtype(self.dtype, x.device))
         subs: list[SparseTensor] = []
@@ -170,7 +175,7 @@ class SparseUnetVaeDecoder(_SparseFp16Trunk, nn.Module):
             for j, block in enumerate(level):
                 if i < len(self.blocks) - 1 and j == len(level) - 1:
                     if self.pred_subdiv:
-                        h, sub = block(h)
+                        h, sub = block(h, guide_subs[i] if guide_subs is not None else None)
                         subs.append(sub)
                     else:
                         h = block(h, guide_subs[i])
@@ -234,8 +239,18 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
         """Set the output grid resolution used by the mesh extraction (1024…1536 in the pipeline)."""
         self.resolution = resolution
 
-    def forward(self, x: SparseTensor) -> tuple[SparseTensor, list[SparseTensor]]:  # type: ignore[override]
-        return super().forward(x, return_subs=True)
+    def forward(self, x: SparseTensor, teacher_subs: list[SparseTensor] | None = None,  # type: ignore[override]
+                ) -> tuple[SparseTensor, list[SparseTensor]]:
+        """Decode ``x``. ``teacher_subs`` (training): one logit tensor ``[N_i, 8]`` per up-block, on the
+        coordinates reaching it, used instead of the predictions to subdivide (teacher forcing); the
+        returned ``subs`` are always the predicted logits, on the same coordinates."""
+        if teacher_subs is None:
+            return super().forward(x, return_subs=True)
+        if len(teacher_subs) != len(self.blocks) - 1:
+            raise ValueError(f"teacher_subs needs {len(self.blocks) - 1} subdivision tensors, got {len(teacher_subs)}")
+        h, subs = self._levels(x, teacher_subs)
+        h = h.type(x.dtype)
+        return self.output_layer(h.replace(F.layer_norm(h.feats, h.feats.shape[-1:]))), subs
 
     def heads(self, raw: SparseTensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eval-mode output heads of the raw 7 channels ``[M, 7]``:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pixal3d.errors import UserError
 from pixal3d.training.flow_matching import SparseStructureFlowTrainer
+from pixal3d.training.sc_vae import ShapeVaeTrainer, TexVaeTrainer
 from pixal3d.training.slat_flow import ShapeSLatFlowTrainer, TexSLatFlowTrainer
 from pixal3d.training.trainer import Trainer
 from pixal3d.training.vae import SparseStructureVaeTrainer
 
 TRAINERS: dict[str, type[Trainer]] = {
     cls.name: cls for cls in (SparseStructureVaeTrainer, SparseStructureFlowTrainer, ShapeSLatFlowTrainer,
-                              TexSLatFlowTrainer)
+                              TexSLatFlowTrainer, ShapeVaeTrainer, TexVaeTrainer)
 }
 
 
