@@ -22,6 +22,7 @@ import cv2
 import igl
 import numpy as np
 import torch
+from PIL import Image
 from scipy import ndimage
 
 from pixal3d.decoding.voxel_lookup import trilinear
@@ -30,6 +31,8 @@ from pixal3d.mesh.uv import UVLayout
 
 #: width (texels) of the band around charts that Telea inpainting re-fills after the nearest fill
 INPAINT_BAND = 2
+#: zlib level of the texture PNGs in the GLB: 1 encodes ~4× faster than PNG's default 6 for ~20 % more bytes
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass
@@ -73,6 +76,14 @@ def snap_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
     out = np.empty_like(points)
     out[order] = closest
     return out
+
+
+def texture_image(pixels: np.ndarray) -> Image.Image:
+    """A baked texture (uint8 ``[S,S,3|4]``) as a PIL image that PNG-encodes at :data:`PNG_COMPRESS_LEVEL`
+    whoever saves it (trimesh's glTF exporter saves with no options; Pillow applies ``encoderinfo``)."""
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    image.encoderinfo = {"compress_level": PNG_COMPRESS_LEVEL}
+    return image
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

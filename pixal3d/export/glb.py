@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
-from PIL import Image
 from tqdm import tqdm
 
 from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
-from pixal3d.export.bake import BakedTextures, bake
+from pixal3d.export.bake import BakedTextures, bake, texture_image
 from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
 from pixal3d.mesh.remesh import remesh_narrow_band
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET, simplify_mesh
@@ -198,10 +197,10 @@ def build_glb(
     material = trimesh.visual.material.PBRMaterial(
         name="pixal3d",
         baseColorFactor=[255, 255, 255, 255],
-        baseColorTexture=Image.fromarray(textures.base_color, mode="RGBA"),
+        baseColorTexture=texture_image(textures.base_color),
         metallicFactor=1.0,
         roughnessFactor=1.0,
-        metallicRoughnessTexture=Image.fromarray(textures.metallic_roughness, mode="RGB"),
+        metallicRoughnessTexture=texture_image(textures.metallic_roughness),
         alphaMode=alpha_mode,
         alphaCutoff=cutoff,
         doubleSided=bool(double_sided),
