@@ -18,7 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=512, help="edge of each view in pixels (default 512)")
     p.add_argument("--views", type=int, default=8, help="turntable views (default 8)")
     p.add_argument("--mode", choices=("shaded", "albedo", "mask"), default="shaded",
-                   help="shaded (headlight), albedo (unlit base colour) or mask (silhouette)")
+                   help="shaded (smooth normals, metallic/roughness preview lighting), albedo (unlit base colour) "
+                        "or mask (silhouette)")
+    p.add_argument("--supersample", type=int, default=1, help="anti-aliasing factor, 1..4 (default 1)")
     p.set_defaults(handler=run)
 
 
@@ -30,5 +32,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"size must be between 16 and 4096, got {args.size}")
     if not 1 <= args.views <= 64:
         raise UserError(f"views must be between 1 and 64, got {args.views}")
-    save_png(render_glb(args.glb, camera=args.camera, size=args.size, views=args.views, mode=args.mode), args.output)
+    if not 1 <= args.supersample <= 4:
+        raise UserError(f"supersample must be between 1 and 4, got {args.supersample}")
+    save_png(render_glb(args.glb, camera=args.camera, size=args.size, views=args.views, mode=args.mode,
+                        supersample=args.supersample), args.output)
     return 0

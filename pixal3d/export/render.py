@@ -1,15 +1,24 @@
-"""Software previews of GLB files: a vectorised NumPy triangle rasteriser with a z-buffer.
+"""The CPU renderer of textured PBR meshes: a vectorised NumPy triangle rasteriser and preview shader.
 
-No OpenGL, EGL or GPU is needed, so previews work the same on headless Linux, macOS and Windows.
-:func:`rasterize` (also used by the texture baker) enumerates the pixels in each triangle's bounding
-box in chunks, tests them with edge functions at pixel centres and resolves visibility per pixel by
-depth. :func:`render_glb` loads a GLB with trimesh, textures it (base colour × factor, alpha from
-the base colour's A channel according to the material's ``alphaMode``) and shades it with a
-camera-attached headlight plus ambient light; ``mode="mask"`` gives the silhouette.
+No OpenGL, EGL or GPU is needed, so renders look the same on headless Linux, macOS and Windows. It
+serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR tests, and (through
+:mod:`pixal3d.data.preview`) contact sheets, ``pixal3d data preview`` and dataset views; its
+:func:`rasterize` is also the UV rasteriser of the texture baker.
+
+* :func:`rasterize_fragments` enumerates the pixels in each triangle's bounding box in chunks and tests
+  them with edge functions at pixel centres (every covered pixel-triangle pair is a fragment, with
+  perspective-correct barycentrics); :func:`rasterize` keeps one fragment per pixel (z-buffer).
+* :func:`render` drops fragments behind the nearest OPAQUE fragment of their pixel, shades the rest
+  (base colour × factor × texture, metallic/roughness factor × texture, smooth vertex normals when the
+  mesh has them; MASK materials cut holes) and composites them front to back per pixel, so BLEND
+  materials are order-independent; ``supersample`` renders larger and box-filters down.
+* Shading is a preview model, not physically exact: a hemisphere ambient term, two directional lights
+  fixed to the camera (Lambert + Blinn-Phong with a roughness-dependent exponent) and a sky-gradient
+  reflection weighted by the Fresnel base reflectance (so metals show their colour).
 
 Cameras follow glTF: a camera looks down its local −Z with +Y up; ``yfov`` is the vertical field of
-view; images are square (``aspectRatio`` 1). Pixel ``(col, row)`` has its centre at
-``(col + 0.5, row + 0.5)``, rows grow downward.
+view (or ``ortho_half`` world units from the image centre to its edge for an orthographic view);
+images are square. Pixel ``(col, row)`` has its centre at ``(col + 0.5, row + 0.5)``, rows grow downward.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,43 +36,32 @@ import trimesh
 from pixal3d.errors import UserError
 
 
-def rasterize(
+def _fragment_chunks(
     xy: np.ndarray,
     faces: np.ndarray,
     width: int,
     height: int,
-    depth: np.ndarray | None = None,
-    max_candidates: int = 1 << 22,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rasterise triangles at pixel centres.
-
-    Args:
-        xy: ``[V, 2]`` float vertex positions in pixels (x right, y down; pixel ``(c, r)`` has its
-            centre at ``(c + 0.5, r + 0.5)``).
-        faces: ``[F, 3]`` integer indices.
-        width, height: image size.
-        depth: ``[V]`` positive view depth per vertex, or ``None``. With depth the nearest triangle
-            wins and barycentrics are perspective-correct; without it a later face overwrites an
-            earlier one (UV layouts do not overlap).
-        max_candidates: pixel-triangle pairs tested per chunk (memory bound).
-    Returns:
-        ``face_id [H, W]`` int64 (−1 where empty) and ``bary [H, W, 3]`` float32 weights of the face's
-        three corners.
-    """
+    depth: np.ndarray | None,
+    perspective: bool,
+    max_candidates: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Fragments ``(pixel [m], face [m], bary [m,3] float64, z [m] or None)`` chunk by chunk (see
+    :func:`rasterize_fragments`)."""
     xy = np.asarray(xy, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    face_id = np.full(height * width, -1, dtype=np.int64)
-    bary = np.zeros((height * width, 3), dtype=np.float32)
-    zbuf = np.full(height * width, np.inf)
     if len(faces) == 0:
-        return face_id.reshape(height, width), bary.reshape(height, width, 3)
+        return
     tri = xy[faces]  # [F,3,2]
+    valid = np.ones(len(faces), dtype=bool)
+    inv_w = z_corner = None
     if depth is not None:
-        inv_w = 1.0 / np.asarray(depth, dtype=np.float64)[faces]  # [F,3]
-        valid = (inv_w > 0).all(1)
-    else:
-        inv_w = None
-        valid = np.ones(len(faces), dtype=bool)
+        depth = np.asarray(depth, dtype=np.float64)
+        if perspective:
+            inv_w = 1.0 / depth[faces]  # [F,3]
+            valid &= (inv_w > 0).all(1)
+        else:
+            z_corner = depth[faces]
+            valid &= np.isfinite(z_corner).all(1)
     # candidate pixel range: columns c with c + 0.5 in [min x, max x]
     lo = np.ceil(tri.min(1) - 0.5).astype(np.int64)
     hi = np.floor(tri.max(1) - 0.5).astype(np.int64)
@@ -101,13 +100,72 @@ def rasterize(
         faces_hit = chunk[fi]
         pix = (lo[faces_hit, 1] + ri) * width + lo[faces_hit, 0] + ci
         w = np.stack([b0[fi, ri, ci], b1[fi, ri, ci], b2[fi, ri, ci]], 1)
-        if inv_w is None:
+        if inv_w is not None:
+            w *= inv_w[faces_hit]
+            z = 1.0 / w.sum(1)
+            w *= z[:, None]
+        elif z_corner is not None:
+            z = (w * z_corner[faces_hit]).sum(1)
+        else:
+            z = None
+        yield pix, faces_hit, w, z
+
+
+def rasterize_fragments(
+    xy: np.ndarray,
+    faces: np.ndarray,
+    width: int,
+    height: int,
+    depth: np.ndarray | None = None,
+    perspective: bool = True,
+    max_candidates: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Every covered (pixel, triangle) pair, tested at pixel centres (edges inclusive).
+
+    Args:
+        xy: ``[V, 2]`` float vertex positions in pixels (x right, y down; pixel ``(c, r)`` has its
+            centre at ``(c + 0.5, r + 0.5)``).
+        faces: ``[F, 3]`` integer indices.
+        width, height: image size.
+        depth: ``[V]`` view depth per vertex, or ``None``. ``perspective``: barycentrics are
+            perspective-correct and faces with a corner at depth ≤ 0 are skipped; otherwise
+            (orthographic) barycentrics and depth are affine.
+        max_candidates: pixel-triangle pairs tested per chunk (memory bound).
+    Returns:
+        ``pixel [M]`` int64 (``row·width + col``), ``face [M]`` int64, ``bary [M, 3]`` float64 weights of
+        the face's corners and ``z [M]`` float64 depth (``None`` without ``depth``).
+    """
+    chunks = list(_fragment_chunks(xy, faces, width, height, depth, perspective, max_candidates))
+    if not chunks:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), None if depth is None else np.zeros(0)
+    pixel, face, bary, z = (np.concatenate(part) if part[0] is not None else None for part in zip(*chunks))
+    return pixel, face, bary, z
+
+
+def rasterize(
+    xy: np.ndarray,
+    faces: np.ndarray,
+    width: int,
+    height: int,
+    depth: np.ndarray | None = None,
+    max_candidates: int = 1 << 22,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rasterise triangles at pixel centres, one triangle per pixel.
+
+    Args as :func:`rasterize_fragments` (perspective). With ``depth`` the nearest triangle wins;
+    without it, where triangles overlap the one rasterised last wins (UV layouts do not overlap).
+    Returns:
+        ``face_id [H, W]`` int64 (−1 where empty) and ``bary [H, W, 3]`` float32 weights of the face's
+        three corners.
+    """
+    face_id = np.full(height * width, -1, dtype=np.int64)
+    bary = np.zeros((height * width, 3), dtype=np.float32)
+    zbuf = np.full(height * width, np.inf)
+    for pix, faces_hit, w, z in _fragment_chunks(xy, faces, width, height, depth, True, max_candidates):
+        if z is None:
             face_id[pix] = faces_hit
             bary[pix] = w
             continue
-        wp = w * inv_w[faces_hit]
-        z = 1.0 / wp.sum(1)
-        wp *= z[:, None]
         order = np.lexsort((z, pix))
         first = order[np.unique(pix[order], return_index=True)[1]]
         p, zf = pix[first], z[first]
@@ -115,18 +173,20 @@ def rasterize(
         p, first = p[closer], first[closer]
         zbuf[p] = zf[closer]
         face_id[p] = faces_hit[first]
-        bary[p] = wp[first]
+        bary[p] = w[first]
     return face_id.reshape(height, width), bary.reshape(height, width, 3)
 
 
 @dataclass
 class ViewCamera:
-    """A square perspective view: ``cam_to_world [4,4]`` (glTF convention: looks down −Z, +Y up) and
-    vertical field of view ``yfov`` in radians."""
+    """A square view: ``cam_to_world [4,4]`` (glTF convention: looks down −Z, +Y up) and vertical field
+    of view ``yfov`` in radians, or orthographic with ``ortho_half`` world units from the image centre
+    to its edge (``yfov`` is then unused)."""
 
     cam_to_world: np.ndarray
     yfov: float
     znear: float = 1e-3
+    ortho_half: float | None = None
 
 
 @dataclass
@@ -134,8 +194,11 @@ class RenderMesh:
     """One textured primitive in world coordinates, ready to render.
 
     ``vertices [V,3]`` float64, ``faces [F,3]`` int64, ``uv [V,2]`` glTF texture coordinates (v down)
-    or ``None``, ``base_color [H,W,4]`` float32 texture in [0,1] or ``None``, ``factor [4]`` float32,
-    ``alpha_mode`` ("OPAQUE" | "MASK" | "BLEND"), ``alpha_cutoff``.
+    or ``None``, ``base_color [H,W,4]`` float32 texture in [0,1] or ``None``, ``factor [4]`` float32
+    base-colour factor, ``alpha_mode`` ("OPAQUE" | "MASK" | "BLEND"), ``alpha_cutoff``;
+    ``normals [V,3]`` unit vertex normals (world) or ``None`` (flat shading with face normals);
+    ``metallic`` / ``roughness`` factors and ``metallic_roughness [H,W,3]`` texture (G roughness,
+    B metallic) or ``None``.
     """
 
     vertices: np.ndarray
@@ -145,6 +208,10 @@ class RenderMesh:
     factor: np.ndarray
     alpha_mode: str = "OPAQUE"
     alpha_cutoff: float = 0.5
+    normals: np.ndarray | None = None
+    metallic: float = 0.0
+    roughness: float = 1.0
+    metallic_roughness: np.ndarray | None = None
 
 
 def _to_array(image, channels: int = 4) -> np.ndarray | None:
@@ -160,23 +227,23 @@ def _to_array(image, channels: int = 4) -> np.ndarray | None:
     return arr[..., :channels]
 
 
-def load_render_meshes(path: str | Path) -> list[RenderMesh]:
-    """The triangle primitives of a GLB/glTF file in world coordinates (node transforms applied)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    try:
-        scene = trimesh.load(str(path), force="scene", process=False)
-    except Exception as exc:  # trimesh raises many exception types for malformed files
-        raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+def scene_render_meshes(scene: trimesh.Scene | trimesh.Trimesh) -> list[RenderMesh]:
+    """The triangle primitives of a trimesh scene (or mesh) in world coordinates: node transforms
+    applied to positions and (inverse-transpose) to the stored vertex normals; glTF materials (a
+    primitive without a material is a plain dielectric: metallic 0, roughness 1)."""
+    if isinstance(scene, trimesh.Trimesh):
+        placed = [(np.eye(4), scene)]
+    else:
+        placed = [(scene.graph[node][0], scene.geometry[scene.graph[node][1]]) for node in scene.graph.nodes_geometry]
     meshes = []
-    for node in scene.graph.nodes_geometry:
-        transform, name = scene.graph[node]
-        geom = scene.geometry[name]
+    for transform, geom in placed:
         if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
             continue
         v = trimesh.transform_points(np.asarray(geom.vertices, dtype=np.float64), transform)
-        uv, tex, factor, mode, cutoff = None, None, np.ones(4, dtype=np.float32), "OPAQUE", 0.5
+        normals = np.asarray(geom.vertex_normals, dtype=np.float64) @ np.linalg.inv(transform[:3, :3])
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        uv, tex, mr_tex, factor, mode, cutoff = None, None, None, np.ones(4, dtype=np.float32), "OPAQUE", 0.5
+        metallic, roughness = 0.0, 1.0
         visual = geom.visual
         material = getattr(visual, "material", None)
         if material is not None:
@@ -185,17 +252,35 @@ def load_render_meshes(path: str | Path) -> list[RenderMesh]:
                 factor = np.asarray(pbr.baseColorFactor, dtype=np.float32).reshape(-1)
                 factor = factor / 255.0 if factor.max() > 1.0 else factor
             tex = _to_array(getattr(pbr, "baseColorTexture", None))
+            mr_tex = _to_array(getattr(pbr, "metallicRoughnessTexture", None), 3)
+            # glTF defaults: metallic 1, roughness 1
+            metallic = float(1.0 if getattr(pbr, "metallicFactor", None) is None else pbr.metallicFactor)
+            roughness = float(1.0 if getattr(pbr, "roughnessFactor", None) is None else pbr.roughnessFactor)
             mode = getattr(pbr, "alphaMode", None) or "OPAQUE"
             cutoff = float(getattr(pbr, "alphaCutoff", None) or 0.5)
             if getattr(visual, "uv", None) is not None and len(visual.uv) == len(geom.vertices):
                 uv = np.asarray(visual.uv, dtype=np.float64)[:, :2].copy()
                 uv[:, 1] = 1.0 - uv[:, 1]  # trimesh stores v up; back to glTF's v down
         if uv is None:
-            tex = None
+            tex = mr_tex = None
         colors = getattr(visual, "vertex_colors", None) if getattr(visual, "kind", None) == "vertex" else None
         if colors is not None and tex is None:
             factor = np.asarray(colors, dtype=np.float32).mean(0) / 255.0
-        meshes.append(RenderMesh(v, np.asarray(geom.faces, dtype=np.int64), uv, tex, factor, mode, cutoff))
+        meshes.append(RenderMesh(v, np.asarray(geom.faces, dtype=np.int64), uv, tex, factor, mode, cutoff,
+                                 normals, metallic, roughness, mr_tex))
+    return meshes
+
+
+def load_render_meshes(path: str | Path) -> list[RenderMesh]:
+    """The triangle primitives of a GLB/glTF file in world coordinates (see :func:`scene_render_meshes`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    try:
+        scene = trimesh.load(str(path), force="scene", process=False)
+    except Exception as exc:  # trimesh raises many exception types for malformed files
+        raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    meshes = scene_render_meshes(scene)
     if not meshes:
         raise UserError(f"{path} contains no triangles")
     return meshes
@@ -278,74 +363,151 @@ def render(
     camera: ViewCamera,
     size: int = 512,
     mode: str = "shaded",
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
+    supersample: int = 1,
 ) -> np.ndarray:
     """Render primitives through ``camera``.
 
     Args:
-        mode: ``"shaded"`` (base colour × (0.35 ambient + 0.65 headlight Lambert), straight alpha
-            composited over ``background``), ``"albedo"`` (unlit base colour) or ``"mask"``.
+        mode: ``"shaded"`` (the preview shading of the module docstring), ``"albedo"`` (unlit base
+            colour) or ``"mask"``.
+        background: RGB the image is composited over, or ``None`` for straight (unpremultiplied)
+            alpha on a transparent background.
+        supersample: render at ``supersample × size`` and box-filter down (anti-aliasing).
     Returns:
-        ``[size, size, 4]`` float32 RGBA in [0, 1] for ``shaded``/``albedo`` (alpha = coverage × material
-        alpha); ``[size, size]`` bool for ``mask``.
+        ``[size, size, 4]`` float32 RGBA in [0, 1] for ``shaded``/``albedo`` (alpha = coverage ×
+        material alpha, composited front to back); ``[size, size]`` bool for ``mask`` (alpha ≥ 0.5).
     """
     if mode not in ("shaded", "albedo", "mask"):
         raise ValueError(f"unknown render mode {mode!r}")
+    if int(supersample) < 1:
+        raise ValueError(f"supersample must be at least 1, got {supersample}")
+    res = size * int(supersample)
     world_to_cam = np.linalg.inv(camera.cam_to_world)
-    focal = size / (2.0 * math.tan(camera.yfov / 2.0))
-    all_xy, all_depth, all_faces, owner, offset = [], [], [], [], 0
-    for k, m in enumerate(meshes):
-        pc = m.vertices @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
-        depth = -pc[:, 2]
-        safe = np.where(depth > camera.znear, depth, np.nan)
-        xy = np.stack([focal * pc[:, 0] / safe + size / 2, -focal * pc[:, 1] / safe + size / 2], 1)
-        all_xy.append(xy)
-        all_depth.append(np.where(depth > camera.znear, depth, -1.0))
-        all_faces.append(m.faces + offset)
-        owner.append(np.full(len(m.faces), k))
-        offset += len(m.vertices)
-    xy, depth, faces = np.concatenate(all_xy), np.concatenate(all_depth), np.concatenate(all_faces)
-    owner = np.concatenate(owner)
+    vertices = np.concatenate([m.vertices for m in meshes])
+    faces = np.concatenate([m.faces + o for m, o in zip(meshes, np.cumsum([0] + [len(m.vertices) for m in meshes]))])
     face_start = np.cumsum([0] + [len(m.faces) for m in meshes])
-    # faces behind the near plane or with non-finite projections are skipped by the rasteriser
-    xy = np.nan_to_num(xy, nan=-1e9)
-    face_id, bary = rasterize(xy, faces, size, size, depth=depth)
-    covered = face_id >= 0
-    fid, w = face_id[covered], bary[covered]
-    rgba = np.zeros((len(fid), 4), dtype=np.float32)
-    positions = np.concatenate([m.vertices for m in meshes])
+    owner = np.repeat(np.arange(len(meshes)), [len(m.faces) for m in meshes])
+    pc = vertices @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    depth = -pc[:, 2]
+    if camera.ortho_half is None:
+        focal = res / (2.0 * math.tan(camera.yfov / 2.0))
+        in_front = depth > camera.znear
+        safe = np.where(in_front, depth, np.nan)
+        xy = np.stack([focal * pc[:, 0] / safe + res / 2, -focal * pc[:, 1] / safe + res / 2], 1)
+        # faces behind the near plane or with non-finite projections are skipped by the rasteriser
+        xy, depth = np.nan_to_num(xy, nan=-1e9), np.where(in_front, depth, -1.0)
+    else:
+        scale = res / (2.0 * camera.ortho_half)
+        xy = np.stack([scale * pc[:, 0] + res / 2, -scale * pc[:, 1] + res / 2], 1)
+    pixel, face, bary, z = rasterize_fragments(xy, faces, res, res, depth, perspective=camera.ortho_half is None)
+
+    # depth pre-pass: per pixel, only the nearest OPAQUE fragment and the others in front of it remain
+    opaque = np.array([m.alpha_mode == "OPAQUE" for m in meshes])[owner[face]]
+    order = np.nonzero(opaque)[0]
+    order = order[np.lexsort((z[order], pixel[order]))]
+    head = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]][: len(order)]]
+    nearest = np.full(res * res, np.inf)
+    nearest[pixel[head]] = z[head]
+    keep = ~opaque & (z <= nearest[pixel] + 1e-9 * np.abs(nearest[pixel]))
+    keep[head] = True
+    pixel, face, bary, z = pixel[keep], face[keep], bary[keep], z[keep]
+
+    base = np.zeros((len(face), 4))
+    metal = np.zeros(len(face))
+    rough = np.ones(len(face))
+    normal = np.zeros((len(face), 3))
+    keep = np.ones(len(face), dtype=bool)
+    mesh_of = owner[face]
     for k, m in enumerate(meshes):
-        sel = np.nonzero(owner[fid] == k)[0]
+        sel = np.nonzero(mesh_of == k)[0]
         if len(sel) == 0:
             continue
-        corners = m.faces[fid[sel] - face_start[k]]
-        color = np.broadcast_to(m.factor, (len(sel), 4)).astype(np.float32)
-        if m.base_color is not None and m.uv is not None:
-            uv = np.einsum("mk,mkc->mc", w[sel], m.uv[corners])
-            color = color * _sample(m.base_color, uv)
+        corners = m.faces[face[sel] - face_start[k]]
+        color = np.broadcast_to(m.factor, (len(sel), 4)).astype(np.float64)
+        metallic, roughness = np.full(len(sel), m.metallic), np.full(len(sel), m.roughness)
+        if m.uv is not None and (m.base_color is not None or m.metallic_roughness is not None):
+            uv = np.einsum("mk,mkc->mc", bary[sel], m.uv[corners])
+            if m.base_color is not None:
+                color = color * _sample(m.base_color, uv)
+            if m.metallic_roughness is not None:
+                mr = _sample(m.metallic_roughness, uv)
+                roughness, metallic = roughness * mr[:, 1], metallic * mr[:, 2]
         if m.alpha_mode == "OPAQUE":
             color[:, 3] = 1.0
         elif m.alpha_mode == "MASK":
-            color[:, 3] = (color[:, 3] >= m.alpha_cutoff).astype(np.float32)
-        rgba[sel] = color
-    if mode == "mask":
-        mask = np.zeros(size * size, dtype=bool)
-        mask[covered.reshape(-1)] = rgba[:, 3] >= 0.5
-        return mask.reshape(size, size)
+            keep[sel] = color[:, 3] >= m.alpha_cutoff
+            color[:, 3] = 1.0
+        base[sel], metal[sel], rough[sel] = color, metallic, roughness
+        if mode == "shaded":
+            if m.normals is not None:
+                normal[sel] = np.einsum("mk,mkc->mc", bary[sel], m.normals[corners])
+            else:
+                tri = m.vertices[corners]
+                normal[sel] = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    pixel, face, bary, z, base, metal, rough, normal = (
+        a[keep] for a in (pixel, face, bary, z, base, metal, rough, normal))
+
+    rgb = base[:, :3]
     if mode == "shaded":
-        tri = positions[faces[fid]]
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        rotation = camera.cam_to_world[:3, :3]  # columns: camera right, up, back
+        if camera.ortho_half is None:
+            point = np.einsum("mk,mkc->mc", bary, vertices[faces[face]])
+            to_eye = camera.cam_to_world[:3, 3] - point
+            to_eye /= np.maximum(np.linalg.norm(to_eye, axis=1, keepdims=True), 1e-20)
+        else:
+            to_eye = np.broadcast_to(rotation[:, 2], normal.shape)
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-20)
-        point = np.einsum("mk,mkc->mc", w.astype(np.float64), tri)
-        to_eye = camera.cam_to_world[:3, 3] - point
-        to_eye /= np.maximum(np.linalg.norm(to_eye, axis=1, keepdims=True), 1e-20)
-        lambert = np.abs((normal * to_eye).sum(1))  # two-sided headlight
-        rgba[:, :3] *= (0.35 + 0.65 * lambert)[:, None].astype(np.float32)
-    out = np.zeros((size * size, 4), dtype=np.float32)
-    out[covered.reshape(-1)] = rgba
-    alpha = out[:, 3:4]
-    out[:, :3] = out[:, :3] * alpha + np.asarray(background, dtype=np.float32) * (1 - alpha)
-    return np.clip(out.reshape(size, size, 4), 0.0, 1.0)
+        normal = np.where(((normal * to_eye).sum(1) < 0)[:, None], -normal, normal)  # shade the side that is seen
+        rgb = _shade(rgb, np.clip(metal, 0, 1), np.clip(rough, 0.03, 1), normal, to_eye, rotation)
+    alpha = np.clip(base[:, 3], 0, 1)
+
+    # front-to-back compositing: transmittance in front of each fragment within its pixel
+    order = np.lexsort((z, pixel))
+    pixel, rgb, alpha = pixel[order], rgb[order], alpha[order]
+    la = np.log(np.clip(1.0 - alpha, 1e-6, 1.0))
+    excl = np.cumsum(la) - la
+    first = np.r_[True, pixel[1:] != pixel[:-1]][: len(pixel)]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(pixel)), 0))
+    weight = np.exp(excl - excl[group_start]) * alpha
+    acc = np.stack([np.bincount(pixel, weights=weight * rgb[:, c], minlength=res * res) for c in range(3)]
+                   + [np.bincount(pixel, weights=weight, minlength=res * res)], axis=1).reshape(res, res, 4)
+    if supersample > 1:
+        acc = acc.reshape(size, supersample, size, supersample, 4).mean(axis=(1, 3))
+    acc = np.clip(acc, 0.0, 1.0)
+    if mode == "mask":
+        return acc[..., 3] >= 0.5
+    out = np.empty((size, size, 4), dtype=np.float32)
+    out[..., 3] = acc[..., 3]
+    if background is None:
+        out[..., :3] = acc[..., :3] / np.maximum(acc[..., 3:], 1e-8)
+    else:
+        out[..., :3] = acc[..., :3] + np.asarray(background, dtype=np.float64) * (1.0 - acc[..., 3:])
+    return np.clip(out, 0.0, 1.0)
+
+
+def _shade(base: np.ndarray, metal: np.ndarray, rough: np.ndarray, n: np.ndarray, v: np.ndarray,
+           rotation: np.ndarray) -> np.ndarray:
+    """Preview shading of fragments: base colour ``[M,3]``, metallic / roughness ``[M]``, unit normals and
+    unit directions to the eye ``[M,3]`` (world); lights are fixed to the camera (``rotation``:
+    camera-to-world 3×3). Returns ``[M,3]`` colours in [0, 1]."""
+    lights = [(np.array([-0.5, 0.8, 0.7]), 0.85), (np.array([0.7, 0.1, 0.6]), 0.3)]  # camera-frame directions
+    diffuse = base * (1 - metal[:, None])
+    f0 = 0.04 * (1 - metal[:, None]) + base * metal[:, None]
+    up = np.array([0.0, 1.0, 0.0])
+    out = diffuse * (0.28 + 0.12 * (n @ up))[:, None]
+    shininess = 2.0 / np.maximum(rough**2, 1e-3)
+    for d_cam, intensity in lights:
+        d = rotation @ (d_cam / np.linalg.norm(d_cam))
+        ndl = np.clip(n @ d, 0, None)
+        h = d[None, :] + v
+        h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
+        spec = (shininess + 2) / 8 * np.clip((n * h).sum(1), 0, None) ** shininess * ndl
+        out += intensity * (diffuse * ndl[:, None] + f0 * np.minimum(spec, 20.0)[:, None] * 0.25)
+    refl = 2 * (n * v).sum(1, keepdims=True) * n - v
+    sky = 0.25 + 0.65 * np.clip(0.5 + 0.5 * refl[:, 1], 0, 1)
+    env = sky * (1 - rough) + 0.5 * rough
+    return np.clip(out + f0 * env[:, None] * 0.9, 0, 1)
 
 
 def turntable_cameras(meshes: list[RenderMesh], views: int, yfov: float = math.radians(40.0),
@@ -365,18 +527,18 @@ def turntable_cameras(meshes: list[RenderMesh], views: int, yfov: float = math.r
 
 
 def render_glb(path: str | Path, camera: str = "input", size: int = 512, views: int = 8,
-               mode: str = "shaded") -> np.ndarray:
+               mode: str = "shaded", supersample: int = 1) -> np.ndarray:
     """Preview a GLB: through its stored camera (``camera="input"``) → ``[size, size, 4]``, or a
     ``turntable`` sheet of ``views`` images around +Y (2 rows) → ``[2·size, ceil(views/2)·size, 4]``.
     ``mode="mask"`` returns bool silhouettes of the same layout."""
     meshes = load_render_meshes(path)
     if camera == "input":
-        return render(meshes, glb_camera(path), size, mode)
+        return render(meshes, glb_camera(path), size, mode, supersample=supersample)
     if camera != "turntable":
         raise UserError(f"unknown camera {camera!r} (use input or turntable)")
     if views < 1:
         raise UserError(f"views must be at least 1, got {views}")
-    images = [render(meshes, cam, size, mode) for cam in turntable_cameras(meshes, views)]
+    images = [render(meshes, cam, size, mode, supersample=supersample) for cam in turntable_cameras(meshes, views)]
     rows = 1 if views < 4 else 2
     cols = math.ceil(views / rows)
     blank = np.ones_like(images[0]) if mode != "mask" else np.zeros_like(images[0])

@@ -39,6 +39,7 @@ def test_render_errors(glb, tmp_path, capsys):
         [str(no_camera), "-o", str(out)],
         [str(corrupt), "-o", str(out)],
         [str(glb), "-o", str(out), "--size", "2"],
+        [str(glb), "-o", str(out), "--supersample", "0"],
     ):
         assert main(["render", *argv]) == 2
         err = capsys.readouterr().err.strip()

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import trimesh
 
-from pixal3d.export.render import RenderMesh, ViewCamera, look_at, rasterize, render
+from pixal3d.export.render import RenderMesh, ViewCamera, look_at, rasterize, rasterize_fragments, render
 
 
 def test_rasterize_covers_triangle_area_and_interpolates():
@@ -40,3 +40,48 @@ def test_render_cube_silhouette_matches_projection():
     centre = shaded[64, 64]
     assert centre[0] > 0.9 and centre[1] < 0.05 and centre[3] == 1.0  # red, lit head-on
     assert (shaded[0, 0, :3] == 1.0).all()  # white background
+
+
+def _quad(z: float, half: float, color, alpha_mode: str = "OPAQUE", **kw) -> RenderMesh:
+    v = np.array([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]], dtype=np.float64)
+    return RenderMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), None, None, np.asarray(color, dtype=np.float32), alpha_mode, **kw)
+
+
+ORTHO = ViewCamera(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.0, ortho_half=0.5)
+
+
+def test_rasterize_fragments_keeps_every_overlapping_triangle():
+    xy = np.array([[0, 0], [32, 0], [0, 32]], dtype=float)
+    pixel, face, bary, z = rasterize_fragments(np.concatenate([xy, xy]), np.array([[0, 1, 2], [3, 4, 5]]), 32, 32,
+                                               depth=np.array([1.0] * 3 + [2.0] * 3))
+    assert (face == 0).sum() == (face == 1).sum() > 0
+    assert np.allclose(z[face == 0], 1.0) and np.allclose(z[face == 1], 2.0)
+    np.testing.assert_allclose(bary.sum(1), 1.0)
+
+
+def test_blend_is_order_independent_and_mask_cuts_holes():
+    red, green = _quad(0.0, 0.25, [1, 0, 0, 1]), _quad(0.1, 0.25, [0, 1, 0, 0.5], "BLEND")
+    a, b = render([red, green], ORTHO, 32, "albedo"), render([green, red], ORTHO, 32, "albedo")
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a[16, 16], [0.5, 0.5, 0.0, 1.0], atol=1e-6)  # half green over red
+    # straight alpha on a transparent background: the blend layer alone keeps its colour and alpha
+    np.testing.assert_allclose(render([green], ORTHO, 32, "albedo", background=None)[16, 16], [0, 1, 0, 0.5], atol=1e-6)
+    # a MASK layer below its cutoff is a hole: the red quad behind it shows
+    hole = _quad(0.1, 0.25, [0, 0, 1, 0.3], "MASK")
+    np.testing.assert_allclose(render([red, hole], ORTHO, 32, "albedo")[16, 16], [1, 0, 0, 1], atol=1e-6)
+    assert render([hole], ORTHO, 32, "mask").sum() == 0
+
+
+def test_smooth_normals_metallic_shading_and_supersampling():
+    plain = _quad(0.0, 0.25, [0.8, 0.8, 0.8, 1])
+    tilted = _quad(0.0, 0.25, [0.8, 0.8, 0.8, 1], normals=np.tile([0.0, -0.6, 0.8], (4, 1)))
+    metal = _quad(0.0, 0.25, [0.8, 0.8, 0.8, 1], metallic=1.0, roughness=1.0)
+    lit = [render([m], ORTHO, 32)[16, 16, 0] for m in (plain, tilted, metal)]
+    assert lit[1] < lit[0] - 0.1  # the vertex normals, not the face normal, are shaded (the key light is above)
+    assert lit[2] < lit[0] - 0.2  # a rough metal has no diffuse term
+    # 4× supersampling: edge pixels get fractional coverage; the quad spans [9.6, 22.4] px, which holds
+    # 52 sub-pixel centres per axis
+    half = _quad(0.0, 0.2, [1, 1, 1, 1])
+    alpha = render([half], ORTHO, 32, "albedo", supersample=4)[..., 3]
+    assert 0.2 < alpha[9, 16] < 0.6 and alpha[16, 16] == 1.0  # the edge y = 9.6 px crosses row 9
+    assert alpha.sum() == (52 / 4) ** 2
