@@ -84,7 +84,22 @@ def bench_ss_flow_tiny_cross() -> dict:
         return _time(trainer, cfg, "SS flow (4³ tokens, cross ablation)", "all image tokens as context")
 
 
-BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross]
+
+def bench_shape_vae_tiny() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp))
+        trainer, cfg = _trainer("shape_vae_tiny", data, Path(tmp) / "run")
+        return _time(trainer, cfg, "shape SC-VAE (32³ dual grid → 8×2³)", "encoder+decoder, teacher-forced subdivisions")
+
+
+def bench_tex_vae_tiny() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp))
+        trainer, cfg = _trainer("tex_vae_tiny", data, Path(tmp) / "run")
+        return _time(trainer, cfg, "texture SC-VAE (32³ PBR → 8×2³)", "encoder+guided decoder")
+
+
+BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross, bench_shape_vae_tiny, bench_tex_vae_tiny]
 COLUMNS = (("time_s", "time (s)", "{:.1f}"), ("samples_per_s", "samples/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"))
 
 if __name__ == "__main__":
