@@ -47,9 +47,9 @@ from pixal3d.errors import UserError
 from pixal3d.models.sc_vae import subdivision_guides
 from pixal3d.models.sparse.spatial import ChannelToSpatial
 from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.training.trainer import Trainer
 from pixal3d.utils.coords import CoordIndex
 from pixal3d.utils.files import atomic_output
-from pixal3d.training.trainer import Trainer
 
 #: latent kind → (encoder stage key, decoder stage key)
 STAGES = {"shape_slat": ("shape_slat_encoder", "shape_slat_decoder"),
