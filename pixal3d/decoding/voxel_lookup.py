@@ -19,6 +19,16 @@ def _index(coords: torch.Tensor, resolution: int | tuple[int, int, int]) -> Coor
     return CoordIndex(coords.long(), bounds=bounds)
 
 
+def _corner_rows(index: CoordIndex, lo: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Rows ``[U,8]`` (−1 where missing) of the corners ``lo + {0, step}`` per axis (``lo [U,3]``, ``step`` 0/1),
+    ordered x-major, then y, then z."""
+    axis = torch.stack([lo, lo + step], dim=1)  # [U,2,3]
+    axis_key = torch.where((axis >= 0) & (axis < index.bounds), axis * index.strides, -(1 << 60))
+    keys = (axis_key[:, :, None, None, 0] + axis_key[:, None, :, None, 1] + axis_key[:, None, None, :, 2]).reshape(-1, 8)
+    pos = torch.searchsorted(index.sorted_keys, keys).clamp_(max=index.num_rows - 1)
+    return torch.where(index.sorted_keys[pos] == keys, index.order[pos], -1)
+
+
 def trilinear(coords: torch.Tensor, attrs: torch.Tensor, query: torch.Tensor,
               resolution: int | tuple[int, int, int], chunk: int = 1 << 19) -> torch.Tensor:
     """Trilinear interpolation over the existing voxels with renormalised weights.
@@ -36,27 +46,21 @@ def trilinear(coords: torch.Tensor, attrs: torch.Tensor, query: torch.Tensor,
     out = torch.empty((flat.shape[0], attrs.shape[1]), dtype=attrs.dtype, device=attrs.device)
     if index.num_rows == 0:
         return out.zero_().reshape(*query.shape[:-1], attrs.shape[1])
-    bounds, strides = index.bounds.to(flat.device), index.strides.to(flat.device)
+    bounds = index.bounds.to(flat.device)
+    span = 2 * (bounds + 2)  # per-axis range of a cell code (below)
+    cell_strides = torch.stack([span[1] * span[2], span[2], torch.ones_like(span[2])])
     for start in range(0, flat.shape[0], chunk):
         q = flat[start:start + chunk]
-        # per axis, the lower and upper neighbour (truncated toward zero, as the reference) [M,2,3];
-        # clamping to [-1, R] keeps missing neighbours missing and makes hi − lo ∈ {0, 1}
-        lo = (q - 0.5).int().clamp_(min=-1).minimum(bounds)
-        hi = (q + 0.5).int().clamp_(min=-1).minimum(bounds)
-        axis_w = 1 - torch.abs(torch.stack([lo, hi], dim=1).float() + 0.5 - q[:, None, :])
-        # neighbouring texels share their 8 voxels: look each distinct cell up once
-        code = ((lo + 1) * 2 + (hi - lo)).long()
-        span = 2 * (bounds + 2)
-        cells, inverse = torch.unique((code[:, 0] * span[1] + code[:, 1]) * span[2] + code[:, 2], return_inverse=True)
-        code = torch.stack([cells // (span[1] * span[2]), cells // span[2] % span[1], cells % span[2]], dim=1)
-        cell_lo = code // 2 - 1
-        axis = torch.stack([cell_lo, cell_lo + code % 2], dim=1)  # [U,2,3]
-        axis_key = torch.where((axis >= 0) & (axis < bounds), axis * strides, -(1 << 60))
-        # the 8 corners, x-major then y then z, as sums / products of the per-axis parts
-        keys = (axis_key[:, :, None, None, 0] + axis_key[:, None, :, None, 1] + axis_key[:, None, None, :, 2]).reshape(-1, 8)
-        pos = torch.searchsorted(index.sorted_keys, keys).clamp_(max=index.num_rows - 1)
-        cell_rows = torch.where(index.sorted_keys[pos] == keys, index.order[pos], -1)
-        rows = cell_rows[inverse]  # [M,8]
+        # per axis, the lower and upper neighbour, truncated toward zero as the reference  [M,3]
+        lo, hi = torch.trunc(q - 0.5), torch.trunc(q + 0.5)
+        axis_w = 1 - torch.abs(torch.stack([lo, hi], dim=1) + 0.5 - q[:, None, :])  # [M,2,3]
+        # neighbouring texels share their 8 voxels: look each distinct cell up once. A cell's code per
+        # axis is (lo+1)·2 + (hi−lo) after clamping both to [−1, R] (missing stays missing; hi−lo ∈ {0,1})
+        lo = torch.minimum(lo.long().clamp_(min=-1), bounds)
+        hi = torch.minimum(hi.long().clamp_(min=-1), bounds)
+        cells, inverse = torch.unique(((lo + 1) * 2 + hi - lo).mul_(cell_strides).sum(1), return_inverse=True)
+        code = cells[:, None] // cell_strides % span  # [U,3]
+        rows = _corner_rows(index, code // 2 - 1, code % 2)[inverse]  # [M,8]
         weight = (axis_w[:, :, None, None, 0] * axis_w[:, None, :, None, 1] * axis_w[:, None, None, :, 2]).reshape(-1, 8)
         weight = torch.where(rows >= 0, weight, torch.zeros((), dtype=weight.dtype)).to(attrs.dtype)
         values = attrs.index_select(0, rows.clamp_(min=0).reshape(-1)).reshape(-1, 8, attrs.shape[1])
