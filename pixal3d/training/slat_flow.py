@@ -32,6 +32,7 @@ from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import StageWeights
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.training.flow_matching import FlowTrainer, diffuse, velocity_target
+from pixal3d.training.sc_vae import encode_batch, item_counts, per_item_mean
 from pixal3d.training.trainer import CKPT_DIR
 
 SHAPE_ENCODER = "shape_slat_encoder"
@@ -59,35 +60,18 @@ def dataset_resolution(dataset: Any) -> int:
 
 
 @torch.no_grad()
-def shape_latent(encoder: nn.Module, batch: dict[str, Any], device: torch.device) -> SparseTensor:
-    """Posterior mean of the shape SC-VAE for the batch's O-Voxels (dual vertices + edge flags)."""
-    coords = batch["coords"].to(device)
-    vertices = SparseTensor(batch["dual_vertices"].to(device).float(), coords)
-    intersected = vertices.replace(batch["intersected"].to(device).float())
-    return encoder(vertices, intersected)
-
-
-@torch.no_grad()
-def tex_latent(encoder: nn.Module, batch: dict[str, Any], device: torch.device) -> SparseTensor:
-    """Posterior mean of the texture SC-VAE for the batch's PBR voxels (``attrs`` in [0, 1] mapped to [−1, 1],
-    the inverse of the decoder's ``×0.5 + 0.5``)."""
-    coords = batch["coords"].to(device)
-    return encoder(SparseTensor(batch["attrs"].to(device).float() * 2 - 1, coords))
+def posterior_mean(kind: str, encoder: nn.Module, batch: dict[str, Any], device: torch.device) -> SparseTensor:
+    """Posterior mean of ``kind``'s SC-VAE encoder (``shape_slat``: dual vertices + edge flags; ``tex_slat``: PBR
+    attributes as ``2a − 1``) for a collated batch, float32 on the latent voxels."""
+    return encode_batch(kind, encoder, batch, device)[0]
 
 
 def item_noise(x: SparseTensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
     """Standard normal ``[N, C]`` for the rows of ``x``; item ``b``'s rows (contiguous) from ``generators[b]``."""
     channels = x.feats.shape[1]
-    counts = torch.bincount(x.batch_index, minlength=len(generators)).tolist()
+    counts = item_counts(x.coords, len(generators)).tolist()
     parts = [torch.randn((n, channels), generator=g) for n, g in zip(counts, generators)]
     return torch.cat(parts).to(x.feats.device)
-
-
-def per_item_mean(values: torch.Tensor, batch_index: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Mean of ``values [N, C]`` over each item's rows and channels → ``[B]``."""
-    sums = torch.zeros(batch_size, device=values.device, dtype=values.dtype).index_add_(0, batch_index, values.sum(1))
-    counts = torch.bincount(batch_index, minlength=batch_size).to(values.dtype) * values.shape[1]
-    return sums / counts.clamp(min=1)
 
 
 class SLatFlowTrainer(FlowTrainer):
@@ -159,12 +143,11 @@ class SLatFlowTrainer(FlowTrainer):
         x0, kwargs = self.targets(batch)
         noise = item_noise(x0, generators)
         t = self.times(generators)
-        rows = x0.batch_index
-        x_t = x0.replace(diffuse(x0.feats, noise, t[rows][:, None], self.sigma_min))
+        x_t = x0.replace(diffuse(x0.feats, noise, t[x0.batch_index][:, None], self.sigma_min))
         cond = self.condition(batch, generators, coords=x0.coords)
         pred = self.trainable[self.flow_key](x_t, 1000 * t, cond, **kwargs)
         err = (pred.feats.float() - velocity_target(x0.feats, noise, self.sigma_min)) ** 2
-        loss = per_item_mean(err, rows, len(generators)).mean()
+        loss = per_item_mean(err, x0.coords, len(generators)).mean()
         return loss, {"mse": loss}
 
     def pipeline_args(self) -> dict[str, Any]:
@@ -204,7 +187,7 @@ class ShapeSLatFlowTrainer(SLatFlowTrainer):
                             f"shape latent channels {c}")
 
     def targets(self, batch):
-        return self.normalized(shape_latent(self.encoders[SHAPE_ENCODER], batch, self.device), "shape_slat"), {}
+        return self.normalized(posterior_mean("shape_slat", self.encoders[SHAPE_ENCODER], batch, self.device), "shape_slat"), {}
 
 
 class TexSLatFlowTrainer(SLatFlowTrainer):
@@ -232,8 +215,8 @@ class TexSLatFlowTrainer(SLatFlowTrainer):
                             f"{ct + cs}/{ct} (texture {ct} ‖ shape {cs} latent channels)")
 
     def targets(self, batch):
-        shape = self.normalized(shape_latent(self.encoders[SHAPE_ENCODER], batch, self.device), "shape_slat")
-        tex = self.normalized(tex_latent(self.encoders[TEX_ENCODER], batch, self.device), "tex_slat")
+        shape = self.normalized(posterior_mean("shape_slat", self.encoders[SHAPE_ENCODER], batch, self.device), "shape_slat")
+        tex = self.normalized(posterior_mean("tex_slat", self.encoders[TEX_ENCODER], batch, self.device), "tex_slat")
         if not torch.equal(shape.coords, tex.coords):
             raise UserError(f"{self.name}: the shape and texture encoders give different latent voxels")
         return tex, {"concat_cond": shape}

@@ -11,7 +11,8 @@ from pixal3d.conditioning.encoders import SmallConvEncoder
 from pixal3d.data.dataset import ViewDataset, collate_views
 from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
 from pixal3d.models.registry import build_model
-from pixal3d.training.slat_flow import shape_latent, tex_latent
+from pixal3d.training.sc_vae import normalization_entry
+from pixal3d.training.slat_flow import posterior_mean
 
 LATENT = 8
 CONVNEXT = "SparseConvNeXtBlock3d"
@@ -35,9 +36,9 @@ def write_slat_base(path: Path, data: Path, with_image_encoder: bool = True) -> 
     dataset = ViewDataset(data, split="all", ss_resolution=16, image_size=64)
     batch = collate_views([dataset[i] for i in range(len(dataset))])
     args: dict = {}
-    for kind, latent in (("shape_slat", shape_latent(shape, batch, torch.device("cpu"))),
-                         ("tex_slat", tex_latent(tex, batch, torch.device("cpu")))):
-        args[f"{kind}_normalization"] = {"mean": latent.feats.mean(0).tolist(), "std": latent.feats.std(0).tolist()}
+    for kind, encoder in (("shape_slat", shape), ("tex_slat", tex)):
+        latent = posterior_mean(kind, encoder, batch, torch.device("cpu")).feats
+        args[f"{kind}_normalization"] = normalization_entry(latent.mean(0), latent.std(0))
     if with_image_encoder:
         (path / "ckpts").mkdir(parents=True, exist_ok=True)
         enc_args = {k: v for k, v in ENCODER_SPEC["args"].items() if k != "weights"}
