@@ -5,9 +5,10 @@ serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR t
 :mod:`pixal3d.data.preview`) contact sheets, ``pixal3d data preview`` and dataset views; its
 :func:`rasterize` is also the UV rasteriser of the texture baker.
 
-* :func:`rasterize_fragments` enumerates the pixels in each triangle's bounding box in chunks and tests
-  them with edge functions at pixel centres (every covered pixel-triangle pair is a fragment, with
-  perspective-correct barycentrics); :func:`rasterize` keeps one fragment per pixel (z-buffer).
+* :func:`rasterize_fragments` scan-converts triangles in chunks (pixel rows, then the span of pixel
+  centres between the edges on each row) and computes barycentrics with edge functions at pixel centres
+  (every covered pixel-triangle pair is a fragment, perspective-correct); :func:`rasterize` keeps one
+  fragment per pixel (z-buffer).
 * :func:`render` drops fragments behind the nearest OPAQUE fragment of their pixel, shades the rest
   (base colour × factor × texture, metallic/roughness factor × texture, smooth vertex normals when the
   mesh has them; MASK materials cut holes) and composites them front to back per pixel, so BLEND
@@ -62,44 +63,44 @@ def _fragment_chunks(
         else:
             z_corner = depth[faces]
             valid &= np.isfinite(z_corner).all(1)
-    # candidate pixel range: columns c with c + 0.5 in [min x, max x]
-    lo = np.ceil(tri.min(1) - 0.5).astype(np.int64)
-    hi = np.floor(tri.max(1) - 0.5).astype(np.int64)
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, [width - 1, height - 1])
-    ext = hi - lo + 1  # [F,2]
+    # scanline: each triangle is expanded into the pixel rows whose centres it spans, each row into the
+    # span of pixel centres between its edges, so long thin triangles cost no more than their area
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    valid &= (ext > 0).all(1) & (np.abs(area) > 1e-20) & np.isfinite(area)
+    valid &= (np.abs(area) > 1e-20) & np.isfinite(area)
+    y0 = np.clip(np.ceil(tri[..., 1].min(1) - 0.5), 0, height)
+    y1 = np.clip(np.floor(tri[..., 1].max(1) - 0.5), -1, height - 1)
+    x_ext = np.clip(np.floor(tri[..., 0].max(1) - 0.5), -1, width - 1) - np.clip(np.ceil(tri[..., 0].min(1) - 0.5), 0, width)
+    valid &= (y1 >= y0) & (x_ext >= 0)
     ids = np.nonzero(valid)[0]
-    side = ext[ids].max(1)
-    ids = ids[np.argsort(side, kind="stable")]
-    side = ext[ids].max(1)
+    y0 = y0[ids].astype(np.int64)
+    rows = y1[ids].astype(np.int64) - y0 + 1
+    # chunks of triangles with at most ~max_candidates candidate pixels (at least one triangle)
+    bound = np.cumsum(rows * (x_ext[ids].astype(np.int64) + 1))
     start = 0
     while start < len(ids):
-        s = int(side[min(start + max(max_candidates // max(int(side[start]) ** 2, 1), 1), len(ids)) - 1])
-        count = max(max_candidates // (s * s), 1)
-        chunk = ids[start:start + count]
-        s = int(side[start:start + count].max())
-        start += count
-        off = np.arange(s)
-        cols = lo[chunk, 0][:, None, None] + off[None, None, :]  # [n,1,s]
-        rows = lo[chunk, 1][:, None, None] + off[None, :, None]  # [n,s,1]
-        inside_box = (cols <= hi[chunk, 0][:, None, None]) & (rows <= hi[chunk, 1][:, None, None])
-        px = cols + 0.5 - tri[chunk, 0, 0][:, None, None]
-        py = rows + 0.5 - tri[chunk, 0, 1][:, None, None]
-        inv_area = 1.0 / area[chunk][:, None, None]
-        b1 = (px * e2[chunk, 1][:, None, None] - py * e2[chunk, 0][:, None, None]) * inv_area
-        b2 = (e1[chunk, 0][:, None, None] * py - e1[chunk, 1][:, None, None] * px) * inv_area
+        base = bound[start - 1] if start else 0
+        stop = max(int(np.searchsorted(bound, base + max_candidates, side="right")), start + 1)
+        r = rows[start:stop]
+        t = np.repeat(ids[start:stop], r)
+        iy = np.repeat(y0[start:stop], r) + np.arange(len(t)) - np.repeat(np.cumsum(r) - r, r)
+        first, last = _spans(tri, t, iy, width)
+        start = stop
+        n = np.maximum(last - first + 1, 0)
+        t, iy = np.repeat(t, n), np.repeat(iy, n)
+        ix = np.repeat(first, n) + np.arange(len(t)) - np.repeat(np.cumsum(n) - n, n)
+        px = ix + 0.5 - tri[t, 0, 0]
+        py = iy + 0.5 - tri[t, 0, 1]
+        inv_area = 1.0 / area[t]
+        b1 = (px * e2[t, 1] - py * e2[t, 0]) * inv_area
+        b2 = (e1[t, 0] * py - e1[t, 1] * px) * inv_area
         b0 = 1.0 - b1 - b2
         eps = -1e-9
-        hit = inside_box & (b0 >= eps) & (b1 >= eps) & (b2 >= eps)
-        fi, ri, ci = np.nonzero(hit)
-        if len(fi) == 0:
+        hit = (b0 >= eps) & (b1 >= eps) & (b2 >= eps)
+        if not hit.any():
             continue
-        faces_hit = chunk[fi]
-        pix = (lo[faces_hit, 1] + ri) * width + lo[faces_hit, 0] + ci
-        w = np.stack([b0[fi, ri, ci], b1[fi, ri, ci], b2[fi, ri, ci]], 1)
+        faces_hit, pix = t[hit], iy[hit] * width + ix[hit]
+        w = np.stack([b0[hit], b1[hit], b2[hit]], 1)
         if inv_w is not None:
             w *= inv_w[faces_hit]
             z = 1.0 / w.sum(1)
@@ -109,6 +110,24 @@ def _fragment_chunks(
         else:
             z = None
         yield pix, faces_hit, w, z
+
+
+def _spans(tri: np.ndarray, t: np.ndarray, iy: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last pixel column whose centre lies inside triangle ``tri[t]`` on pixel row ``iy``
+    (edges inclusive up to 1e-9 px)."""
+    y = iy + 0.5
+    xl = np.full(len(t), np.inf)
+    xr = np.full(len(t), -np.inf)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        a, b = tri[t, i], tri[t, j]
+        dy = b[:, 1] - a[:, 1]
+        crosses = (np.minimum(a[:, 1], b[:, 1]) <= y) & (y <= np.maximum(a[:, 1], b[:, 1])) & (dy != 0)
+        x = a[:, 0] + (y - a[:, 1]) * (b[:, 0] - a[:, 0]) / np.where(dy != 0, dy, 1.0)
+        xl = np.where(crosses, np.minimum(xl, x), xl)
+        xr = np.where(crosses, np.maximum(xr, x), xr)
+    first = np.clip(np.ceil(xl - 0.5 - 1e-9), 0, width).astype(np.int64)
+    last = np.clip(np.floor(xr - 0.5 + 1e-9), -1, width - 1).astype(np.int64)
+    return first, last
 
 
 def rasterize_fragments(
@@ -130,7 +149,7 @@ def rasterize_fragments(
         depth: ``[V]`` view depth per vertex, or ``None``. ``perspective``: barycentrics are
             perspective-correct and faces with a corner at depth ≤ 0 are skipped; otherwise
             (orthographic) barycentrics and depth are affine.
-        max_candidates: pixel-triangle pairs tested per chunk (memory bound).
+        max_candidates: bounding-box pixels of the triangles scan-converted per chunk (memory bound).
     Returns:
         ``pixel [M]`` int64 (``row·width + col``), ``face [M]`` int64, ``bary [M, 3]`` float64 weights of
         the face's corners and ``z [M]`` float64 depth (``None`` without ``depth``).
