@@ -16,7 +16,9 @@ Stage keys. One trainer serves both shape keys: ``flow_key`` names the key it tr
 that point at the same checkpoint in the written ``pipeline.json``. A small model trained at one resolution, whose
 cascade has ``structure_grid = R / 16`` and a single pipeline type ``R``, runs the 512 and 1024 stages on the
 same grid, so ``{"flow_key": "shape_slat_flow_model_1024", "serves": ["shape_slat_flow_model_512"]}`` gives it
-both stages from one network. The texture trainer trains ``tex_slat_flow_model_1024`` with
+both stages from one network, and the trainer then writes that cascade (and ``default_pipeline_type``) into
+``pipeline.json`` (``cascade`` in the trainer args overrides it). Official-size models train the two keys as two
+runs on data at 512 and at 1024+ (``flow_key`` each) and keep the official cascade. The texture trainer trains ``tex_slat_flow_model_1024`` with
 ``concat_cond`` = the normalised shape latent of the same voxels (noise first, shape second, as the pipeline).
 """
 
@@ -31,6 +33,7 @@ from torch.utils.data import ConcatDataset
 from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import StageWeights
 from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.pipelines.cascade import CascadeConfig
 from pixal3d.training.flow_matching import FlowTrainer, diffuse, velocity_target
 from pixal3d.training.sc_vae import encode_batch, item_counts, per_item_mean
 from pixal3d.training.trainer import CKPT_DIR
@@ -110,9 +113,25 @@ class SLatFlowTrainer(FlowTrainer):
         resolution, scale = dataset_resolution(self.dataset), scales.pop()
         if resolution % scale:
             raise UserError(f"{self.name}: voxel resolution {resolution} is not a multiple of the encoder's factor {scale}")
+        self.resolution, self.scale = resolution, scale
+        self.cascade = self.cascade_settings()
         self.check_channels(flow)
         self.norm = {kind: self.base.latent_normalization(kind, self.device) for kind in self.normalizations()}
         self.setup_conditioner(flow, resolution // scale)
+
+    def cascade_settings(self) -> dict[str, Any] | None:
+        """The ``pipeline.json`` ``"cascade"`` to write: ``trainer.args.cascade`` when given; else, for one network
+        serving both shape stages, the single-resolution cascade of the training data (structure grid = latent
+        grid ``R / f``, ``upsample_times = log2 f``, one pipeline type ``"{R}_cascade"``); else none (the base's)."""
+        spec = self.args.get("cascade")
+        if spec is not None:
+            CascadeConfig.from_args(spec)  # UserError when invalid
+            return dict(spec)
+        if len(self.allowed_keys) < 2 or not set(self.allowed_keys) <= {self.flow_key, *self.serves}:
+            return None
+        r, f = self.resolution, self.scale
+        return {"structure_grid": r // f, "upsample_times": f.bit_length() - 1, "pipeline_types": {f"{r}_cascade": r},
+                "min_resolution": r, "resolution_step": f}
 
     # --- per-trainer parts ---------------------------------------------------------------------------
     def encoder_keys(self) -> list[str]:
@@ -157,6 +176,9 @@ class SLatFlowTrainer(FlowTrainer):
             args["image_cond_configs"][COND_STAGES[key]] = dict(stage_cfg)
         if self.serves:
             args["models"] = {key: f"{CKPT_DIR}/{self.flow_key}" for key in self.serves}
+        if self.cascade is not None:
+            args["cascade"] = self.cascade
+            args["default_pipeline_type"] = max(self.cascade["pipeline_types"], key=self.cascade["pipeline_types"].get)
         return args
 
     def _base_stages(self) -> dict[str, StageWeights]:

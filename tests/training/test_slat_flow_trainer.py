@@ -93,6 +93,10 @@ def test_shape_flow_trains_and_writes_both_stage_keys(tiny_data, slat_base, tmp_
     assert cond["shape_512"] == cond["shape_1024"] == {"image_size": 64, "grid_resolution": 8}
     assert folder.args["shape_slat_normalization"] == open_pipeline_folder(slat_base).args["shape_slat_normalization"]
     assert (folder.path / folder.image_encoder["args"]["weights"]).is_file()
+    # one network for both shape stages: the single-resolution cascade of the 32³ data, latent grid 8
+    assert folder.args["cascade"] == {"structure_grid": 8, "upsample_times": 2, "pipeline_types": {"32_cascade": 32},
+                                      "min_resolution": 32, "resolution_step": 4}
+    assert folder.default_pipeline_type == "32_cascade"
 
 
 def test_tex_flow_uses_the_shape_latent_and_trains(tiny_data, slat_base, tmp_path):
@@ -117,6 +121,7 @@ def test_tex_flow_uses_the_shape_latent_and_trains(tiny_data, slat_base, tmp_pat
     folder.load("tex_slat_flow_model_1024")
     assert folder.args["image_cond_configs"]["tex_1024"] == {"image_size": 64, "grid_resolution": 8}
     assert folder.image_encoder == open_pipeline_folder(slat_base).image_encoder
+    assert "cascade" not in folder.args  # the texture flow writes none of its own (it keeps its base's)
 
 
 def test_slat_flow_configuration_errors(tiny_data, slat_base, tmp_path):
