@@ -17,12 +17,12 @@ import runner
 STEPS = 10
 
 
-def _dataset(root: Path) -> Path:
+def _dataset(root: Path, resolution: int = 32) -> Path:
     from pixal3d.data import build as B
     from pixal3d.data.synth import synthesize
 
     synthesize(3, root / "synth", seed=11, workers=1, sheet=False)
-    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=2, resolution=32, image_size=64, seed=0),
+    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=2, resolution=resolution, image_size=64, seed=0),
                     workers=1)
     return root / "data"
 
@@ -99,7 +99,38 @@ def bench_tex_vae_tiny() -> dict:
         return _time(trainer, cfg, "texture SC-VAE (32³ PBR → 8×2³)", "encoder+guided decoder")
 
 
-BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross, bench_shape_vae_tiny, bench_tex_vae_tiny]
+SMALL_CONV = {"name": "small_conv", "args": {"channels": 64, "num_global_tokens": 2, "patch_size": 8}}
+
+
+def _slat_flow(config: str, name: str, note: str) -> dict:
+    """A SLat flow row on 64³ data (latent grid 4 with the 5-level tiny SC-VAEs), base folder = the untrained
+    shape + texture SC-VAEs (checkpoint with their latent statistics), trainable small conv image encoder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _dataset(Path(tmp), resolution=64)
+        shape_vae, _ = _trainer("shape_vae_tiny", data, Path(tmp) / "shape_vae")
+        shape_vae.save_checkpoint()
+        tex_vae, _ = _trainer("tex_vae_tiny", data, Path(tmp) / "tex_vae", base_pipeline=str(Path(tmp) / "shape_vae"))
+        tex_vae.save_checkpoint()
+        trainer, cfg = _trainer(config, data, Path(tmp) / "run", base_pipeline=str(Path(tmp) / "tex_vae"),
+                                image_encoder=SMALL_CONV)
+        batch = trainer.collate([trainer.dataset[i] for i in range(len(trainer.dataset))])
+        x0, _ = trainer.targets(batch)
+        tokens = x0.feats.shape[0] / len(trainer.dataset)
+        return _time(trainer, cfg, name, f"{note}; {tokens:.0f} tokens per item")
+
+
+def bench_shape_flow_tiny() -> dict:
+    return _slat_flow("shape_flow_tiny", "shape SLat flow (64³ data → 4³ latent grid)",
+                      "frozen shape SC-VAE encoder + trainable small conv encoder")
+
+
+def bench_tex_flow_tiny() -> dict:
+    return _slat_flow("tex_flow_tiny", "texture SLat flow (64³ data → 4³ latent grid)",
+                      "frozen shape + texture SC-VAE encoders (concat shape latent)")
+
+
+BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross, bench_shape_vae_tiny, bench_tex_vae_tiny,
+              bench_shape_flow_tiny, bench_tex_flow_tiny]
 COLUMNS = (("time_s", "time (s)", "{:.1f}"), ("samples_per_s", "samples/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"))
 
 if __name__ == "__main__":
