@@ -63,11 +63,9 @@ def trilinear(coords: torch.Tensor, attrs: torch.Tensor, query: torch.Tensor,
         rows = _corner_rows(index, code // 2 - 1, code % 2)[inverse]  # [M,8]
         weight = (axis_w[:, :, None, None, 0] * axis_w[:, None, :, None, 1] * axis_w[:, None, None, :, 2]).reshape(-1, 8)
         weight = torch.where(rows >= 0, weight, torch.zeros((), dtype=weight.dtype)).to(attrs.dtype)
-        rows.clamp_(min=0)
-        # Σ_k w_k·a_k accumulated corner by corner: no [M,8,C] temporary, so chunks can be large (fewer ops)
-        acc = attrs.index_select(0, rows[:, 0]).mul_(weight[:, :1])
-        for k in range(1, 8):
-            acc.addcmul_(attrs.index_select(0, rows[:, k]), weight[:, k:k + 1])
+        # Σ_k w_k·a_k as one [M,8,C] product summed over the corners (the reference's rounding order)
+        values = attrs.index_select(0, rows.clamp_(min=0).reshape(-1)).reshape(-1, 8, attrs.shape[1])
+        acc = values.mul_(weight[..., None]).sum(1)
         out[start:start + chunk] = acc.div_(weight.sum(1, keepdim=True).clamp_min(1e-12))
     return out.reshape(*query.shape[:-1], attrs.shape[1])
 
