@@ -2,7 +2,7 @@
 
 Coordinates are voxelised sphere shells (≈2 voxels thick, like the decoders' surface bands) with about
 10k, 100k and 1M active voxels. For each size and channel count it times the neighbour-map build and both
-conv strategies (``padded``, ``gather``), and compares with a dense ``torch.mm`` of the same GEMM shape
+conv strategies (``padded``, ``gather``, ``im2col``), and compares with a dense ``torch.mm`` of the same GEMM shape
 measured in the same run.
 
 * nominal FLOPs = ``2·N·27·C_in·C_out`` (what a dense im2col GEMM does; the usual sparse-conv count)
@@ -74,7 +74,7 @@ def main() -> None:
             weight = torch.randn(c, 3, 3, 3, c) / (27 * c) ** 0.5
             bias = torch.randn(c)
             rate = mm_rate(27 * c, c, 3)
-            for strategy in ("padded", "gather"):
+            for strategy in ("padded", "gather", "im2col"):
                 submanifold_conv3d(x, weight, bias, strategy=strategy)  # builds the cached maps
                 t = best_of(lambda: submanifold_conv3d(x, weight, bias, strategy=strategy), repeats)
                 nominal = 2 * n * 27 * c * c / t / 1e9

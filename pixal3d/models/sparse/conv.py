@@ -21,6 +21,10 @@ Compute strategy (picked per call from the neighbour density, see ``bench/sparse
   multiplies zeros for absent neighbours (the full ``2·N·27·C_in·C_out`` FLOPs, like an im2col GEMM).
 * ``"gather"``: per offset, gather the rows that have that neighbour, multiply by the ``[C_in, C_out]`` slice
   and accumulate into the output rows — only the work of present neighbours, at the cost of 26 scatters.
+* ``"im2col"``: in chunks of rows, gather all 27 neighbour rows of each voxel (absent → the zero row) into a
+  ``[rows, 27·C_in]`` block and do ONE GEMM with the ``[27·C_in, C_out]`` weight. Full nominal FLOPs like
+  ``padded``, but each chunk's block and output stay in cache and the GEMM has a large inner dimension, so
+  it wins on big voxel sets (≥ ~200k), where the per-offset passes are memory-bound.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ _CENTRE = 13
 #: "gather" is used when fewer than this fraction of the 27 neighbour slots is filled, else "padded"
 #: (measured on 2-core CPUs: at fill 0.61, gather is 1.6–1.9× faster than padded for 64–128 channels)
 _GATHER_BELOW_FILL = 0.8
+#: from this many voxels on, "im2col" is used (memory-bound per-offset passes; see bench/sparse_conv.py)
+_IM2COL_FROM_VOXELS = 200_000
+#: rows per im2col chunk: the [rows, 27·C_in] block stays at a few MB
+_IM2COL_BLOCK_ELEMENTS = 1 << 21
 
 
 def build_neighbour_map(coords: torch.Tensor) -> torch.Tensor:
@@ -131,6 +139,23 @@ def _conv_padded(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out.to(feats.dtype)
 
 
+def _conv_im2col(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if "subm3_nbr_padded" not in x.cache:
+        nbr = neighbour_map(x)
+        x.cache["subm3_nbr_padded"] = torch.where(nbr >= 0, nbr, torch.full_like(nbr, nbr.shape[0])).contiguous()
+    idx = x.cache["subm3_nbr_padded"]  # [N, 27], absent neighbours → the zero row N
+    feats = x.feats
+    n, cin, cout = feats.shape[0], feats.shape[1], weight.shape[0]
+    padded = torch.cat([feats, feats.new_zeros(1, cin)])
+    w = weight.reshape(cout, 27 * cin).t()  # row k·C_in + c ↔ kernel index k, input channel c
+    rows = max(1, _IM2COL_BLOCK_ELEMENTS // (27 * cin))
+    chunks = []
+    for start in range(0, n, rows):
+        block = padded.index_select(0, idx[start:start + rows].reshape(-1)).reshape(-1, 27 * cin)
+        chunks.append(torch.addmm(bias, block, w) if bias is not None else block @ w)
+    return torch.cat(chunks) if chunks else feats.new_zeros(0, cout)
+
+
 def _conv_gather(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     pairs = _neighbour_pairs(x)
     feats = x.feats
@@ -161,7 +186,8 @@ def submanifold_conv3d(
         x: features ``[N, C_in]`` (any float dtype; the computation runs in it).
         weight: ``[C_out, 3, 3, 3, C_in]`` (cast to the features' dtype when it differs).
         bias: ``[C_out]`` or None.
-        strategy: ``"padded"``, ``"gather"`` or None (choose from the neighbour density).
+        strategy: ``"padded"``, ``"gather"``, ``"im2col"`` or None (choose from the voxel count and the
+            neighbour density).
 
     Returns:
         A sparse tensor on the same coordinates (shared cache) with ``[N, C_out]`` features.
@@ -172,11 +198,16 @@ def submanifold_conv3d(
     weight = weight if weight.dtype == dtype else weight.to(dtype)
     bias = cast_param(bias, dtype) if bias is not None and bias.dtype != dtype else bias
     if strategy is None:
-        strategy = "gather" if _neighbour_fill(x) < _GATHER_BELOW_FILL else "padded"
+        if x.coords.shape[0] >= _IM2COL_FROM_VOXELS:
+            strategy = "im2col"
+        else:
+            strategy = "gather" if _neighbour_fill(x) < _GATHER_BELOW_FILL else "padded"
     if strategy == "padded":
         feats = _conv_padded(x, weight, bias)
     elif strategy == "gather":
         feats = _conv_gather(x, weight, bias)
+    elif strategy == "im2col":
+        feats = _conv_im2col(x, weight, bias)
     else:
         raise ValueError(f"unknown strategy {strategy!r}")
     return x.replace(feats)

@@ -10,7 +10,7 @@ from pixal3d.models.sparse.conv import KERNEL_OFFSETS, SparseConv3d, build_neigh
 from pixal3d.models.sparse.tensor import SparseTensor
 from tests.helpers import assert_close
 
-STRATEGIES = ["padded", "gather"]
+STRATEGIES = ["padded", "gather", "im2col"]
 
 
 def random_sparse(gen: torch.Generator, grid: int, counts: list[int], channels: int) -> SparseTensor:
