@@ -13,7 +13,7 @@ The neighbour map ``[N, 27]`` (row of the neighbour at each offset, ``-1`` if ab
 coordinate set with sorted int64 keys (:class:`~pixal3d.utils.coords.CoordIndex`) and stored in
 ``SparseTensor.cache``, which every tensor made by ``replace`` shares.
 
-Compute strategy (picked per call from the neighbour density, see ``bench/sparse_conv.py``):
+Compute strategy (picked per call from the voxel count and neighbour density, see ``bench/sparse_conv.py``):
 
 * ``"padded"``: per offset, gather the neighbour row of *every* voxel from the features padded with one zero
   row (absent neighbours point at it) and ``addmm_`` into the output. No scatter, and the gathers read
@@ -24,7 +24,7 @@ Compute strategy (picked per call from the neighbour density, see ``bench/sparse
 * ``"im2col"``: in chunks of rows, gather all 27 neighbour rows of each voxel (absent → the zero row) into a
   ``[rows, 27·C_in]`` block and do ONE GEMM with the ``[27·C_in, C_out]`` weight. Full nominal FLOPs like
   ``padded``, but each chunk's block and output stay in cache and the GEMM has a large inner dimension, so
-  it wins on big voxel sets (≥ ~200k), where the per-offset passes are memory-bound.
+  it wins on big voxel sets (≥ ~50k), where the per-offset passes are memory-bound.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ _CENTRE = 13
 #: "gather" is used when fewer than this fraction of the 27 neighbour slots is filled, else "padded"
 #: (measured on 2-core CPUs: at fill 0.61, gather is 1.6–1.9× faster than padded for 64–128 channels)
 _GATHER_BELOW_FILL = 0.8
-#: from this many voxels on, "im2col" is used (memory-bound per-offset passes; see bench/sparse_conv.py)
-_IM2COL_FROM_VOXELS = 200_000
+#: from this many voxels on, "im2col" is used (the per-offset passes become memory-bound: on 2 cores im2col is
+#: ~2× faster at 100k and 1M voxels, gather ~1.4× faster at 10k; see bench/sparse_conv.py)
+_IM2COL_FROM_VOXELS = 50_000
 #: rows per im2col chunk: the [rows, 27·C_in] block stays at a few MB
 _IM2COL_BLOCK_ELEMENTS = 1 << 21
 
