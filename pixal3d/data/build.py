@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from pixal3d.data.jobs import resolve_workers, writable_folder
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_output
 
@@ -398,14 +399,6 @@ def merge_manifests(root: str | os.PathLike) -> tuple[Path, int]:
 # driver
 
 
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, config: BuildConfig | None = None,
                   workers: int | None = None, shard: tuple[int, int] = (0, 1), progress: bool = False) -> BuildResult:
     """Build (or resume) the dataset of every mesh under ``assets_dir`` into ``out_dir`` (module docstring).
@@ -421,14 +414,8 @@ def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     i, n = shard
     if not 0 <= i < n:
         raise UserError(f"shard must satisfy 0 <= i < n, got {i}/{n}")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
+    workers = resolve_workers(workers)
+    out = writable_folder(out_dir)
     root = Path(assets_dir)
     paths = find_assets(root, exclude=out)
     if not paths:

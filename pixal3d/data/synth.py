@@ -31,6 +31,7 @@ import trimesh
 from pixal3d.data import materials as mats
 from pixal3d.data.recipes import CATEGORIES
 from pixal3d.data.shapes import EmptySolid, build_node, node_kinds, random_rotation
+from pixal3d.data.jobs import resolve_workers, writable_folder
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_output
 
@@ -257,14 +258,6 @@ class SynthResult:
     sheet: Path | None
 
 
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def synthesize(count: int, out_dir: str | os.PathLike, seed: int = 0, workers: int | None = None, sheet: bool = True,
                progress: Callable[[int, int], None] | None = None) -> SynthResult:
     """Write assets ``0 … count-1`` of ``seed`` as GLBs into ``out_dir`` with ``manifest.json``
@@ -275,17 +268,8 @@ def synthesize(count: int, out_dir: str | os.PathLike, seed: int = 0, workers: i
         raise UserError(f"the number of assets must be at least 1 (got {count})")
     if seed < 0:
         raise UserError(f"the seed must be non-negative (got {seed})")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {workers})")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_output(out / ".write_test") as tmp:
-            tmp.write_bytes(b"")
-        (out / ".write_test").unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to output directory {out}: {exc.strerror or exc}") from exc
+    workers = resolve_workers(workers)
+    out = writable_folder(out_dir)
     jobs = [(seed, i, str(out), sheet and i < SHEET_MAX) for i in range(count)]
     entries: list[dict[str, Any]] = []
     workers = min(workers, count)
