@@ -21,3 +21,12 @@ def reference():
         return cache[name]
 
     return load
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of tiny sparse GEMMs (avoids oversubscription stalls on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -50,7 +50,7 @@ from torch import nn
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.models.registry import build_model
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import atomic_output, read_json
 
 #: state-dict entries (last name component) that are derived data: never required, never read
 RECOMPUTED_KEYS = frozenset({"rope_phases"})
@@ -194,12 +194,7 @@ class Checkpoint:
 def read_model_config(stem: str | os.PathLike) -> tuple[str, dict]:
     """``(name, args)`` from ``{stem}.json``; :class:`UserError` if it is missing or malformed."""
     json_path, _ = checkpoint_files(stem)
-    if not json_path.is_file():
-        raise UserError(f"checkpoint config {json_path} not found")
-    try:
-        config = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read checkpoint config {json_path}: {exc}") from exc
+    config = read_json(json_path, "checkpoint config")
     if not isinstance(config, dict) or not isinstance(config.get("name"), str):
         raise UserError(f"checkpoint config {json_path} must be a JSON object with a string \"name\"")
     args = config.get("args", {})

@@ -17,13 +17,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pixal3d.errors import UserError
+from pixal3d.utils.files import read_json
 
 MIXED_PRECISION = ("none", "bf16")
 
@@ -127,11 +126,4 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a training config JSON file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read config {path}: {exc}") from exc
-    return parse_config(data, str(path))
+    return parse_config(read_json(path, "config file"), str(path))

@@ -44,13 +44,7 @@ def _decoder_args(enc: dict) -> dict:
             "up_block_type": ["SparseResBlockC2S3d"] * (len(enc["num_blocks"]) - 1), "block_args": enc["block_args"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny GEMMs: one intra-op thread avoids oversubscription stalls on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

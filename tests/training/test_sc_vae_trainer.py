@@ -26,13 +26,7 @@ from tests.training.conftest import load_tiny_config
 RES = 32  # voxel resolution of the tiny dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny sparse GEMMs: one intra-op thread avoids oversubscription on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(cfg: dict, data, out=None):
