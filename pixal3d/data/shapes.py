@@ -16,7 +16,7 @@ turns a recipe into ``(vertices [V,3] float64, faces [F,3] int64)``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation

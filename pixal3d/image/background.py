@@ -33,7 +33,6 @@ def birefnet_available(folder: str | Path | None = None) -> bool:
 
 @functools.lru_cache(maxsize=2)
 def _load_birefnet(folder: str, device: str):
-    import torch  # noqa: F401
     from transformers import AutoModelForImageSegmentation
 
     try:

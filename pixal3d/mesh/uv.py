@@ -101,7 +101,7 @@ def unwrap(
     if atlas.atlas_count != 1:
         raise RuntimeError(f"xatlas produced {atlas.atlas_count} atlases, expected 1")
 
-    out_vertices, out_faces, out_uvs, out_vmap = [], [], [], []
+    out_faces, out_uvs, out_vmap = [], [], []
     face_order = []
     offset = 0
     for i, (face_ids, chunk_vertices) in enumerate(chunks):

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm.auto import tqdm
 
 from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera
 from pixal3d.devices import select_device

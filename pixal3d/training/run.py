@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer_class(cfg.trainer_name)
         build_dataset(cfg, data_roots(args.data_dir))
         if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:
-            raise UserError(f"need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
+            raise UserError("need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
         if args.ckpt != "latest" and not args.ckpt.isdigit():
             raise UserError(f"--ckpt must be 'latest' or a step number, got {args.ckpt!r}")
         nproc, use_cuda = _processes_per_node(args)
