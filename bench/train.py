@@ -27,13 +27,16 @@ def _dataset(root: Path, resolution: int = 32) -> Path:
     return root / "data"
 
 
-def _trainer(config: str, data: Path, out: Path, **trainer_args):
+def _trainer(config: str, data: Path, out: Path, model_args: dict[str, dict] | None = None, **trainer_args):
+    """The trainer of ``configs/train/<config>.json`` with ``trainer_args`` and per-stage ``model_args`` overrides."""
     from pixal3d.data.dataset import ViewDataset, collate_views
     from pixal3d.training.config import parse_config
     from pixal3d.training.registry import trainer_class
 
     raw = json.loads((runner.REPO / "configs" / "train" / f"{config}.json").read_text())
     raw["trainer"]["args"].update(trainer_args)
+    for key, args in (model_args or {}).items():
+        raw["models"][key]["args"].update(args)
     raw["max_steps"] = STEPS + 1
     cfg = parse_config(raw)
     dataset = ViewDataset(data, **cfg.dataset["args"])
@@ -56,33 +59,23 @@ def bench_ss_vae_tiny() -> dict:
         return _time(trainer, cfg, "SS VAE (16³ occupancy → 8×4³)", "encoder+decoder")
 
 
-def bench_ss_flow_tiny() -> dict:
+def _ss_flow(name: str, note: str, image_attn_mode: str) -> dict:
+    """An SS flow row on top of the (untrained) tiny SS VAE, in ``proj`` or the ``cross`` ablation mode."""
     with tempfile.TemporaryDirectory() as tmp:
         data = _dataset(Path(tmp))
         vae, _ = _trainer("ss_vae_tiny", data, Path(tmp) / "vae")
         vae.save_checkpoint()
-        trainer, cfg = _trainer("ss_flow_tiny", data, Path(tmp) / "run", base_pipeline=str(Path(tmp) / "vae"))
-        return _time(trainer, cfg, "SS flow (4³ tokens, proj)", "frozen SS encoder + trainable small conv encoder")
+        trainer, cfg = _trainer("ss_flow_tiny", data, Path(tmp) / "run", base_pipeline=str(Path(tmp) / "vae"),
+                                model_args={"sparse_structure_flow_model": {"image_attn_mode": image_attn_mode}})
+        return _time(trainer, cfg, name, note)
+
+
+def bench_ss_flow_tiny() -> dict:
+    return _ss_flow("SS flow (4³ tokens, proj)", "frozen SS encoder + trainable small conv encoder", "proj")
 
 
 def bench_ss_flow_tiny_cross() -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = _dataset(Path(tmp))
-        vae, _ = _trainer("ss_vae_tiny", data, Path(tmp) / "vae")
-        vae.save_checkpoint()
-        from pixal3d.data.dataset import ViewDataset, collate_views
-        from pixal3d.training.config import parse_config
-        from pixal3d.training.registry import trainer_class
-
-        raw = json.loads((runner.REPO / "configs" / "train" / "ss_flow_tiny.json").read_text())
-        raw["trainer"]["args"]["base_pipeline"] = str(Path(tmp) / "vae")
-        raw["models"]["sparse_structure_flow_model"]["args"]["image_attn_mode"] = "cross"
-        raw["max_steps"] = STEPS + 1
-        cfg = parse_config(raw)
-        trainer = trainer_class(cfg.trainer_name)(cfg, ViewDataset(data, **cfg.dataset["args"]), collate_views,
-                                                  Path(tmp) / "run", progress=False)
-        return _time(trainer, cfg, "SS flow (4³ tokens, cross ablation)", "all image tokens as context")
-
+    return _ss_flow("SS flow (4³ tokens, cross ablation)", "all image tokens as context", "cross")
 
 
 def bench_shape_vae_tiny() -> dict:
