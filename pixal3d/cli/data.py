@@ -1,4 +1,5 @@
-"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``preview``, ``build``).
+"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``preview``, ``build``,
+``evalset-signatures``).
 
 Add a sub-command by writing ``_register_<name>(sub)`` that sets ``handler=`` and calling it in
 :func:`register`.
@@ -27,6 +28,7 @@ def register(subparsers) -> None:
     _register_synth(sub)
     _register_preview(sub)
     _register_build(sub)
+    _register_evalset_signatures(sub)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,6 +131,9 @@ def _register_build(sub) -> None:
     p.add_argument("--up", default="+y", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
                    help="the files' up axis (glTF: +y, the default)")
     p.add_argument("--merge", action="store_true", help="only merge the shard manifests of -o into manifest.json")
+    p.add_argument("--allow-eval-overlap", action="store_true",
+                   help="also build evaluation meshes (refused by default: they are for `pixal3d evaluate` only; "
+                        "never train a shipped model on them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_build)
 
@@ -145,6 +150,28 @@ def _build(args) -> int:
     config = BuildConfig(views=args.views, resolution=args.resolution, image_size=args.image_size, seed=args.seed,
                          up=args.up)
     result = build_dataset(args.assets, args.output, config, workers=args.workers, shard=parse_shard(args.shard),
-                           progress=not args.quiet)
+                           progress=not args.quiet, allow_eval_overlap=args.allow_eval_overlap)
     print(f"{result.built} assets built, {result.kept} kept, {result.failed} failed; manifest {result.manifest}")
     return 1 if result.failed and not (result.built or result.kept) else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# evalset-signatures
+
+
+def _register_evalset_signatures(sub) -> None:
+    p = sub.add_parser("evalset-signatures", help="fingerprint the evaluation meshes for the data tools' overlap guard",
+                       description="Write the SHA-256 and shape signature of every mesh under --meshes to the file the "
+                                   "overlap guard of `pixal3d data build` reads (default: the one committed in the package).")
+    p.add_argument("--meshes", required=True, help="the evaluation mesh folder (e.g. ../shared/evalsets/meshes)")
+    p.add_argument("-o", "--output", default=None, help="output JSON (default: pixal3d/data/evalset_signatures.json)")
+    p.set_defaults(handler=_evalset_signatures)
+
+
+def _evalset_signatures(args) -> int:
+    from pixal3d.data.overlap import SIGNATURE_FILE, write_signatures
+
+    out = args.output or SIGNATURE_FILE
+    count = write_signatures(args.meshes, out)
+    print(f"{count} evaluation meshes fingerprinted into {out}")
+    return 0

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from pixal3d.data.jobs import resolve_workers, writable_folder
+from pixal3d.data.overlap import EvalOverlapGuard, default_evalset_dir, file_sha256
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_output
 
@@ -243,14 +244,6 @@ def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float):
 # one asset
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _stored_view(png: Path, npz: Path, config_hash: str, source_sha: str) -> dict | None:
     """The view record stored in ``npz``'s header when both files are complete and current, else None."""
     if not (png.is_file() and npz.is_file()):
@@ -266,11 +259,13 @@ def _stored_view(png: Path, npz: Path, config_hash: str, source_sha: str) -> dic
     return view
 
 
-def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig) -> dict[str, Any]:
+def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
+                guard: "EvalOverlapGuard | None" = None) -> dict[str, Any]:
     """Render and voxelise every view of one asset (keeping complete current views).
 
     Returns its manifest entry ``{"status": "ok", "error": None, "source", "views": [...], "kept": int}``;
-    raises on a broken asset (:func:`_asset_job` turns that into an error entry).
+    raises on a broken asset (:func:`_asset_job` turns that into an error entry), and :class:`UserError`
+    when ``guard`` finds that the asset is an evaluation mesh (checked before anything is written or kept).
     """
     import trimesh
     from PIL import Image
@@ -282,14 +277,21 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig)
     from pixal3d.mesh.voxelize import voxelize
 
     config_hash = config.hash()
-    source_sha = _sha256(source)
+    source_sha = file_sha256(source)
     folder = out_dir / asset_id
+    mesh = None
+    if guard is not None:
+        mesh = load_mesh(source, up=config.up, fill=FILL)
+        twin = guard.match(source, mesh.vertices, mesh.faces, sha256=source_sha)
+        if twin is not None:
+            raise UserError(f"refused: matches evaluation mesh {twin}; evaluation meshes never enter training data")
     records: list[dict | None] = []
     for k in range(config.views):
         records.append(_stored_view(folder / f"view_{k:02d}.png", folder / f"view_{k:02d}.npz", config_hash, source_sha))
     kept = sum(r is not None for r in records)
     if kept < config.views:
-        mesh = load_mesh(source, up=config.up, fill=FILL)
+        if mesh is None:
+            mesh = load_mesh(source, up=config.up, fill=FILL)
         try:
             scene = trimesh.load(str(source), force="scene", process=False)
         except Exception as exc:
@@ -321,11 +323,11 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig)
     return {"status": "ok", "error": None, "views": views, "kept": kept}
 
 
-def _asset_job(job: tuple[str, str, str, str, BuildConfig]) -> dict[str, Any]:
+def _asset_job(job: tuple[str, str, str, str, BuildConfig, "EvalOverlapGuard | None"]) -> dict[str, Any]:
     """Worker entry: never raises for a broken asset, returns an error entry instead."""
-    asset_id, source, rel, out_dir, config = job
+    asset_id, source, rel, out_dir, config, guard = job
     try:
-        entry = build_asset(Path(source), asset_id, Path(out_dir), config)
+        entry = build_asset(Path(source), asset_id, Path(out_dir), config, guard)
     except UserError as exc:
         entry = {"status": "error", "error": str(exc), "views": [], "kept": 0}
     except Exception as exc:  # any failure inside third-party code is this asset's problem only
@@ -400,12 +402,15 @@ def merge_manifests(root: str | os.PathLike) -> tuple[Path, int]:
 
 
 def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, config: BuildConfig | None = None,
-                  workers: int | None = None, shard: tuple[int, int] = (0, 1), progress: bool = False) -> BuildResult:
+                  workers: int | None = None, shard: tuple[int, int] = (0, 1), progress: bool = False,
+                  allow_eval_overlap: bool = False) -> BuildResult:
     """Build (or resume) the dataset of every mesh under ``assets_dir`` into ``out_dir`` (module docstring).
 
     ``workers`` processes (default: all cores; 1 = in this process); ``shard = (i, n)`` builds only the
     assets ``i, i+n, …`` of the sorted list; ``progress`` shows a tqdm bar on stderr. Broken assets are
-    recorded as errors in the manifest, never raised.
+    recorded as errors in the manifest, never raised. Evaluation meshes (:mod:`pixal3d.data.overlap`) are
+    refused: an asset folder inside the evaluation folder is a :class:`UserError`, a matching asset is an
+    error entry. ``allow_eval_overlap`` lifts both (for experiments that never train a shipped model).
     """
     from tqdm import tqdm
 
@@ -417,11 +422,18 @@ def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     workers = resolve_workers(workers)
     out = writable_folder(out_dir)
     root = Path(assets_dir)
+    guard = None
+    if not allow_eval_overlap:
+        evalset = default_evalset_dir()
+        if evalset is not None and (root.resolve() == evalset.resolve() or evalset.resolve() in root.resolve().parents):
+            raise UserError(f"{root} holds the evaluation meshes ({evalset}); they are for `pixal3d evaluate` only "
+                            "(--allow-eval-overlap builds them anyway, never for a shipped model)")
+        guard = EvalOverlapGuard.default()
     paths = find_assets(root, exclude=out)
     if not paths:
         raise UserError(f"no mesh files (.obj .ply .glb .gltf .stl .off) under {root}")
     ids = asset_ids(root, paths)
-    jobs = [(aid, str(p), p.relative_to(root).as_posix(), str(out), config)
+    jobs = [(aid, str(p), p.relative_to(root).as_posix(), str(out), config, guard)
             for aid, p in list(zip(ids, paths))[i::n]]
     entries: dict[str, dict] = {}
     bar = tqdm(total=len(jobs), unit="asset", desc="data build", disable=not progress)
