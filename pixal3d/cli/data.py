@@ -1,5 +1,5 @@
 """``pixal3d data``: training-data tools, one sub-command each (``synth``, ``preview``, ``build``,
-``evalset-signatures``).
+``evalset-signatures``, ``import-sh3f``).
 
 Add a sub-command by writing ``_register_<name>(sub)`` that sets ``handler=`` and calling it in
 :func:`register`.
@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     _register_preview(sub)
     _register_build(sub)
     _register_evalset_signatures(sub)
+    _register_import_sh3f(sub)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,4 +175,37 @@ def _evalset_signatures(args) -> int:
     out = args.output or SIGNATURE_FILE
     count = write_signatures(args.meshes, out)
     print(f"{count} evaluation meshes fingerprinted into {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# import-sh3f
+
+
+def _register_import_sh3f(sub) -> None:
+    p = sub.add_parser("import-sh3f", help="Sweet Home 3D furniture catalogues (.sh3f) → GLB assets + credits",
+                       description="Convert every object (doors and windows left out) of the given .sh3f catalogues, or "
+                                   "of every .sh3f in the given folders, to OUT/<catalogue>/<object>.glb (+y up), with "
+                                   "OUT/sources.json (name, category, creator, licence, size) and OUT/CREDITS.md. Only "
+                                   "CC0 / CC-BY-3.0 catalogues are accepted. Existing GLBs are kept.")
+    p.add_argument("catalogs", nargs="+", help=".sh3f files or folders (Debian: /usr/share/sweethome3d/furniture)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_import_sh3f)
+
+
+def _import_sh3f(args) -> int:
+    from tqdm import tqdm
+
+    from pixal3d.data.furniture import import_catalogs
+
+    bar = tqdm(unit="model", desc="import-sh3f", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    counts = import_catalogs(args.catalogs, args.output, progress=progress)
+    bar.close()
+    print(", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) + f"; sources {args.output}/sources.json")
     return 0

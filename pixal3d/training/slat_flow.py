@@ -136,7 +136,7 @@ class SLatFlowTrainer(FlowTrainer):
     # --- per-trainer parts ---------------------------------------------------------------------------
     def encoder_keys(self) -> list[str]:
         """Base-folder stage keys of the frozen encoders this trainer needs."""
-        raise NotImplementedError
+        return list(self.target_encoders)
 
     def normalizations(self) -> list[str]:
         """Latent kinds whose ``*_normalization`` the base folder must give."""
@@ -195,9 +195,7 @@ class ShapeSLatFlowTrainer(SLatFlowTrainer):
 
     name = "ShapeSLatFlowTrainer"
     allowed_keys = ("shape_slat_flow_model_512", "shape_slat_flow_model_1024")
-
-    def encoder_keys(self) -> list[str]:
-        return [SHAPE_ENCODER]
+    target_encoders = (SHAPE_ENCODER,)
 
     def normalizations(self) -> list[str]:
         return ["shape_slat"]
@@ -222,9 +220,7 @@ class TexSLatFlowTrainer(SLatFlowTrainer):
 
     name = "TexSLatFlowTrainer"
     allowed_keys = ("tex_slat_flow_model_1024",)
-
-    def encoder_keys(self) -> list[str]:
-        return [SHAPE_ENCODER, TEX_ENCODER]
+    target_encoders = (SHAPE_ENCODER, TEX_ENCODER)
 
     def normalizations(self) -> list[str]:
         return ["shape_slat", "tex_slat"]

@@ -128,6 +128,13 @@ def resolve_pipeline(path: str | os.PathLike) -> Path:
     raise UserError(f"base_pipeline {path} is neither a pipeline folder nor a training run with checkpoints")
 
 
+def folder_contents(folder: PipelineFolder | None) -> list[str]:
+    """The stage keys whose weights ``folder`` holds, plus ``"image_encoder"`` when it names one."""
+    if folder is None:
+        return []
+    return [k for k, st in folder.stages.items() if st.found] + (["image_encoder"] if folder.image_encoder else [])
+
+
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
@@ -162,6 +169,11 @@ class Trainer:
         self.base: PipelineFolder | None = None
         if self.args.get("base_pipeline"):
             self.base = open_pipeline_folder(resolve_pipeline(self.args["base_pipeline"]))
+        missing = sorted(set(self.base_requirements(self.args)) - set(folder_contents(self.base)))
+        if missing:
+            where = f"base pipeline {self.base.path}" if self.base is not None else "no base_pipeline"
+            raise UserError(f"{self.name}: {where} lacks {', '.join(missing)}; train the stage that makes it first "
+                            "and name that run as trainer.args.base_pipeline")
         self.trainable = nn.ModuleDict()
         self.stage_specs: dict[str, dict[str, Any]] = {}
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -174,6 +186,18 @@ class Trainer:
         opt = cfg.optimizer
         self.optimizer = torch.optim.AdamW(params, lr=float(opt["lr"]), betas=tuple(opt["betas"]),
                                            weight_decay=float(opt["weight_decay"]), eps=float(opt.get("eps", 1e-8)))
+
+    # ---------------------------------------------------------------------------------------------
+    # what a stage needs and makes (checked before anything is built; see pixal3d.training.chain)
+    @classmethod
+    def base_requirements(cls, args: dict[str, Any]) -> list[str]:
+        """Stage keys (and ``"image_encoder"``) the base pipeline must hold for trainer args ``args``."""
+        return []
+
+    @classmethod
+    def products(cls, args: dict[str, Any], models: dict[str, Any]) -> list[str]:
+        """Stage keys (and ``"image_encoder"``) a checkpoint of this trainer adds to its base's."""
+        return list(models)
 
     # ---------------------------------------------------------------------------------------------
     # subclass interface
@@ -396,8 +420,22 @@ class Trainer:
             stages[key] = StageWeights(self.ema[key], spec["name"], spec["args"], f"{CKPT_DIR}/{key}")
         args = {k: v for k, v in (self.base.args if self.base else {}).items() if k != "models"}
         args.update(self.pipeline_args())
+        folder.mkdir(parents=True, exist_ok=True)
         self.write_extras(folder, self.ema)
+        self._copy_base_encoder_weights(folder, args)
         return write_pipeline_folder(folder, stages, args, name="Pixal3DImageTo3DPipeline")
+
+    def _copy_base_encoder_weights(self, folder: Path, args: dict[str, Any]) -> None:
+        """Carry the base folder's image-encoder weights file forward when the trainer did not write its own
+        (every later stage of a chain keeps the encoder that ``pipeline.json`` names)."""
+        weights = ((args.get("image_encoder") or {}).get("args") or {}).get("weights")
+        if weights is None or self.base is None or (folder / weights).is_file():
+            return
+        source = self.base.path / weights
+        if not source.is_file():
+            raise UserError(f"base pipeline {self.base.path} names image-encoder weights {weights} but has no such file")
+        (folder / weights).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / weights)
 
     def trainer_state(self) -> dict[str, Any]:
         return {

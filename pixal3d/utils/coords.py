@@ -59,3 +59,25 @@ class CoordIndex:
         found = (self.sorted_keys[pos] == keys) & (keys >= 0)
         rows = torch.where(found, self.order[pos], torch.full_like(pos, -1))
         return rows.reshape(shape)
+
+
+def unique_rows(coords: torch.Tensor, return_inverse: bool = False):
+    """``torch.unique(coords, dim=0[, return_inverse])`` for non-negative integer ``coords [N, D]``, via 1-D int64
+    keys (same rows, same lexicographic order, same inverse; several times faster than the row-wise sort).
+
+    Returns ``unique [U, D]`` (``coords``' dtype), and ``inverse [N]`` int64 when ``return_inverse``.
+    """
+    if coords.ndim != 2:
+        raise ValueError(f"coords must be [N, D], got {tuple(coords.shape)}")
+    if coords.shape[0] == 0 or coords.amin() < 0:
+        return torch.unique(coords, dim=0, return_inverse=return_inverse)
+    index = CoordIndex(coords)
+    keys = index.keys(coords)
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    rows = torch.empty(len(uniq), coords.shape[1], dtype=torch.long, device=coords.device)
+    rest = uniq.clone()
+    for d in range(coords.shape[1]):
+        rows[:, d] = rest // index.strides[d]
+        rest -= rows[:, d] * index.strides[d]
+    rows = rows.to(coords.dtype)
+    return (rows, inverse) if return_inverse else rows

@@ -24,9 +24,11 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def load_tiny_config(name: str, **top) -> dict:
-    """``configs/train/<name>.json`` with top-level keys replaced (``trainer_args`` updates trainer.args)."""
+    """``configs/train/<name>.json`` for a run on its own: the shipped chain's ``base_pipeline`` is dropped (give
+    one in ``trainer_args``), top-level keys are replaced (``trainer_args`` updates trainer.args)."""
     cfg = json.loads((CONFIGS / f"{name}.json").read_text())
     cfg = copy.deepcopy(cfg)
+    cfg["trainer"]["args"].pop("base_pipeline", None)
     cfg["trainer"]["args"].update(top.pop("trainer_args", {}))
     cfg.update(top)
     return cfg

@@ -1,5 +1,6 @@
-"""From meshes to a model folder to a GLB: synth → build (R 64, 2 views, 128² images) → every stage through
-``train.py`` (a few steps each, chained by ``base_pipeline``) → ``inference.py`` on a training view."""
+"""From meshes to a model folder to a GLB: synth → build (R 64, 2 views, 128² images) → the shipped tiny configs
+through ``train.py`` exactly as the README runs them (chained by their own ``base_pipeline``s, 2 steps each via
+``--max_steps``) → ``inference.py`` on a training view."""
 
 from __future__ import annotations
 
@@ -11,17 +12,13 @@ from pathlib import Path
 from pixal3d.models.pipeline_folder import PIXAL3D_STAGES, open_pipeline_folder
 from pixal3d.training.run import main as train_main
 from tests.clients import assert_valid_gltf
-from tests.training.conftest import REPO, load_tiny_config, write_config
+from pixal3d.training.chain import ChainRun, check_chain
+from pixal3d.training.config import load_config
+from tests.training.conftest import CONFIGS, REPO
 
-#: (config, run folder, base_pipeline run) in training order; the README's Training section lists the same chain
-CHAIN = [
-    ("ss_vae_tiny", "ss_vae", None),
-    ("shape_vae_tiny", "shape_vae", "ss_vae"),
-    ("tex_vae_tiny", "tex_vae", "shape_vae"),
-    ("ss_flow_tiny", "ss_flow", "tex_vae"),
-    ("shape_flow_tiny", "shape_flow", "ss_flow"),
-    ("tex_flow_tiny", "tex_flow", "shape_flow"),
-]
+#: (config, run folder) in training order, as the README's Training section runs them
+CHAIN = [("ss_vae_tiny", "ss_vae"), ("shape_vae_tiny", "shape_vae"), ("tex_vae_tiny", "tex_vae"),
+         ("ss_flow_tiny", "ss_flow"), ("shape_flow_tiny", "shape_flow"), ("tex_flow_tiny", "tex_flow")]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -30,16 +27,20 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_meshes_to_model_folder_to_glb(tmp_path):
+def test_shipped_tiny_chain_is_consistent(tmp_path):
+    runs = [ChainRun(out, load_config(CONFIGS / f"{config}.json"), Path("runs") / out) for config, out in CHAIN]
+    holds = check_chain(runs, tmp_path)
+    assert set(PIXAL3D_STAGES) <= set(holds["tex_flow"])
+
+
+def test_meshes_to_model_folder_to_glb(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run("-m", "pixal3d", "data", "synth", "-n", "2", "-o", "assets", "--workers", "1", "--no-sheet", "-q", cwd=tmp_path)
     run("-m", "pixal3d", "data", "build", "--assets", "assets", "-o", "data", "--resolution", "64", "--views", "2",
         "--image-size", "128", "--workers", "1", "-q", cwd=tmp_path)
-    for config, out, base in CHAIN:
-        cfg = load_tiny_config(config, max_steps=2, save_every=2, log_every=1, batch_size=2)
-        if base is not None:
-            cfg["trainer"]["args"]["base_pipeline"] = str(tmp_path / "runs" / base)
-        argv = ["--config", str(write_config(tmp_path / f"{out}.json", cfg)), "--output_dir", str(tmp_path / "runs" / out),
-                "--data_dir", str(tmp_path / "data"), "--num_gpus", "0", "--no_progress"]
+    for config, out in CHAIN:
+        argv = ["--config", str(CONFIGS / f"{config}.json"), "--output_dir", f"runs/{out}", "--data_dir", "data",
+                "--num_gpus", "0", "--no_progress", "--max_steps", "2"]
         assert train_main(argv) == 0, config
 
     model = tmp_path / "runs" / "tex_flow" / "ckpts" / "step_0000002"

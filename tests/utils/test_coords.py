@@ -30,3 +30,17 @@ def test_empty_and_invalid_inputs():
         CoordIndex(torch.tensor([[5, 0, 0]]), bounds=[4, 4, 4])
     with pytest.raises(ValueError):
         CoordIndex(torch.zeros(3, dtype=torch.long))
+
+
+def test_unique_rows_equals_torch_unique_dim0():
+    from pixal3d.utils.coords import unique_rows
+
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.int32, torch.int64):
+        c = torch.randint(0, 9, (5000, 4), generator=g).to(dtype)
+        expect, expect_inv = torch.unique(c, dim=0, return_inverse=True)
+        got, inv = unique_rows(c, return_inverse=True)
+        assert got.dtype == dtype and torch.equal(got, expect) and torch.equal(inv, expect_inv)
+        assert torch.equal(unique_rows(c), expect)
+    empty = torch.zeros(0, 4, dtype=torch.int32)
+    assert unique_rows(empty).shape == (0, 4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.utils.coords import unique_rows
 
 _CHILD_OFFSETS = torch.tensor([[s % 2, (s // 2) % 2, s // 4] for s in range(8)], dtype=torch.int32)
 
@@ -69,7 +70,7 @@ def spatial_to_channel(x: SparseTensor) -> tuple[SparseTensor, torch.Tensor]:
     parent[:, 1:] //= 2
     sub = coords[:, 1:] % 2
     s = sub[:, 0] + 2 * sub[:, 1] + 4 * sub[:, 2]
-    parents, inverse = torch.unique(parent, dim=0, return_inverse=True)
+    parents, inverse = unique_rows(parent, return_inverse=True)
     c = x.feats.shape[1]
     feats = x.feats.new_zeros(parents.shape[0] * 8, c)
     feats[inverse * 8 + s] = x.feats

@@ -1,0 +1,172 @@
+"""The default model's recipe: data, the chain of training runs, and the model folder they make.
+
+A recipe is a JSON file (``configs/train/small/recipe.json`` for ``models/pixal3d-small``)::
+
+    {"format": "pixal3d-recipe",
+     "model": "models/pixal3d-small",               # where the final checkpoint goes
+     "assets": "assets/small", "data": "data/small", "runs": "runs/small",
+     "synth": {"count": 400, "seed": 0},            # procedural assets (pixal3d data synth)
+     "sh3f": ["/usr/share/sweethome3d/furniture"],  # furniture catalogues (pixal3d data import-sh3f)
+     "build": {"resolution": 128, "views": 4, "image_size": 256, "seed": 0, "up": "+y"},
+     "stages": ["ss_vae", "ss_flow", ...]}          # configs beside the recipe, trained in this order
+
+Relative paths are taken from the repository root (the recipe's ``configs/train/<name>/`` grand-parent).
+Run ``stages[k]`` writes ``runs/<stage>``; its config's ``base_pipeline`` names an earlier run, which
+:func:`pixal3d.training.chain.check_chain` verifies for the whole chain before any step. Every part resumes:
+assets and views already built are kept, a run continues from its latest checkpoint and a finished run
+(its latest step = ``max_steps``) is skipped, so the recipe can be interrupted and continued over days.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixal3d.errors import UserError
+from pixal3d.training.chain import ChainRun, check_chain
+from pixal3d.training.config import load_config
+from pixal3d.utils.files import read_json
+
+#: the default model's recipe, in the checkout
+DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "train" / "small" / "recipe.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe (module docstring); every path absolute."""
+
+    path: Path
+    root: Path
+    model: Path
+    assets: Path
+    data: Path
+    runs: Path
+    synth: dict[str, Any]
+    sh3f: list[Path]
+    build: dict[str, Any]
+    stages: list[str]
+
+    def chain(self, max_steps: int | None = None) -> list[ChainRun]:
+        """The runs of the chain (configs beside the recipe; ``max_steps`` overrides every config's)."""
+        runs = []
+        for stage in self.stages:
+            cfg = load_config(self.path.parent / f"{stage}.json")
+            if max_steps is not None:
+                cfg.max_steps = int(max_steps)
+                cfg.save_every = min(cfg.save_every, cfg.max_steps)
+            runs.append(ChainRun(stage, cfg, self.runs / stage))
+        return runs
+
+
+def load_recipe(path: str | os.PathLike = DEFAULT_RECIPE) -> Recipe:
+    """Parse and check a recipe file; :class:`UserError` (one line) when it is malformed."""
+    path = Path(path).resolve()
+    data = read_json(path, "recipe")
+    if not isinstance(data, dict) or data.get("format") != "pixal3d-recipe":
+        raise UserError(f"{path} is not a pixal3d recipe (format must be 'pixal3d-recipe')")
+    root = path.parents[3] if len(path.parents) > 3 else path.parent
+
+    def where(key: str) -> Path:
+        if not isinstance(data.get(key), str):
+            raise UserError(f"recipe {path.name}: {key!r} must be a path")
+        p = Path(data[key]).expanduser()
+        return p if p.is_absolute() else root / p
+
+    stages = data.get("stages")
+    if not isinstance(stages, list) or not stages or not all(isinstance(s, str) for s in stages):
+        raise UserError(f"recipe {path.name}: 'stages' must be a non-empty list of config names")
+    for stage in stages:
+        if not (path.parent / f"{stage}.json").is_file():
+            raise UserError(f"recipe {path.name}: stage {stage!r} has no config {stage}.json beside it")
+    return Recipe(path, root, where("model"), where("assets"), where("data"), where("runs"),
+                  dict(data.get("synth") or {}), [Path(p) for p in data.get("sh3f") or []],
+                  dict(data.get("build") or {}), list(stages))
+
+
+def build_data(recipe: Recipe, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Synthesise, import and build the recipe's dataset (each step resumes). Returns the build counts."""
+    from pixal3d.data.build import BuildConfig, build_dataset
+    from pixal3d.data.furniture import import_catalogs
+    from pixal3d.data.synth import synthesize
+
+    if recipe.synth.get("count"):
+        synthesize(int(recipe.synth["count"]), recipe.assets / "synth", seed=int(recipe.synth.get("seed", 0)),
+                   workers=workers, sheet=True)
+    if recipe.sh3f:
+        missing = [p for p in recipe.sh3f if not p.exists()]
+        if missing:
+            raise UserError(f"furniture catalogues not found: {missing[0]} (Debian: apt-get install sweethome3d-furniture)")
+        import_catalogs(recipe.sh3f, recipe.assets / "sh3d")
+    config = BuildConfig(**recipe.build)
+    result = build_dataset(recipe.assets, recipe.data, config, workers=workers, progress=progress)
+    return {"built": result.built, "kept": result.kept, "failed": result.failed}
+
+
+def run_finished(run_dir: Path, max_steps: int) -> bool:
+    """Whether ``run_dir``'s latest checkpoint is at ``max_steps``."""
+    pointer = run_dir / "ckpts" / "latest"
+    return pointer.is_file() and pointer.read_text().strip() == f"step_{max_steps:07d}"
+
+
+def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1, progress: bool = True) -> list[str]:
+    """Check the whole chain, then train each unfinished run in order (``train.py`` in a subprocess, from the
+    repository root so the configs' relative bases resolve). Returns the names of the runs trained."""
+    runs = recipe.chain(max_steps)
+    check_chain(runs, recipe.root)
+    trained = []
+    for run in runs:
+        if run_finished(run.output_dir, run.config.max_steps):
+            continue
+        config = run.output_dir.parent / f".{run.name}.config.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps(run.config.as_dict(), indent=1))
+        cmd = [sys.executable, str(recipe.root / "train.py"), "--config", str(config), "--output_dir",
+               str(run.output_dir), "--data_dir", str(recipe.data), "--num_gpus", str(num_gpus)]
+        if not progress:
+            cmd.append("--no_progress")
+        print(f"train-default: run {run.name} ({run.config.trainer_name}, {run.config.max_steps} steps)", file=sys.stderr,
+              flush=True)
+        if subprocess.run(cmd, cwd=recipe.root).returncode != 0:
+            raise UserError(f"run {run.name} failed; fix the cause and rerun (finished runs are kept)")
+        trained.append(run.name)
+    return trained
+
+
+def export_model(recipe: Recipe, half: bool = True) -> Path:
+    """Copy the last run's latest checkpoint to the recipe's model folder (float weights stored as fp16 when
+    ``half``; they load back as float32), with the asset credits. Returns the model folder."""
+    from safetensors.torch import load_file, save_file
+
+    from pixal3d.training.trainer import resolve_pipeline
+
+    last = recipe.runs / recipe.stages[-1]
+    source = resolve_pipeline(last)
+    for stage in recipe.stages:
+        runs = recipe.chain()
+        if not run_finished(recipe.runs / stage, next(r for r in runs if r.name == stage).config.max_steps):
+            raise UserError(f"run {stage} has not finished; train the chain first")
+    target = recipe.model
+    staging = target.with_name(f".{target.name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("trainer_state.pt"))
+    if half:
+        for path in staging.rglob("*.safetensors"):
+            tensors = load_file(path)
+            save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, path)
+    credits = recipe.assets / "sh3d" / "CREDITS.md"
+    if credits.is_file():
+        shutil.copyfile(credits, staging / "CREDITS.md")
+    if target.exists():
+        keep = [p for p in ("README.md",) if (target / p).is_file()]
+        for name in keep:
+            shutil.copyfile(target / name, staging / name)
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
