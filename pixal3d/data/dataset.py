@@ -12,7 +12,9 @@ when the first 8 hex digits of ``sha256(asset_id)``, read as a fraction of 2³²
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from pixal3d.errors import UserError
 from pixal3d.export.asset import VoxelAsset
 
 SPLITS = ("train", "val", "all")
+#: what a :class:`ViewDataset` can read per item
+FIELDS = ("image", "occupancy", "voxels")
 
 
 def split_of(asset_id: str, val_fraction: float) -> str:
@@ -59,8 +63,12 @@ class ViewDataset(Dataset):
             the FOV), or None to keep the built size.
         ss_resolution: side of the dense occupancy grid returned as ``occupancy`` (the sparse-structure VAE's
             input, 64 officially); it must divide the voxel resolution.
+        fields: what to read (a subset of :data:`FIELDS`): ``"image"`` (image, alpha), ``"occupancy"`` and
+            ``"voxels"`` (coords and the sparse attributes). A trainer reads only what it uses
+            (:attr:`Trainer.dataset_fields`): without ``"voxels"`` the occupancy comes from the stored coarse
+            occupancy of the ``.npz`` and the dense attribute arrays are never decompressed.
 
-    Each item is a dict:
+    Each item is a dict (the keys of the fields read, plus ``asset_id``, ``view`` and ``camera`` always):
 
     * ``asset_id`` (str), ``view`` (int);
     * ``image`` ``[3, S, S]`` float32 in [0, 1], RGB composited on black (the official preprocessing's
@@ -73,7 +81,12 @@ class ViewDataset(Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", resolution: int | None = None,
-                 val_fraction: float = 0.05, image_size: int | None = None, ss_resolution: int = 64):
+                 val_fraction: float = 0.05, image_size: int | None = None, ss_resolution: int = 64,
+                 fields: tuple[str, ...] | list[str] = FIELDS):
+        unknown = set(fields) - set(FIELDS)
+        if unknown or not fields:
+            raise UserError(f"dataset fields must be a non-empty subset of {', '.join(FIELDS)}, got {list(fields)}")
+        self.fields = tuple(f for f in FIELDS if f in fields)
         if split not in SPLITS:
             raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if not 0.0 <= val_fraction <= 1.0:
@@ -109,28 +122,50 @@ class ViewDataset(Dataset):
         alpha = rgba[3:4]
         return rgba[:3] * alpha, alpha
 
+    def _coarse_occupancy(self, path: Path) -> tuple[torch.Tensor, Camera | None]:
+        """The occupancy grid from the smallest stored coarse occupancy that the grid divides (else the coords),
+        reading only those arrays of the ``.npz``; and the stored camera."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(data["header"].tobytes().decode())
+                stored = sorted(int(k.split("_", 1)[1]) for k in data.files if k.startswith("occupancy_"))
+                usable = [g for g in stored if g >= self.ss_resolution and g % self.ss_resolution == 0]
+                source, res = (f"occupancy_{usable[0]}", usable[0]) if usable else ("coords", self.resolution)
+                coords = data[source]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise UserError(f"{path} is not a readable asset file ({exc})") from exc
+        if header.get("resolution") != self.resolution:
+            raise UserError(f"{path} is not an asset at resolution {self.resolution}")
+        cam = header.get("camera")
+        camera = Camera(cam["fov_x"], cam["distance"], cam["mesh_scale"]) if cam else None
+        return occupancy_grid(coords, res, self.ss_resolution), camera
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         asset_id, view = self.items[index]
         folder = self.root / asset_id
-        image, alpha = self._image(folder / view["image"])
-        asset = VoxelAsset.load(folder / view["voxels"])
-        if asset.resolution != self.resolution or asset.intersected is None:
-            raise UserError(f"{folder / view['voxels']} is not a dual-grid asset at resolution {self.resolution}")
-        cam = asset.camera
-        camera = Camera(cam.fov_x, cam.distance, cam.mesh_scale) if cam else Camera(view["fov_x"], view["distance"])
-        return {
-            "asset_id": asset_id,
-            "view": int(view["index"]),
-            "image": image,
-            "alpha": alpha,
-            "camera": camera,
-            "coords": torch.from_numpy(asset.coords.astype(np.int32)),
-            "dual_vertices": torch.from_numpy(asset.dual_vertices.astype(np.float32)),
-            "intersected": torch.from_numpy(asset.intersected.astype(bool)),
-            "split_weight": torch.from_numpy(asset.split_weight.reshape(-1).astype(np.float32)),
-            "attrs": torch.from_numpy(asset.attrs.astype(np.float32)),
-            "occupancy": occupancy_grid(asset.coords, self.resolution, self.ss_resolution),
-        }
+        item: dict[str, Any] = {"asset_id": asset_id, "view": int(view["index"])}
+        if "image" in self.fields:
+            item["image"], item["alpha"] = self._image(folder / view["image"])
+        camera = None
+        if "voxels" in self.fields:
+            asset = VoxelAsset.load(folder / view["voxels"])
+            if asset.resolution != self.resolution or asset.intersected is None:
+                raise UserError(f"{folder / view['voxels']} is not a dual-grid asset at resolution {self.resolution}")
+            cam = asset.camera
+            camera = Camera(cam.fov_x, cam.distance, cam.mesh_scale) if cam else None
+            item.update({
+                "coords": torch.from_numpy(asset.coords.astype(np.int32)),
+                "dual_vertices": torch.from_numpy(asset.dual_vertices.astype(np.float32)),
+                "intersected": torch.from_numpy(asset.intersected.astype(bool)),
+                "split_weight": torch.from_numpy(asset.split_weight.reshape(-1).astype(np.float32)),
+                "attrs": torch.from_numpy(asset.attrs.astype(np.float32)),
+            })
+            if "occupancy" in self.fields:
+                item["occupancy"] = occupancy_grid(asset.coords, self.resolution, self.ss_resolution)
+        elif "occupancy" in self.fields:
+            item["occupancy"], camera = self._coarse_occupancy(folder / view["voxels"])
+        item["camera"] = camera or Camera(view["fov_x"], view["distance"])
+        return item
 
 
 _SPARSE_KEYS = ("dual_vertices", "intersected", "split_weight", "attrs")
@@ -147,18 +182,19 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
     if not samples:
         raise ValueError("cannot collate an empty batch")
     coords = [torch.cat([torch.full((len(s["coords"]), 1), b, dtype=torch.int32), s["coords"].int()], 1)
-              for b, s in enumerate(samples)]
+              for b, s in enumerate(samples) if "coords" in s]
     batch: dict[str, Any] = {
         "asset_id": [s["asset_id"] for s in samples],
         "view": torch.tensor([s["view"] for s in samples], dtype=torch.int64),
-        "image": torch.stack([s["image"] for s in samples]),
-        "alpha": torch.stack([s["alpha"] for s in samples]),
-        "occupancy": torch.stack([s["occupancy"] for s in samples]),
         "camera": [s["camera"] for s in samples],
         "fov_x": torch.tensor([s["camera"].fov_x for s in samples], dtype=torch.float32),
         "distance": torch.tensor([s["camera"].distance for s in samples], dtype=torch.float32),
-        "coords": torch.cat(coords),
     }
-    for key in _SPARSE_KEYS:
-        batch[key] = torch.cat([s[key] for s in samples])
+    for key in ("image", "alpha", "occupancy"):
+        if key in samples[0]:
+            batch[key] = torch.stack([s[key] for s in samples])
+    if "coords" in samples[0]:
+        batch["coords"] = torch.cat(coords)
+        for key in _SPARSE_KEYS:
+            batch[key] = torch.cat([s[key] for s in samples])
     return batch

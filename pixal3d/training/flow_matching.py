@@ -143,6 +143,7 @@ class SparseStructureFlowTrainer(FlowTrainer):
     """
 
     name = "SparseStructureFlowTrainer"
+    dataset_fields = ("image", "occupancy")
     flow_key = "sparse_structure_flow_model"
     cond_stage = "ss"
     target_encoders = ("sparse_structure_encoder",)

@@ -72,12 +72,14 @@ def data_roots(data_dir: str) -> list[Path]:
 
 
 def build_dataset(cfg: TrainConfig, roots: list[Path]) -> tuple[Dataset, Callable]:
-    """The config's dataset over every root (concatenated) and its collate function."""
+    """The config's dataset over every root (concatenated) and its collate function; each item holds what the
+    trainer reads (:attr:`Trainer.dataset_fields`, unless the config's dataset args name ``fields``)."""
     from pixal3d.data.dataset import ViewDataset, collate_views
 
     name, args = cfg.dataset["name"], dict(cfg.dataset.get("args") or {})
     if name != "ViewDataset":
         raise UserError(f"unknown dataset {name!r} (known: ViewDataset)")
+    args.setdefault("fields", trainer_class(cfg.trainer_name).dataset_fields)
     try:
         parts = [ViewDataset(root, **args) for root in roots]
     except TypeError as exc:

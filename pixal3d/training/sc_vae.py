@@ -255,6 +255,7 @@ class ShapeVaeTrainer(_ScVaeTrainer):
     """
 
     name = "ShapeVaeTrainer"
+    dataset_fields = ("voxels",)
     kind = "shape_slat"
 
     def build(self) -> None:
@@ -308,6 +309,7 @@ class TexVaeTrainer(_ScVaeTrainer):
     """
 
     name = "TexVaeTrainer"
+    dataset_fields = ("voxels",)
     kind = "tex_slat"
 
     def build(self) -> None:

@@ -87,6 +87,7 @@ class SLatFlowTrainer(FlowTrainer):
 
     allowed_keys: tuple[str, ...] = ()
     latent_kind = ""
+    dataset_fields = ("image", "voxels")
 
     def build(self) -> None:
         self.flow_key = str(self.args.get("flow_key", self.allowed_keys[-1]))

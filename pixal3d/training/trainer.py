@@ -154,6 +154,8 @@ class Trainer:
 
     #: trainer name in the config
     name = "Trainer"
+    #: what the trainer reads of each dataset item (:data:`pixal3d.data.dataset.FIELDS`)
+    dataset_fields: tuple[str, ...] = ("image", "occupancy", "voxels")
 
     def __init__(self, cfg: TrainConfig, dataset: Dataset, collate, output_dir: str | os.PathLike | None,
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1, progress: bool = True):

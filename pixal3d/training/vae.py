@@ -54,6 +54,7 @@ class SparseStructureVaeTrainer(Trainer):
     """
 
     name = "SparseStructureVaeTrainer"
+    dataset_fields = ("occupancy",)
 
     def build(self) -> None:
         self.trainable["sparse_structure_encoder"] = self.build_stage("sparse_structure_encoder")

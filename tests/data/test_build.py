@@ -200,3 +200,18 @@ def test_view_dataset_items_splits_and_collate(data):
     assert batch["image"].shape == (3, 3, 48, 48) and batch["occupancy"].shape == (3, 1, 16, 16, 16)
     assert batch["attrs"].shape == (sum(sizes), 6) and len(batch["camera"]) == 3
     assert batch["fov_x"][2].item() == pytest.approx(items[2]["camera"].fov_x)
+
+
+def test_dataset_fields_read_only_what_is_asked(data):
+    full = ViewDataset(data, split="all", ss_resolution=16)
+    occ = ViewDataset(data, split="all", ss_resolution=16, fields=("occupancy",))
+    img = ViewDataset(data, split="all", ss_resolution=16, fields=("image", "occupancy"))
+    for i in range(len(full)):
+        a, b, c = full[i], occ[i], img[i]
+        assert torch.equal(a["occupancy"], b["occupancy"]) and torch.equal(a["occupancy"], c["occupancy"])
+        assert set(b) == {"asset_id", "view", "camera", "occupancy"} and torch.equal(a["image"], c["image"])
+        assert b["camera"] == a["camera"] == c["camera"]
+    batch = collate_views([occ[0], occ[1]])
+    assert batch["occupancy"].shape == (2, 1, 16, 16, 16) and "coords" not in batch and "image" not in batch
+    with pytest.raises(UserError, match="subset"):
+        ViewDataset(data, split="all", ss_resolution=16, fields=("pixels",))
