@@ -1,4 +1,5 @@
-"""``pixal3d generate`` (also ``python inference.py``): one image in, one pixel-aligned PBR GLB out."""
+"""``pixal3d generate`` (also ``python inference.py``): one image (or several views with cameras) in, one
+pixel-aligned PBR GLB out."""
 
 from __future__ import annotations
 
@@ -49,9 +50,21 @@ def _non_negative_float(text: str) -> float:
     return _checked_number(text, float, lambda v: math.isfinite(v) and v >= 0, "a non-negative number")
 
 
+def _azimuths(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"azimuths must be comma-separated degrees, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"azimuths must be comma-separated degrees, got {text!r}")
+    return values
+
+
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``inference.py`` / ``pixal3d generate`` (upstream flags first)."""
-    parser.add_argument("--image", required=True, help="input image (PNG/JPEG/WebP…; RGBA alpha is used as the mask)")
+    parser.add_argument("--image", required=True, action="append",
+                        help="input image (PNG/JPEG/WebP…; RGBA alpha is used as the mask); repeat for the views of one "
+                             "object (multi-view, with --cameras or --azimuths; the output is in the first view's frame)")
     parser.add_argument("--output", required=True, help="output .glb path")
     parser.add_argument("--low_vram", action="store_true", help="keep one stage on the device at a time (and 1024 cascade by default)")
     parser.add_argument("--resolution", type=_positive_int, default=None,
@@ -63,6 +76,13 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42, as upstream)")
     parser.add_argument("--fov", type=parse_fov, default=None,
                         help="horizontal field of view: radians (0.2) or degrees (40deg); default: estimated if MoGe-2 is installed, else the official default")
+    parser.add_argument("--cameras", default=None,
+                        help="multi-view: NeRF/Blender transforms.json, one frame per --image in order "
+                             "(transform_matrix c2w, camera_angle_x or fov per frame or top level, optional mesh_scale)")
+    parser.add_argument("--azimuths", type=_azimuths, default=None,
+                        help="multi-view turntable shorthand: camera azimuths in degrees, one per --image, e.g. 0,90,180,270 "
+                             "(with --elevation and --fov; distance from the FOV as for one image)")
+    parser.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees for --azimuths (default 0)")
     parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps for every flow (default: the model's, 12 for official weights)")
     parser.add_argument("--guidance", type=_non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
     parser.add_argument("--max_num_tokens", type=_positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
@@ -72,11 +92,18 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", action="store_true", help="also write an input-view render beside the GLB (<output>.png)")
 
 
-def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
-    """Validate the file arguments before any model is loaded → (image, output, model folder)."""
-    image = Path(args.image)
-    if not image.is_file():
-        raise UserError(f"input image not found: {image}")
+def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
+    """Validate the file arguments before any model is loaded → (images, output, model folder)."""
+    images = [Path(p) for p in args.image]
+    for image in images:
+        if not image.is_file():
+            raise UserError(f"input image not found: {image}")
+    if args.cameras and args.azimuths:
+        raise UserError("give either --cameras or --azimuths, not both")
+    if len(images) > 1 and not (args.cameras or args.azimuths):
+        raise UserError(f"{len(images)} images need their cameras: --cameras transforms.json or --azimuths A,B,...")
+    if args.azimuths and len(args.azimuths) != len(images):
+        raise UserError(f"--azimuths has {len(args.azimuths)} values for {len(images)} images")
     output = Path(args.output)
     if output.suffix.lower() != ".glb":
         raise UserError(f"output must be a .glb file, got {output}")
@@ -94,17 +121,31 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     model = resolve_model_folder(args.model)
     if not is_pipeline_folder(model):
         raise UserError(f"{model} is not a model folder: pipeline.json is missing")
-    return image, output, model
+    return images, output, model
+
+
+def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:
+    """The world-frame cameras of a multi-view run (``--cameras`` or ``--azimuths``), or None for one image."""
+    from pixal3d.conditioning.camera import DEFAULT_FOV_X, distance_from_fov, orbit_cameras, read_transforms
+
+    sizes = [p.size for p in pictures]
+    if args.cameras:
+        return read_transforms(args.cameras, sizes)
+    if args.azimuths:
+        fov = args.fov if args.fov is not None else DEFAULT_FOV_X
+        return orbit_cameras(args.azimuths, args.elevation, fov, distance_from_fov(fov), *sizes[0])
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
     export = export_options(args)
-    image_path, output, model = check_paths(args)
+    image_paths, output, model = check_paths(args)
     from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
 
-    picture = load_image(image_path)  # a bad image fails here, before any model is loaded
+    pictures = [load_image(p) for p in image_paths]  # a bad image fails here, before any model is loaded
+    cameras = view_cameras(args, pictures)  # so does a bad cameras file
 
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device, low_vram=args.low_vram)
@@ -115,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         max_num_tokens=args.max_num_tokens,
+        cameras=cameras,
     )
-    result = pipeline.generate(picture, options)
+    result = pipeline.generate(pictures if cameras is not None else pictures[0], options)
     result.save_glb(output, export)
     if args.save_asset:
         result.asset.save(args.save_asset)

@@ -21,7 +21,9 @@ Intrinsics follow Blender's 32 mm sensor: ``focal_mm = 16 / tan(fov_x / 2)`` and
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -253,3 +255,86 @@ def canonicalize_views(cameras: Sequence[PinholeCamera]) -> list[PinholeCamera]:
     for cam in cameras[1:]:
         out.append(cam.with_cam_to_world((to_canonical @ cam.cam_to_world.double()).float()))
     return out
+
+
+def look_at_matrix(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """Camera-to-world ``[4,4]`` float64 (Blender convention: looks down its −Z, +Y up) at ``eye`` looking at
+    ``target`` with world +Z up (no roll). ``look_at_matrix((0, -d, 0))`` is :func:`front_view_matrix`."""
+    eye_t = torch.tensor([float(x) for x in eye], dtype=torch.float64)
+    forward = torch.tensor([float(x) for x in target], dtype=torch.float64) - eye_t
+    if not float(torch.linalg.norm(forward)) > 0:
+        raise UserError("camera position equals its target")
+    forward = forward / torch.linalg.norm(forward)
+    right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    if not float(torch.linalg.norm(right)) > 1e-9:
+        raise UserError("camera looks straight up or down (elevation ±90°)")
+    right = right / torch.linalg.norm(right)
+    up = torch.linalg.cross(right, forward)
+    c2w = torch.eye(4, dtype=torch.float64)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -forward, eye_t
+    return c2w
+
+
+def orbit_cameras(azimuths_deg: Sequence[float], elevation_deg: float, fov_x: float, distance: float,
+                  width: int, height: int, mesh_scale: float = 1.0) -> list[PinholeCamera]:
+    """World-frame cameras of photos taken around an object (turntable shorthand).
+
+    View ``v`` sits at distance ``distance`` from the origin at azimuth ``azimuths_deg[v]`` and elevation
+    ``elevation_deg`` — position ``d·(sin a·cos e, −cos a·cos e, sin e)`` (Blender frame, Z up; azimuth 0 is the
+    official front camera at ``(0, −d, 0)``, positive azimuths move the camera toward the right of that view) —
+    looking at the origin, horizontal FOV ``fov_x``. Feed them to :func:`canonicalize_views`.
+    """
+    _check_fov(fov_x)
+    if not (math.isfinite(elevation_deg) and abs(elevation_deg) < 90):
+        raise UserError(f"elevation must be inside (-90, 90) degrees, got {elevation_deg}")
+    if not (math.isfinite(distance) and distance > 0):
+        raise UserError(f"camera distance must be a positive number, got {distance}")
+    e = math.radians(elevation_deg)
+    cams = []
+    for a_deg in azimuths_deg:
+        if not math.isfinite(a_deg):
+            raise UserError(f"azimuth must be a finite number of degrees, got {a_deg}")
+        a = math.radians(a_deg)
+        eye = (distance * math.sin(a) * math.cos(e), -distance * math.cos(a) * math.cos(e), distance * math.sin(e))
+        cams.append(PinholeCamera.from_fov(fov_x, look_at_matrix(eye).float(), width, height, mesh_scale))
+    return cams
+
+
+def read_transforms(path: str | os.PathLike, sizes: Sequence[tuple[int, int]]) -> list[PinholeCamera]:
+    """World-frame cameras from a NeRF/Blender ``transforms.json``, one per image (``sizes`` = their (W, H)).
+
+    Format: ``{"camera_angle_x": fov, "mesh_scale"?: s, "frames": [{"transform_matrix": 4×4 c2w,
+    "camera_angle_x" | "fov"?: per-frame horizontal FOV}, ...]}`` (radians; the toolkits' layout). Frame ``i``
+    belongs to image ``i``. :class:`UserError` (one line) for a missing file, bad JSON, a frame count that
+    differs from the image count, a matrix that is not 4×4, not finite or not invertible, or a missing FOV.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cameras file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read cameras file {path}: {exc}") from exc
+    frames = data.get("frames") if isinstance(data, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise UserError(f"cameras file {path} has no 'frames' list")
+    if len(frames) != len(sizes):
+        raise UserError(f"cameras file {path} has {len(frames)} frames for {len(sizes)} images (one frame per --image)")
+    mesh_scale = float(data.get("mesh_scale", 1.0))
+    cams = []
+    for i, (frame, (w, h)) in enumerate(zip(frames, sizes)):
+        fov = frame.get("camera_angle_x", frame.get("fov", data.get("camera_angle_x"))) if isinstance(frame, dict) else None
+        if fov is None:
+            raise UserError(f"cameras file {path}: frame {i} has no camera_angle_x/fov and there is no top-level one")
+        try:
+            c2w = torch.tensor(frame["transform_matrix"], dtype=torch.float64)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"cameras file {path}: frame {i} has no 4x4 transform_matrix") from None
+        if c2w.shape != (4, 4) or not torch.isfinite(c2w).all():
+            raise UserError(f"cameras file {path}: frame {i} transform_matrix must be a finite 4x4 matrix")
+        if abs(float(torch.linalg.det(c2w[:3, :3]))) < 1e-6 or not torch.allclose(c2w[3], torch.tensor([0.0, 0, 0, 1], dtype=torch.float64)):
+            raise UserError(f"cameras file {path}: frame {i} transform_matrix is not an invertible camera pose")
+        cams.append(PinholeCamera.from_fov(_check_fov(float(fov)), c2w.float(), int(w), int(h), mesh_scale))
+    return cams

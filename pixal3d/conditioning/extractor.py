@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,9 +66,9 @@ class ConditionExtractor:
         self.encoder = encoder.to(self.device).eval()
         self.naf = naf.to(self.device).eval() if naf is not None else None
         self.stages = {**STAGES, **(stages or {})}
-        self._image: Image.Image | None = None
-        self._features: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self._guides: dict[tuple[int, int], NAFGuide] = {}
+        self._images: tuple[Image.Image, ...] = ()
+        self._features: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._guides: dict[tuple[int, int, int], NAFGuide] = {}
 
     @classmethod
     def for_folder(cls, folder: Any, device: torch.device | str = "cpu") -> "ConditionExtractor":
@@ -91,32 +91,41 @@ class ConditionExtractor:
         return cls(encoder, naf, stages, device)
 
     # --- cached features ---------------------------------------------------------------------
-    def _use(self, image: Image.Image) -> None:
-        if image is not self._image:
+    def _use(self, images: tuple[Image.Image, ...]) -> None:
+        """Make ``images`` (the views of one object) the cached set; any other set drops the cache."""
+        if len(images) != len(self._images) or any(a is not b for a, b in zip(images, self._images)):
             self.clear_cache()
-            self._image = image
+            self._images = images
+
+    def _view(self, image: Image.Image) -> int:
+        for i, known in enumerate(self._images):
+            if known is image:
+                return i
+        self._use((image,))
+        return 0
 
     def clear_cache(self) -> None:
-        """Drop the cached features of the current image."""
-        self._image = None
+        """Drop the cached features of the current image(s)."""
+        self._images = ()
         self._features.clear()
         self._guides.clear()
 
     def features(self, image: Image.Image, image_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(image_01 [1,3,S,S], global [1,K,C], patch_map [1,C,S/p,S/p])`` float32 on the device, cached per S."""
-        self._use(image)
-        if image_size not in self._features:
+        """``(image_01 [1,3,S,S], global [1,K,C], patch_map [1,C,S/p,S/p])`` float32 on the device, cached per
+        (view of the current set, S)."""
+        key = (self._view(image), image_size)
+        if key not in self._features:
             image_01 = image_to_tensor(image, image_size).to(self.device)
             glob, patch = self.encoder.encode(image_01)
-            self._features[image_size] = (image_01, glob.float(), patch.float())
-        return self._features[image_size]
+            self._features[key] = (image_01, glob.float(), patch.float())
+        return self._features[key]
 
     def guide(self, image: Image.Image, image_size: int, target: int) -> NAFGuide:
-        """NAF guidance state (encoding pooled to ``T`` and LR keys) for this image, cached per (S, T)."""
+        """NAF guidance state (encoding pooled to ``T`` and LR keys) for this image, cached per (view, S, T)."""
         if self.naf is None:
             raise UserError("this stage needs NAF: put naf_release.pth in the models folder's naf/ sub-folder")
         image_01, _, patch = self.features(image, image_size)
-        key = (image_size, target)
+        key = (self._view(image), image_size, target)
         if key not in self._guides:
             self._guides[key] = self.naf.guide(image_01, target, tuple(patch.shape[-2:]))
         return self._guides[key]
@@ -133,15 +142,38 @@ class ConditionExtractor:
         return replace(cfg, grid_resolution=int(grid_resolution)) if grid_resolution is not None else cfg
 
     @torch.no_grad()
-    def condition(self, stage: str | StageConfig, image: Image.Image, camera: Camera | PinholeCamera,
+    def condition(self, stage: str | StageConfig, image: Image.Image | Sequence[Image.Image],
+                  camera: Camera | PinholeCamera | Sequence[Camera | PinholeCamera],
                   coords: torch.Tensor | None = None, grid_resolution: int | None = None) -> dict[str, Any]:
-        """Condition of ``stage`` for ``image`` seen by ``camera``.
+        """Condition of ``stage`` for ``image`` seen by ``camera``, or for several views of one object.
 
         Dense (``coords=None``): ``{'global': [1,K,C], 'proj': [1, G³, C']}`` with grid points in
         official order. Sparse (``coords [N,4]`` int (batch 0, x, y, z) on the ``G`` grid):
         ``'proj'`` = :class:`SparseTensor` with feats ``[N, C']`` row-aligned with ``coords``.
         ``C' = 2C`` (``[lr ‖ hr]``) for NAF stages of a NAF encoder, else ``C``. All float32.
+
+        Multi-view (lists of V images and V cameras in the canonical frame of view 0, see
+        :func:`~pixal3d.conditioning.camera.canonicalize_views`): every view's condition is computed as for
+        one image and the views are averaged (``proj`` and ``global``, unweighted, out-of-view samples
+        border-clamped: the official ``multiview_fusion="average"``), so shapes do not depend on V and
+        the flows are unchanged. One view given as a list is exactly the single-view condition.
         """
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        cameras = list(camera) if isinstance(camera, (list, tuple)) else [camera]
+        if len(images) != len(cameras) or not images:
+            raise UserError(f"got {len(images)} images for {len(cameras)} cameras")
+        if len(images) == 1:
+            return self._condition_one(stage, images[0], cameras[0], coords, grid_resolution)
+        self._use(tuple(images))
+        views = [self._condition_one(stage, im, cam, coords, grid_resolution) for im, cam in zip(images, cameras)]
+        glob = torch.stack([v["global"] for v in views]).mean(0)
+        if coords is None:
+            return {"global": glob, "proj": torch.stack([v["proj"] for v in views]).mean(0)}
+        feats = torch.stack([v["proj"].feats for v in views]).mean(0)
+        return {"global": glob, "proj": views[0]["proj"].replace(feats)}
+
+    def _condition_one(self, stage: str | StageConfig, image: Image.Image, camera: Camera | PinholeCamera,
+                       coords: torch.Tensor | None, grid_resolution: int | None) -> dict[str, Any]:
         cfg = self.stage_config(stage, grid_resolution)
         s, g = cfg.image_size, cfg.grid_resolution
         image_01, glob, patch = self.features(image, s)

@@ -23,6 +23,35 @@ ALPHA_THRESHOLD = 0.8 * 255
 BACKGROUNDS = ("auto", "alpha", "birefnet", "u2netp", "fallback")
 
 
+def cut_out(image: Image.Image, background: str = "auto", device: str = "cpu") -> tuple[Image.Image, str]:
+    """The object's RGBA cut-out of ``image`` (same size) and the path that made it (see :func:`preprocess_image`'s
+    ``background``): real alpha when present, else BiRefNet → U²-Net-p → the plain-background fallback."""
+    if background not in BACKGROUNDS:
+        raise UserError(f"unknown background mode {background!r} (use one of {', '.join(BACKGROUNDS)})")
+    has_alpha = image.mode == "RGBA" and not bool(np.all(np.asarray(image.getchannel("A")) == 255))
+    if background == "alpha" and not has_alpha:
+        raise UserError("background='alpha' needs an image with transparency, but this one is fully opaque")
+    if has_alpha and background in ("auto", "alpha"):
+        return image, "alpha"
+    if background == "birefnet" or (background == "auto" and birefnet_available()):
+        return remove_background_birefnet(image.convert("RGB"), device=device), "birefnet"
+    if background == "u2netp" or (background == "auto" and u2netp_available()):
+        return remove_background_u2netp(image.convert("RGB")), "u2netp"
+    return remove_background_fallback(image.convert("RGB")), "fallback"
+
+
+def composite_on_black(image: Image.Image, background: str = "auto", device: str = "cpu") -> tuple[Image.Image, dict]:
+    """The whole canvas, background removed (:func:`cut_out`) and composited ``rgb·a`` on black, **not cropped**:
+    the input of a view whose camera is known (multi-view, evaluation), which a crop would misalign.
+    Returns ``(PIL RGB of the input size, {"background": path})``; :class:`UserError` when nothing is left."""
+    cutout, used = cut_out(load_image(image), background, device)
+    rgba = np.asarray(cutout.convert("RGBA")).astype(np.float32) / 255
+    if not (rgba[:, :, 3] > ALPHA_THRESHOLD / 255).any():
+        raise UserError("no object found: the image is (almost) fully transparent after background removal")
+    rgb = rgba[:, :, :3] * rgba[:, :, 3:4]
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB"), {"background": used}
+
+
 def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "auto",
                      device: str = "cpu") -> tuple[Image.Image, dict]:
     """Cut out the object and return ``(PIL RGB square crop composited on black, info)``.
@@ -39,24 +68,12 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
     ``working_size`` after the downscale, ``bbox`` (x0, y0, x1, y1) of the opaque pixels in working
     coordinates, ``crop_box`` (PIL box), ``output_size`` (side, side).
     """
-    if background not in BACKGROUNDS:
-        raise UserError(f"unknown background mode {background!r} (use one of {', '.join(BACKGROUNDS)})")
     image = load_image(image)
     input_size = image.size
-    has_alpha = image.mode == "RGBA" and not bool(np.all(np.asarray(image.getchannel("A")) == 255))
     scale = min(1.0, MAX_SIDE / max(image.size))
     if scale < 1:
         image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.LANCZOS)
-    if background == "alpha" and not has_alpha:
-        raise UserError("background='alpha' needs an image with transparency, but this one is fully opaque")
-    if has_alpha and background in ("auto", "alpha"):
-        used, cutout = "alpha", image
-    elif background == "birefnet" or (background == "auto" and birefnet_available()):
-        used, cutout = "birefnet", remove_background_birefnet(image.convert("RGB"), device=device)
-    elif background == "u2netp" or (background == "auto" and u2netp_available()):
-        used, cutout = "u2netp", remove_background_u2netp(image.convert("RGB"))
-    else:
-        used, cutout = "fallback", remove_background_fallback(image.convert("RGB"))
+    cutout, used = cut_out(image, background, device)
 
     rgba = np.asarray(cutout.convert("RGBA"))
     ys, xs = np.nonzero(rgba[:, :, 3] > ALPHA_THRESHOLD)

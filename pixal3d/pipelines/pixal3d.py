@@ -21,6 +21,7 @@ Every stage's conditioning is the pixel back-projection of the image features
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera
+from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera, VoxelAsset
@@ -54,6 +55,9 @@ class GenerationOptions:
     seed: int = 42
     fov: float | None = None  # horizontal FOV, radians; None → estimated (MoGe-2) or the official default
     camera: Camera | None = None  # a full camera overrides ``fov``
+    #: multi-view: one world-frame camera per image (e.g. :func:`~pixal3d.conditioning.camera.read_transforms` or
+    #: :func:`~pixal3d.conditioning.camera.orbit_cameras`); the output is in the first view's camera frame
+    cameras: list[PinholeCamera] | None = None
     pipeline_type: str | None = None  # '1024_cascade' or '1536_cascade'
     steps: int | None = None  # every flow
     guidance: float | None = None  # structure and shape flows
@@ -67,7 +71,7 @@ class GenerationResult:
     """What one generation produced, with per-stage timings and the intermediate latents."""
 
     asset: VoxelAsset
-    image: Image.Image  # the preprocessed square RGB input
+    image: Image.Image  # the preprocessed RGB input (multi-view: the first view)
     camera: Camera
     timings: dict[str, float]
     info: dict[str, Any]
@@ -251,7 +255,8 @@ class Pixal3DPipeline:
         sampler_params: dict[str, SamplerParams] | None = None,
         progress: bool = True,
     ) -> dict[str, Any]:
-        """All generation stages on a preprocessed square RGB ``image`` seen by ``camera``.
+        """All generation stages on a preprocessed RGB ``image`` seen by ``camera`` — or on lists of views and their
+        cameras in the canonical frame of view 0 (multi-view; one view in a list is the single-view result).
 
         Returns a dict of every stage's tensors (``ss.noise``, ``ss.cond``, ``ss.samples``,
         ``shape_lr.*``, ``upsample.coords_512``, ``cascade`` (:class:`CascadeChoice`), ``shape_hr.*``,
@@ -328,26 +333,66 @@ class Pixal3DPipeline:
             return Camera.from_fov(fov), "MoGe-2"
         return Camera.from_fov(DEFAULT_FOV_X), "default fov"
 
-    def generate(self, image: str | Path | Image.Image, options: GenerationOptions | None = None, progress: bool = True) -> GenerationResult:
-        """Preprocess ``image``, pick the camera, run every stage and decode → :class:`GenerationResult`."""
+    def _multiview_inputs(self, images: list, options: GenerationOptions) -> tuple[list[Image.Image], list[PinholeCamera],
+                                                                                  Camera, dict[str, Any]]:
+        """Multi-view: every image cut out and composited on black without a crop (its camera stays exact), the
+        cameras mapped into view 0's canonical frame, and view 0's camera as the output camera."""
+        from pixal3d.image.io import load_image
+        from pixal3d.image.preprocess import composite_on_black
+
+        cameras = options.cameras
+        if cameras is None:
+            raise UserError("several images need their cameras: give a cameras file (transforms.json) or turntable azimuths")
+        if len(cameras) != len(images):
+            raise UserError(f"got {len(images)} images but {len(cameras)} cameras")
+        pictures = [load_image(im) for im in images]
+        if len({p.size for p in pictures}) > 1:
+            raise UserError("multi-view images must all have the same size, got "
+                            + ", ".join(f"{p.width}x{p.height}" for p in pictures))
+        views, used = [], []
+        for picture in pictures:
+            rgb, prep = composite_on_black(picture)
+            views.append(rgb)
+            used.append(prep["background"])
+        canonical = canonicalize_views([c.rescaled(*pictures[0].size) for c in cameras])
+        first = canonical[0]
+        fov0 = 2.0 * math.atan(first.width / (2.0 * float(first.intrinsics[0, 0])))
+        output_camera = Camera(fov0, float(torch.linalg.norm(first.cam_to_world[:3, 3])), first.mesh_scale)
+        info = {"views": len(views), "background": ",".join(sorted(set(used))),
+                "camera": f"view 0 of {len(views)} (fov {fov0:.4f} rad, distance {output_camera.distance:.4f})"}
+        return views, canonical, output_camera, info
+
+    def generate(self, image: str | Path | Image.Image | list, options: GenerationOptions | None = None,
+                 progress: bool = True) -> GenerationResult:
+        """Preprocess ``image``, pick the camera, run every stage and decode → :class:`GenerationResult`.
+
+        Multi-view: ``image`` a list of views of one object and ``options.cameras`` their world-frame cameras;
+        the views are not cropped, every stage's condition is the average of the views' back-projections,
+        and the result lies in the first view's camera frame (pixel-aligned with the first image).
+        """
         from pixal3d.image.io import load_image
         from pixal3d.image.preprocess import preprocess_image
 
         options = options or GenerationOptions()
         started = time.perf_counter()
-        picture = load_image(image)
         info: dict[str, Any] = {}
-        if options.preprocess:
-            picture, prep = preprocess_image(picture)
-            info["background"] = prep.get("background")
+        if isinstance(image, (list, tuple)) or options.cameras is not None:
+            picture, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
+                                                                       else [image], options)
         else:
-            picture = picture.convert("RGB")
-        camera, camera_source = self.choose_camera(picture, options)
-        info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
+            picture = load_image(image)
+            if options.preprocess:
+                picture, prep = preprocess_image(picture)
+                info["background"] = prep.get("background")
+            else:
+                picture = picture.convert("RGB")
+            camera, camera_source = self.choose_camera(picture, options)
+            camera_arg = camera
+            info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
         preprocess_seconds = time.perf_counter() - started
 
         out = self.run(
-            picture, camera, seed=options.seed,
+            picture, camera_arg, seed=options.seed,
             pipeline_type=options.pipeline_type or self.default_pipeline_type(),
             max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
             sampler_params=stage_sampler_params(self.folder.samplers, options), progress=progress,
@@ -356,7 +401,8 @@ class Pixal3DPipeline:
         info.update({"resolution": choice.resolution, "tokens": len(choice.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
         timings = {"preprocess + camera": preprocess_seconds, **out["timings"]}
-        return GenerationResult(asset, picture, camera, timings, info, latents=out)
+        first = picture[0] if isinstance(picture, list) else picture
+        return GenerationResult(asset, first, camera, timings, info, latents=out)
 
 
 def decoded_asset(out: dict[str, Any], camera: Camera, source: dict | None = None) -> VoxelAsset:

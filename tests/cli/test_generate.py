@@ -160,3 +160,33 @@ def test_same_seed_same_output(reference, tmp_path, object_image, tiny_model):
     assert np.array_equal(assets[0].coords, assets[1].coords)
     assert np.array_equal(assets[0].attrs, assets[1].attrs)
     assert (tmp_path / "run0.glb").read_bytes() == (tmp_path / "run1.glb").read_bytes()
+
+
+def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model):
+    import json
+
+    from PIL import Image
+
+    from pixal3d.conditioning.camera import front_view_matrix
+    from tests.clients import assert_valid_gltf
+
+    side = tmp_path / "side.png"
+    Image.open(object_image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(side)
+    out = tmp_path / "mv.glb"
+    proc = run_cli("--image", object_image, "--image", side, "--azimuths", "0,90", "--elevation", "10", "--fov", "40deg",
+                   "--output", out, "--model", tiny_model, *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "views=2" in proc.stderr and "view 0 of 2" in proc.stderr
+    assert_valid_gltf(out)
+    cams = tmp_path / "transforms.json"
+    cams.write_text(json.dumps({"camera_angle_x": 0.7, "frames": [{"transform_matrix": front_view_matrix(2.0).tolist()}]}))
+    for args, fragment in [
+        (["--image", object_image, "--image", side], "2 images need their cameras"),
+        (["--image", object_image, "--image", side, "--azimuths", "0"], "--azimuths has 1 values for 2 images"),
+        (["--image", object_image, "--image", side, "--cameras", cams], "1 frames for 2 images"),
+        (["--image", object_image, "--cameras", cams, "--azimuths", "0"], "either --cameras or --azimuths"),
+        (["--image", object_image, "--azimuths", "0,x"], "--azimuths: azimuths must be comma-separated"),
+    ]:
+        bad = tmp_path / "bad.glb"
+        assert_one_line_error(run_cli(*args, "--output", bad, "--model", tiny_model, *FAST), fragment)
+        assert not bad.exists()
