@@ -140,21 +140,69 @@ def _conv_padded(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out.to(feats.dtype)
 
 
+def _im2col_blocks(feats: torch.Tensor, idx: torch.Tensor):
+    """``(start, block)`` chunks of the im2col matrix ``[rows, 27·C]`` of ``feats [N, C]`` (absent → zero row)."""
+    n, c = feats.shape
+    padded = torch.cat([feats, feats.new_zeros(1, c)])
+    rows = max(1, _IM2COL_BLOCK_ELEMENTS // (27 * c))
+    for start in range(0, n, rows):
+        yield start, padded.index_select(0, idx[start:start + rows].reshape(-1)).reshape(-1, 27 * c)
+
+
+def _im2col_matmul(feats: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``im2col(feats) @ w (+ bias)`` chunk by chunk: ``feats [N, C]``, ``idx [N, 27]``, ``w [27·C, C_out]``."""
+    chunks = [torch.addmm(bias, block, w) if bias is not None else block @ w for _, block in _im2col_blocks(feats, idx)]
+    return torch.cat(chunks) if chunks else feats.new_zeros(0, w.shape[1])
+
+
+class _Im2colConv(torch.autograd.Function):
+    """The im2col convolution with a gather-only backward.
+
+    Forward ``out = im2col(x) @ W`` (``W [27·C_in, C_out]``, row ``k·C_in + c``). Because the neighbour map is
+    symmetric (``q`` is ``p``'s neighbour at ``k`` iff ``p`` is ``q``'s at ``26 − k``), the input gradient is the
+    same kind of convolution of the output gradient with the kernel mirrored and transposed,
+    ``grad_x = im2col(g) @ W'`` with ``W'[j·C_out + o, c] = W[(26 − j)·C_in + c, o]`` — gathers only, where
+    autograd's own backward of the gathers would scatter-add ``27·N`` rows. ``grad_W = Σ_chunks im2col(x)ᵀ g``.
+    """
+
+    @staticmethod
+    def forward(ctx, feats, w, bias, idx):
+        ctx.save_for_backward(feats, w, idx)
+        ctx.has_bias = bias is not None
+        return _im2col_matmul(feats, idx, w, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        feats, w, idx = ctx.saved_tensors
+        grad = grad.contiguous()
+        cin, cout = feats.shape[1], w.shape[1]
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            mirrored = w.reshape(27, cin, cout).flip(0).permute(0, 2, 1).reshape(27 * cout, cin)
+            grad_x = _im2col_matmul(grad, idx, mirrored.contiguous(), None)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(w)
+            rows = max(1, _IM2COL_BLOCK_ELEMENTS // (27 * cin))
+            for start, block in _im2col_blocks(feats, idx):
+                grad_w.addmm_(block.t(), grad[start:start + rows])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
 def _conv_im2col(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     if "subm3_nbr_padded" not in x.cache:
         nbr = neighbour_map(x)
         x.cache["subm3_nbr_padded"] = torch.where(nbr >= 0, nbr, torch.full_like(nbr, nbr.shape[0])).contiguous()
     idx = x.cache["subm3_nbr_padded"]  # [N, 27], absent neighbours → the zero row N
     feats = x.feats
-    n, cin, cout = feats.shape[0], feats.shape[1], weight.shape[0]
-    padded = torch.cat([feats, feats.new_zeros(1, cin)])
+    cin, cout = feats.shape[1], weight.shape[0]
     w = weight.reshape(cout, 27 * cin).t()  # row k·C_in + c ↔ kernel index k, input channel c
-    rows = max(1, _IM2COL_BLOCK_ELEMENTS // (27 * cin))
-    chunks = []
-    for start in range(0, n, rows):
-        block = padded.index_select(0, idx[start:start + rows].reshape(-1)).reshape(-1, 27 * cin)
-        chunks.append(torch.addmm(bias, block, w) if bias is not None else block @ w)
-    return torch.cat(chunks) if chunks else feats.new_zeros(0, cout)
+    needs_grad = torch.is_grad_enabled() and (feats.requires_grad or weight.requires_grad
+                                              or (bias is not None and bias.requires_grad))
+    if needs_grad:
+        return _Im2colConv.apply(feats, w, bias, idx)
+    return _im2col_matmul(feats, idx, w, bias)
 
 
 def _conv_gather(x: SparseTensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
