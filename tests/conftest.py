@@ -30,3 +30,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(reference, tmp_path_factory):
+    """The official tiny end-to-end configuration as a model folder (random weights, official layout)."""
+    from tests.pipelines.tiny_folder import write_tiny_pipeline
+
+    return write_tiny_pipeline(tmp_path_factory.mktemp("models") / "Pixal3D", reference("pipeline_e2e_tiny"),
+                               reference("dinov3_tiny"), reference("naf_tiny"))

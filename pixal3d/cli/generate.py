@@ -111,17 +111,22 @@ def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
         raise UserError(f"output is a directory: {output}")
     if args.save_asset and Path(args.save_asset).suffix.lower() != ".npz":
         raise UserError(f"--save_asset must name a .npz file, got {args.save_asset}")
+    return images, output, resolve_model(args.model)
+
+
+def resolve_model(name: str | None) -> Path:
+    """The model folder of ``--model`` (default: the default model), checked; :class:`UserError` when absent."""
     from pixal3d.models.pipeline_folder import is_pipeline_folder, resolve_model_folder
 
-    if args.model is None and not paths.component_path("pixal3d-small").exists():
+    if name is None and not paths.component_path("pixal3d-small").exists():
         raise UserError(
             f"no model installed: put a model folder (pipeline.json + ckpts/) at {paths.component_path('pixal3d-small')}, "
             f"set ${paths.ENV_VAR}, or pass --model FOLDER (see README, 'Model folders')"
         )
-    model = resolve_model_folder(args.model)
+    model = resolve_model_folder(name)
     if not is_pipeline_folder(model):
         raise UserError(f"{model} is not a model folder: pipeline.json is missing")
-    return images, output, model
+    return model
 
 
 def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:

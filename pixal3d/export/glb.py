@@ -158,7 +158,7 @@ def _quaternion(rot: np.ndarray) -> list[float]:
     return [x, y, z, w]
 
 
-def _patch_glb(data: bytes, camera: dict, node: dict) -> bytes:
+def patch_glb_camera(data: bytes, camera: dict, node: dict) -> bytes:
     """Add a camera and its node to the first scene of a GLB (bytes in → bytes out)."""
     if data[:4] != b"glTF":
         raise ValueError("not a GLB")
@@ -218,7 +218,7 @@ def build_glb(
     scene.add_geometry(mesh, geom_name="pixal3d", node_name="pixal3d")
     data = trimesh.exchange.gltf.export_glb(scene, include_normals=True)
     if camera is not None:
-        data = _patch_glb(data, *camera_node(camera, orientation))
+        data = patch_glb_camera(data, *camera_node(camera, orientation))
     return data, alpha_mode
 
 

@@ -305,9 +305,11 @@ def load_render_meshes(path: str | Path) -> list[RenderMesh]:
     return meshes
 
 
-def read_glb_json(path: str | Path) -> dict:
-    """The JSON chunk of a binary glTF file; :class:`UserError` if it is not one."""
-    data = Path(path).read_bytes()
+def read_glb_json(path: str | Path | bytes) -> dict:
+    """The JSON chunk of a binary glTF file (a path, or the file's bytes); :class:`UserError` if it is not one."""
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    if isinstance(path, bytes):
+        path = "data"
     if len(data) < 20 or data[:4] != b"glTF":
         raise UserError(f"{path} is not a binary glTF (GLB) file")
     length, kind = struct.unpack_from("<I4s", data, 12)
@@ -316,8 +318,8 @@ def read_glb_json(path: str | Path) -> dict:
     return json.loads(data[20:20 + length].decode("utf-8"))
 
 
-def glb_camera(path: str | Path) -> ViewCamera:
-    """The first perspective camera node of a GLB (world transform from the node hierarchy)."""
+def glb_camera(path: str | Path | bytes) -> ViewCamera:
+    """The first perspective camera node of a GLB file or GLB bytes (world transform from the node hierarchy)."""
     gltf = read_glb_json(path)
     cameras = gltf.get("cameras", [])
     nodes = gltf.get("nodes", [])
@@ -332,7 +334,8 @@ def glb_camera(path: str | Path) -> ViewCamera:
             j = parent.get(j)
         persp = cameras[node["camera"]]["perspective"]
         return ViewCamera(cam_to_world=matrix, yfov=float(persp["yfov"]), znear=float(persp.get("znear", 1e-3)))
-    raise UserError(f"{path} has no perspective camera node (use --camera turntable)")
+    where = "the GLB data" if isinstance(path, bytes) else path
+    raise UserError(f"{where} has no perspective camera node (use --camera turntable)")
 
 
 def _node_matrix(node: dict) -> np.ndarray:

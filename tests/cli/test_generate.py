@@ -72,14 +72,6 @@ def test_bad_paths(image, tmp_path, monkeypatch):
     assert not out.exists()
 
 
-@pytest.fixture(scope="module")
-def tiny_model(reference, tmp_path_factory):
-    from tests.pipelines.tiny_folder import write_tiny_pipeline
-
-    return write_tiny_pipeline(tmp_path_factory.mktemp("models") / "Pixal3D", reference("pipeline_e2e_tiny"),
-                               reference("dinov3_tiny"), reference("naf_tiny"))
-
-
 def test_corrupt_image_fails_before_loading_models(tiny_model, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -1,0 +1,278 @@
+"""Scenes: one picture of several objects → one GLB with a node per object, each pixel-aligned.
+
+Frames. The picture is padded to a square canvas (its camera unchanged: same focal length, principal point at the
+picture's centre). *Scene camera coordinates* follow OpenCV (x right, y down, z forward); the GLB's scene frame is
+the glTF camera frame (x right, y up, camera at the origin looking down −Z), i.e. ``P = diag(1, −1, −1)`` of it.
+
+Per object (:func:`object_view`):
+
+1. **Virtual camera.** The camera is turned about its centre (no roll) until its axis passes through the centre of
+   the object's mask box; the rotation ``R`` maps virtual to scene camera coordinates. Turning a camera about its
+   centre is a homography of the picture, so the virtual view is the picture warped by ``K·R·K_v⁻¹`` — every pixel
+   keeps its ray, nothing is re-centred by a crop. The virtual focal length makes the mask span ``1/margin`` of a
+   square ``size²`` view, so the view's FOV is ``2·atan(margin·θ)`` for the mask's half-extent angle ``θ``.
+2. **Generation.** The object (its masked pixels only, on black) is generated like one image, through the model's
+   own camera for that FOV (:meth:`Camera.from_fov`: the unit cube at distance ``d_v`` fills the view).
+3. **Placement** (:func:`ground_depth`, :func:`placement_matrix`). Without a depth model the **ground-plane rule**
+   fixes the scale: all objects rest on one plane, ``camera_height`` below the camera, the camera pitched down by
+   ``pitch``; the ray through the lowest row of the mask (its bottom-centre pixel) meets that plane at the
+   object's contact depth ``Z``. The generated object (cube centre at ``d_v`` on the virtual axis) is scaled by
+   ``D/d_v`` about the camera centre, with ``D`` the distance along the virtual axis at depth ``Z`` — a scaling
+   about the centre of projection leaves its picture unchanged, so alignment is kept.
+
+The composed GLB has one named node per object (its mesh and material under it) and the scene camera node.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import trimesh
+from PIL import Image
+
+from pixal3d.conditioning.camera import Camera
+from pixal3d.errors import UserError
+from pixal3d.utils.files import atomic_output
+
+#: OpenCV camera coordinates ↔ glTF camera coordinates
+FLIP_YZ = np.diag([1.0, -1.0, -1.0])
+#: default camera above the ground (scene units) and downward pitch (degrees) of the ground-plane rule
+DEFAULT_CAMERA_HEIGHT = 1.0
+DEFAULT_PITCH_DEG = 15.0
+
+
+@dataclass
+class ObjectView:
+    """One object seen by its virtual camera.
+
+    ``image``: ``size²`` RGB, the object's pixels composited on black; ``fov_x``: the virtual camera's FOV
+    (radians); ``rotation [3,3]``: virtual → scene camera coordinates (OpenCV); ``mask``: the object's mask in
+    the canvas; ``name``.
+    """
+
+    name: str
+    mask: np.ndarray
+    image: Image.Image
+    fov_x: float
+    rotation: np.ndarray
+
+
+def square_canvas(rgba: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """``rgba [H, W, 4]`` padded with transparent black to ``S×S``, ``S = max(W, H)``, centred; returns the canvas and
+    the (left, top) offset of the picture in it."""
+    h, w = rgba.shape[:2]
+    s = max(h, w)
+    left, top = (s - w) // 2, (s - h) // 2
+    canvas = np.zeros((s, s, rgba.shape[2]), dtype=rgba.dtype)
+    canvas[top:top + h, left:left + w] = rgba
+    return canvas, (left, top)
+
+
+def focal_for(fov_x: float, width: int) -> float:
+    """Focal length in pixels of a picture ``width`` wide seen with horizontal FOV ``fov_x``."""
+    return width / (2.0 * math.tan(fov_x / 2.0))
+
+
+def _rays(u: np.ndarray, v: np.ndarray, f: float, cx: float, cy: float) -> np.ndarray:
+    """Unnormalised OpenCV rays ``[M, 3]`` through pixel positions (continuous coordinates, centres at k + 0.5)."""
+    return np.stack([(u - cx) / f, (v - cy) / f, np.ones_like(u, dtype=np.float64)], -1)
+
+
+def axis_rotation(direction: np.ndarray) -> np.ndarray:
+    """Rotation ``[3,3]`` (columns = virtual x, y, z in camera coordinates) turning the optical axis onto
+    ``direction`` with no roll (the virtual x axis stays horizontal in the camera's image plane)."""
+    z = direction / np.linalg.norm(direction)
+    x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z], 1)
+
+
+def object_view(canvas: np.ndarray, mask: np.ndarray, f: float, cx: float, cy: float, name: str,
+                size: int = 512, margin: float = 1.1) -> ObjectView:
+    """The object's virtual view (module docstring, step 1) from the square ``canvas [S, S, 4]`` float RGBA
+    (straight alpha, [0, 1]) and its ``mask [S, S]`` bool."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        raise UserError(f"{name}: empty mask")
+    box_centre = np.array([(xs.min() + xs.max() + 1) / 2.0, (ys.min() + ys.max() + 1) / 2.0])
+    rotation = axis_rotation(_rays(box_centre[:1], box_centre[1:], f, cx, cy)[0])
+    edge = np.concatenate([np.stack([xs, ys], 1) + d for d in ([0, 0], [1, 0], [0, 1], [1, 1])]).astype(np.float64)
+    local = _rays(edge[:, 0], edge[:, 1], f, cx, cy) @ rotation  # rays in virtual coordinates
+    theta = float(np.abs(local[:, :2] / local[:, 2:]).max())
+    fov = 2.0 * math.atan(margin * theta)
+    if not 0 < fov < math.radians(170):
+        raise UserError(f"{name}: the object spans too wide a view ({math.degrees(fov):.0f}°) to be generated")
+    fv = size / (2.0 * math.tan(fov / 2.0))
+    grid = (np.arange(size) + 0.5)
+    gu, gv = np.meshgrid(grid, grid)
+    rays = _rays(gu.ravel(), gv.ravel(), fv, size / 2.0, size / 2.0) @ rotation.T  # virtual → scene camera rays
+    u = f * rays[:, 0] / rays[:, 2] + cx - 0.5
+    v = f * rays[:, 1] / rays[:, 2] + cy - 0.5
+    masked = canvas.astype(np.float32) * mask[..., None]
+    premultiplied = np.concatenate([masked[..., :3] * masked[..., 3:], masked[..., 3:]], -1)
+    warped = cv2.remap(premultiplied, u.reshape(size, size).astype(np.float32), v.reshape(size, size).astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    rgb = (np.clip(warped[..., :3], 0, 1) * 255).round().astype(np.uint8)
+    return ObjectView(name, mask, Image.fromarray(rgb, "RGB"), fov, rotation)
+
+
+def ground_depth(mask: np.ndarray, f: float, cx: float, cy: float, camera_height: float, pitch_deg: float,
+                 name: str = "object") -> float:
+    """Depth ``Z`` (camera z, OpenCV) where the ray through the mask's bottom-centre pixel meets the ground plane
+    ``camera_height`` below a camera pitched down by ``pitch_deg``; :class:`UserError` above the horizon."""
+    ys, xs = np.nonzero(mask)
+    bottom = ys.max()
+    u = float(np.median(xs[ys >= bottom - max(1, round(0.02 * mask.shape[0]))])) + 0.5
+    ray = _rays(np.array([u]), np.array([bottom + 1.0]), f, cx, cy)[0]
+    p = math.radians(pitch_deg)
+    down = np.array([0.0, math.cos(p), math.sin(p)])  # world down in camera coordinates
+    along = float(down @ ray)
+    if along <= 1e-9:
+        raise UserError(f"{name}: its lowest point is above the horizon for a camera pitched {pitch_deg:g}° down; "
+                        "give a larger --pitch")
+    return float(camera_height / along * ray[2])
+
+
+def placement_matrix(view: ObjectView, depth: float, model_distance: float) -> np.ndarray:
+    """``[4,4]`` from the object's GLB frame (its virtual camera at ``(0, 0, model_distance)``, glTF axes) to the
+    scene's glTF frame, placing the cube centre at camera depth ``depth`` on the virtual axis."""
+    axis = view.rotation[:, 2]
+    scale = depth / axis[2] / model_distance
+    to_camera = np.eye(4)
+    to_camera[2, 3] = -model_distance
+    m = np.eye(4)
+    m[:3, :3] = FLIP_YZ @ view.rotation @ FLIP_YZ * scale
+    return m @ to_camera
+
+
+def compose_glb(parts: list[tuple[str, bytes, np.ndarray]], yfov: float, path: str | Path | None = None) -> bytes:
+    """One GLB of ``parts = [(name, glb bytes, matrix [4,4])]``: a node ``name`` per part holding its meshes,
+    placed by ``matrix``, plus a perspective camera node at the origin (square, vertical FOV ``yfov``).
+    Written atomically to ``path`` when given; returns the bytes."""
+    from pixal3d.export.glb import patch_glb_camera
+
+    scene = trimesh.Scene()
+    for name, data, matrix in parts:
+        part = trimesh.load(io.BytesIO(data), file_type="glb", force="scene", process=False)
+        scene.graph.update(frame_from=scene.graph.base_frame, frame_to=name, matrix=matrix)
+        for k, node in enumerate(part.graph.nodes_geometry):
+            transform, geom_name = part.graph[node]
+            scene.add_geometry(part.geometry[geom_name].copy(), geom_name=f"{name}_mesh{k}", node_name=f"{name}_mesh{k}",
+                               parent_node_name=name, transform=transform)
+    data = scene.export(file_type="glb")
+    camera = {"type": "perspective", "perspective": {"yfov": float(yfov), "aspectRatio": 1.0, "znear": 1e-3, "zfar": 1e3}}
+    data = patch_glb_camera(data, camera, {"name": "camera"})
+    if path is not None:
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(data)
+    return data
+
+
+@dataclass
+class SceneResult:
+    """A composed scene: the GLB bytes, per-object names, placements, contact depths, per-object and union
+    silhouette IoU against the input masks (rendered through the scene camera), timings."""
+
+    glb: bytes
+    names: list[str]
+    matrices: list[np.ndarray]
+    depths: list[float]
+    object_glbs: list[bytes]
+    iou: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def scene_masks_iou(glb: bytes, masks: list[np.ndarray], names: list[str]) -> dict[str, float]:
+    """Render ``glb`` through its camera node, one flat colour per object node, and compare each object's visible
+    pixels with its mask (IoU), plus the union of all against the union of the masks (``"union"``)."""
+    from pixal3d.export.render import RenderMesh, glb_camera, render, scene_render_meshes
+
+    size = masks[0].shape[0]
+    scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
+    meshes = []
+    for node in scene.graph.nodes_geometry:
+        owner = next(i for i, n in enumerate(names) if node.startswith(f"{n}_mesh"))
+        for m in scene_render_meshes(trimesh.Scene(scene.geometry[scene.graph[node][1]].copy().apply_transform(
+                scene.graph[node][0]))):
+            colour = np.array([(owner + 1) / (len(names) + 1), 0.0, 0.0, 1.0], dtype=np.float32)
+            meshes.append(RenderMesh(m.vertices, m.faces, None, None, colour))
+    image = render(meshes, glb_camera(glb), size, mode="albedo", background=None)
+    drawn = image[..., 3] > 0.5
+    ids = np.where(drawn, np.rint(image[..., 0] * (len(names) + 1)).astype(int) - 1, -1)
+    out = {}
+    for i, (name, mask) in enumerate(zip(names, masks)):
+        mine = ids == i
+        out[name] = float((mine & mask).sum() / max((mine | mask).sum(), 1))
+    union = np.any(masks, axis=0)
+    out["union"] = float((drawn & union).sum() / max((drawn | union).sum(), 1))
+    return out
+
+
+def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_x: float,
+                   generate_object: Callable[[ObjectView], tuple[bytes, float]],
+                   camera_height: float = DEFAULT_CAMERA_HEIGHT, pitch_deg: float = DEFAULT_PITCH_DEG,
+                   size: int = 512, progress: Callable[[str], None] | None = None) -> SceneResult:
+    """Compose a scene from ``image`` (PIL, RGBA or RGB) and its object ``masks`` (at the image's size).
+
+    ``generate_object(view) -> (GLB bytes in the object's frame, model distance d_v)`` makes each object (the
+    pipeline, or any generator with the same contract). ``fov_x`` is the picture's horizontal FOV.
+    """
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+    canvas, (left, top) = square_canvas(rgba)
+    side = canvas.shape[0]
+    f = focal_for(fov_x, rgba.shape[1])
+    cx, cy = left + rgba.shape[1] / 2.0, top + rgba.shape[0] / 2.0
+    names, padded = [], []
+    for name, mask in masks:
+        full = np.zeros((side, side), dtype=bool)
+        full[top:top + mask.shape[0], left:left + mask.shape[1]] = mask
+        names.append(name)
+        padded.append(full)
+    timings: dict[str, float] = {}
+    matrices, depths, glbs = [], [], []
+    for name, mask in zip(names, padded):
+        started = time.perf_counter()
+        if progress:
+            progress(name)
+        view = object_view(canvas, mask, f, cx, cy, name, size)
+        depth = ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name)
+        data, distance = generate_object(view)
+        matrices.append(placement_matrix(view, depth, distance))
+        depths.append(depth)
+        glbs.append(data)
+        timings[name] = time.perf_counter() - started
+    yfov = 2.0 * math.atan(side / (2.0 * f))
+    started = time.perf_counter()
+    glb = compose_glb(list(zip(names, glbs, matrices)), yfov)
+    timings["compose"] = time.perf_counter() - started
+    result = SceneResult(glb, names, matrices, depths, glbs, timings=timings)
+    result.iou = scene_masks_iou(glb, padded, names)
+    return result
+
+
+def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None
+                              ) -> Callable[[ObjectView], tuple[bytes, float]]:
+    """A ``generate_object`` for :func:`generate_scene` running a :class:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline`
+    on each virtual view (no crop: the view is already framed) and exporting it as GLB bytes."""
+    import tempfile
+
+    from pixal3d.pipelines.pixal3d import GenerationOptions
+
+    def generate(view: ObjectView) -> tuple[bytes, float]:
+        camera = Camera.from_fov(view.fov_x)
+        options = GenerationOptions(seed=seed, camera=camera, preprocess=False, **(generation_overrides or {}))
+        result = pipeline.generate(view.image, options)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{view.name}.glb"
+            result.save_glb(path, export_options, progress=False)
+            data = path.read_bytes()
+        return data, camera.distance * camera.mesh_scale
+
+    return generate

@@ -1,0 +1,141 @@
+"""Scenes: virtual cameras keep every pixel's ray, the ground-plane rule places objects where they stand, the
+composed GLB has a node per object and reproduces the input masks; the CLI runs on a tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from pixal3d.export.render import RenderMesh, ViewCamera, render, scene_render_meshes
+from pixal3d.pipelines import scene as S
+
+REPO = Path(__file__).resolve().parents[2]
+FOV = math.radians(50.0)
+SIZE = 192
+HEIGHT, PITCH = 1.0, 20.0
+
+
+def _scene_objects():
+    """Three primitives resting on the ground plane (OpenCV camera coordinates, camera pitched down)."""
+    p = math.radians(PITCH)
+    down = np.array([0.0, math.cos(p), math.sin(p)])
+    forward_on_ground = np.array([0.0, -math.sin(p), math.cos(p)])  # ⟂ down, in the y-z plane
+    right = np.array([1.0, 0.0, 0.0])
+    shapes = [trimesh.creation.box((0.35, 0.5, 0.35)), trimesh.creation.icosphere(2, radius=0.22),
+              trimesh.creation.cylinder(radius=0.15, height=0.6)]
+    spots = [(-0.75, 3.2), (0.05, 3.9), (0.8, 3.0)]  # (right, forward) on the ground
+    basis = np.stack([right, -down, np.cross(right, -down)], 1)  # local x, up, z → camera coordinates
+    objects = []
+    for mesh, (r, fwd) in zip(shapes, spots):
+        local = mesh.copy()
+        if isinstance(mesh, trimesh.Trimesh) and np.ptp(mesh.vertices[:, 2]) > np.ptp(mesh.vertices[:, 1]):
+            local.apply_transform(trimesh.transformations.rotation_matrix(-math.pi / 2, [1, 0, 0]))
+        local.apply_translation([0, -local.bounds[0][1], 0])  # bottom on the ground
+        ground = HEIGHT * down + r * right + fwd * forward_on_ground
+        vertices = local.vertices @ basis.T + ground
+        objects.append(trimesh.Trimesh(vertices, local.faces, process=False))
+    return objects
+
+
+def _to_gl(mesh: trimesh.Trimesh) -> RenderMesh:
+    return RenderMesh(mesh.vertices @ S.FLIP_YZ.T, np.asarray(mesh.faces), None, None,
+                      np.array([0.8, 0.5, 0.3, 1.0], dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    objects = _scene_objects()
+    camera = ViewCamera(np.eye(4), FOV)
+    image = render([_to_gl(m) for m in objects], camera, SIZE, background=None)
+    masks = []
+    for k in range(len(objects)):
+        alone = render([_to_gl(objects[k])], camera, SIZE, mode="mask")
+        masks.append((f"obj{k}", alone))
+    assert not (masks[0][1] & masks[1][1]).any() and not (masks[1][1] & masks[2][1]).any()
+    picture = Image.fromarray((image * 255).round().astype(np.uint8), "RGBA")
+    return objects, picture, masks
+
+
+def _ideal_generator(objects):
+    """The perfect model: the true object, expressed in the view's GLB frame at the model's distance."""
+    def generate(view: S.ObjectView):
+        k = int(view.name[3:])
+        d = 1.0 / (2.0 * math.tan(view.fov_x / 2.0))
+        local = objects[k].vertices @ view.rotation  # scene → virtual OpenCV
+        s = d / local.mean(0)[2]
+        gl = (local * s) @ S.FLIP_YZ.T + [0.0, 0.0, d]
+        data = trimesh.Trimesh(gl, objects[k].faces, process=False).export(file_type="glb")
+        return data, d
+    return generate
+
+
+def test_virtual_view_keeps_every_ray(rendered):
+    objects, picture, masks = rendered
+    rgba = np.asarray(picture, dtype=np.float32) / 255
+    f = S.focal_for(FOV, SIZE)
+    view = S.object_view(rgba, masks[0][1], f, SIZE / 2, SIZE / 2, "obj0", size=128)
+    # the object's centroid projects to the view's centre region, and the view shows it filled to ~1/1.1
+    centre = objects[0].vertices.mean(0) @ view.rotation
+    assert abs(centre[0] / centre[2]) < math.tan(view.fov_x / 2) * 0.3
+    shown = np.asarray(view.image).max(-1) > 0
+    ys, xs = np.nonzero(shown)
+    assert 0.7 < max(np.ptp(xs), np.ptp(ys)) / 128 < 0.95
+
+
+def test_ideal_objects_are_placed_where_they_stand(rendered):
+    objects, picture, masks = rendered
+    result = S.generate_scene(picture, masks, FOV, _ideal_generator(objects), HEIGHT, PITCH, size=128)
+    truth = np.concatenate([m.vertices for m in objects])
+    scene_size = float(np.linalg.norm(truth.max(0) - truth.min(0)))
+    placed = trimesh.load(io.BytesIO(result.glb), file_type="glb", force="scene", process=False)
+    for k, name in enumerate(result.names):
+        nodes = [n for n in placed.graph.nodes_geometry if n.startswith(f"{name}_mesh")]
+        verts = np.concatenate([trimesh.transform_points(placed.geometry[placed.graph[n][1]].vertices, placed.graph[n][0])
+                                for n in nodes])
+        error = np.linalg.norm(verts.mean(0) @ S.FLIP_YZ - objects[k].vertices.mean(0))
+        assert error < 0.1 * scene_size, (name, error, scene_size)
+    assert result.iou["union"] > 0.95 and min(result.iou[n] for n in result.names) > 0.9, result.iou
+    gltf = json.loads(result.glb[20:20 + int.from_bytes(result.glb[12:16], "little")])
+    names = {n.get("name") for n in gltf["nodes"]}
+    assert {"obj0", "obj1", "obj2", "camera"} <= names and len(gltf["cameras"]) == 1
+
+
+def test_ground_rule_refuses_objects_above_the_horizon():
+    mask = np.zeros((64, 64), bool)
+    mask[5:10, 30:34] = True  # high in a level camera's picture
+    with pytest.raises(Exception, match="above the horizon"):
+        S.ground_depth(mask, S.focal_for(FOV, 64), 32, 32, 1.0, 0.0)
+
+
+def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
+    from tests.clients import assert_valid_gltf
+
+    _, picture, masks = rendered
+    picture.save(tmp_path / "scene.png")
+    mdir = tmp_path / "masks"
+    mdir.mkdir()
+    for name, mask in masks:
+        Image.fromarray(mask.astype(np.uint8) * 255).save(mdir / f"{name}.png")
+    out = tmp_path / "scene.glb"
+    proc = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
+                           "--masks-dir", str(mdir), "--output", str(out), "--model", str(tiny_model), "--steps", "2",
+                           "--resolution", "1024", "--texture_size", "256", "--decimation_target", "4000",
+                           "--min_component_area", "0", "--separate", "--pitch", str(PITCH), "--fov", "50deg"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_valid_gltf(out)
+    assert all((tmp_path / f"scene_{n}.glb").is_file() for n, _ in masks)
+    assert "union silhouette IoU" in proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
+                          "--masks", str(tmp_path / "nope.png"), "--output", str(tmp_path / "x.glb")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.glb").exists()
