@@ -85,13 +85,14 @@ def _preview(args) -> int:
     from PIL import Image
 
     from pixal3d.data.preview import render_scene
-    from pixal3d.utils.files import atomic_output
+    from pixal3d.utils.files import atomic_output, check_output_path
 
     path = Path(args.mesh)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     if not 16 <= args.size <= 4096 or not 1 <= args.supersample <= 4:
         raise UserError("--size must be in 16..4096 and --supersample in 1..4")
+    check_output_path(args.output, (".png",))
     try:
         scene = trimesh.load(path, force="scene")
     except Exception as exc:  # trimesh raises many types for unreadable files

@@ -12,6 +12,7 @@ from pathlib import Path
 from pixal3d import paths
 from pixal3d.cli.export import add_export_arguments, export_options
 from pixal3d.errors import UserError
+from pixal3d.utils.files import atomic_outputs, check_output_path
 
 def parse_fov(text: str) -> float:
     """Horizontal FOV from the command line → radians.
@@ -75,15 +76,15 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     """Validate the file arguments before any model is loaded → (image, output, model folder)."""
     image = Path(args.image)
+    if image.is_dir():
+        raise UserError(f"input image {image} is a folder, not an image file; give one image (PNG, JPEG or WebP)")
     if not image.is_file():
         raise UserError(f"input image not found: {image}")
-    output = Path(args.output)
-    if output.suffix.lower() != ".glb":
-        raise UserError(f"output must be a .glb file, got {output}")
-    if output.exists() and output.is_dir():
-        raise UserError(f"output is a directory: {output}")
-    if args.save_asset and Path(args.save_asset).suffix.lower() != ".npz":
-        raise UserError(f"--save_asset must name a .npz file, got {args.save_asset}")
+    output = check_output_path(args.output, (".glb",))
+    if args.save_asset:
+        check_output_path(args.save_asset, (".npz",), "--save_asset")
+    if args.preview:
+        check_output_path(output.with_suffix(".png"), (".png",), "preview")
     from pixal3d.models.pipeline_folder import is_pipeline_folder, resolve_model_folder
 
     if args.model is None and not paths.component_path("pixal3d-small").exists():
@@ -93,35 +94,50 @@ def check_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
         )
     model = resolve_model_folder(args.model)
     if not is_pipeline_folder(model):
-        raise UserError(f"{model} is not a model folder: pipeline.json is missing")
+        raise UserError(f"{model} is not a model folder: pipeline.json is missing (see README, 'Model folders')")
     return image, output, model
 
 
-def run(args: argparse.Namespace) -> int:
-    """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
-    export = export_options(args)
-    image_path, output, model = check_paths(args)
-    from pixal3d.image.io import load_image
-    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+def generation_options(args: argparse.Namespace):
+    """:class:`~pixal3d.pipelines.pixal3d.GenerationOptions` from the parsed options (validated)."""
+    from pixal3d.pipelines.pixal3d import GenerationOptions
 
-    picture = load_image(image_path)  # a bad image fails here, before any model is loaded
+    return GenerationOptions(seed=args.seed, fov=args.fov, steps=args.steps, guidance=args.guidance,
+                             max_num_tokens=args.max_num_tokens).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate a GLB from ``args`` (see :func:`add_generation_arguments`).
+
+    Everything that can be checked cheaply is checked before any model is loaded (options, device, paths,
+    the image itself); the outputs (GLB, and the asset / preview when asked) appear together or not at all.
+    """
+    from pixal3d.devices import select_device
+
+    export = export_options(args)
+    options = generation_options(args)
+    device = select_device(args.device)
+    image_path, output, model = check_paths(args)
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+    from pixal3d.pipelines.cascade import CascadeConfig
+    from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
+
+    folder = open_pipeline_folder(model)
+    Pixal3DPipeline.check_folder(folder)  # file headers only: a broken model folder fails in a moment
+    if args.resolution:
+        options.pipeline_type = CascadeConfig.from_args(folder.args.get("cascade")).pipeline_type_for(args.resolution)
+    prepared = prepare_image(image_path)  # a bad image fails here, before any model is loaded
 
     started = time.perf_counter()
-    pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device, low_vram=args.low_vram)
-    options = GenerationOptions(
-        seed=args.seed,
-        fov=args.fov,
-        pipeline_type=pipeline.pipeline_type_for(args.resolution) if args.resolution else None,
-        steps=args.steps,
-        guidance=args.guidance,
-        max_num_tokens=args.max_num_tokens,
-    )
-    result = pipeline.generate(picture, options)
-    result.save_glb(output, export)
-    if args.save_asset:
-        result.asset.save(args.save_asset)
-    if args.preview:
-        result.save_preview(output.with_suffix(".png"), output)
+    pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram)
+    result = pipeline.generate(prepared, options)
+    targets = [output] + [Path(args.save_asset)] * bool(args.save_asset) + [output.with_suffix(".png")] * args.preview
+    with atomic_outputs(targets) as tmps:
+        result.save_glb(tmps[0], export)
+        if args.save_asset:
+            result.asset.save(tmps[1])
+        if args.preview:
+            result.save_preview(tmps[-1], tmps[0])
     print(result.summary(total_seconds=time.perf_counter() - started), file=sys.stderr)
     print(f"wrote {output}")
     return 0

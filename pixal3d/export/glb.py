@@ -61,8 +61,10 @@ class ExportOptions:
 
     def validate(self) -> None:
         """:class:`UserError` for out-of-range values."""
-        if not 16 <= int(self.texture_size) <= 8192:
-            raise UserError(f"texture_size must be between 16 and 8192, got {self.texture_size}")
+        size = int(self.texture_size)
+        if not 16 <= size <= 8192 or size & (size - 1):
+            raise UserError(f"texture_size must be between 16 and 8192 and a power of two (e.g. 1024, 2048), "
+                            f"got {self.texture_size}")
         if int(self.decimation_target) < 4:
             raise UserError(f"decimation_target must be at least 4 faces, got {self.decimation_target}")
         if not self.max_hole_perimeter >= 0:
