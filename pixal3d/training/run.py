@@ -128,9 +128,9 @@ def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, npro
                 terms = ", ".join(f"{k}={v:.4g}" for k, v in rows[-1].items() if k != "step")
                 print(f"tryrun ok: {cfg.trainer_name}, 1 step ({terms})")
             return
+        resumed = trainer.resume(args.load_dir or output, args.ckpt)
         if rank == 0:
             write_json(output / "config.json", cfg.as_dict())
-        resumed = trainer.resume(args.load_dir or output, args.ckpt)
         if rank == 0 and resumed:
             print(f"resumed from step {trainer.step}")
         trainer.train()
@@ -150,6 +150,9 @@ def _run(args: argparse.Namespace) -> int:
     """Validate everything cheap first, then train (one process, or one per device)."""
     cfg = load_config(args.config)
     trainer_class(cfg.trainer_name)
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output_dir {output} is a file, not a folder; name a folder for the run")
     build_dataset(cfg, data_roots(args.data_dir))
     if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:
         raise UserError("need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
