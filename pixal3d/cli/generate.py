@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram)
     result = pipeline.generate(prepared, options)
-    targets = [output] + [Path(args.save_asset)] * bool(args.save_asset) + [output.with_suffix(".png")] * args.preview
+    targets = [output] + ([Path(args.save_asset)] if args.save_asset else []) + ([output.with_suffix(".png")] if args.preview else [])
     with atomic_outputs(targets) as tmps:
         result.save_glb(tmps[0], export)
         if args.save_asset:

@@ -238,6 +238,15 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
     timings: dict[str, float] = {}
     stages = ["mesh", "cleanup"] + (["remesh"] if options.remesh else []) + ["simplify", "unwrap", "bake", "write"]
     bar = tqdm(stages, desc="export", disable=not progress, leave=False)
+    try:  # the bar is cleared even when a stage fails, so an error starts its own line
+        return _export_stages(asset, path, options, timings, bar)
+    finally:
+        bar.close()
+
+
+def _export_stages(asset: VoxelAsset, path: str | Path, options: ExportOptions, timings: dict[str, float],
+                   bar) -> ExportResult:
+    """The stages of :func:`asset_to_glb`, advancing ``bar``."""
 
     def stage(name: str):
         bar.set_postfix_str(name)
@@ -282,5 +291,4 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
         tmp.write_bytes(data)
     timings["write"] = time.perf_counter() - t
     bar.update()
-    bar.close()
     return ExportResult(Path(path), len(layout.faces), len(layout.vertices), alpha_mode, timings)

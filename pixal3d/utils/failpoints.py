@@ -11,7 +11,7 @@ Names in use: ``train.step`` (after the backward pass, before the optimiser upda
 (checkpoint complete in its temporary folder, not yet renamed), ``checkpoint.latest`` (renamed, the
 ``latest`` pointer not yet updated), ``synth.item`` (one asset file written), ``build.view`` (one view's
 image written, its voxels not yet), ``build.item`` (one asset finished), ``generate.stage`` (each
-generation stage started).
+generation stage finished), ``output.commit`` (an atomic output complete, not yet renamed into place).
 """
 
 from __future__ import annotations

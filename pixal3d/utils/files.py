@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pixal3d.errors import UserError
+from pixal3d.utils.failpoints import failpoint
 
 
 def _umask() -> int:
@@ -66,7 +67,13 @@ def atomic_outputs(paths: Iterable[str | os.PathLike]) -> Iterator[list[Path]]:
             os.close(fd)
             temporaries.append(Path(tmp))
             os.chmod(tmp, 0o666 & ~_umask())
-        yield list(temporaries)
+        try:
+            yield list(temporaries)
+        except OSError as exc:  # e.g. a full disk inside a writer: name the output, not a temporary
+            if exc.filename is None or exc.filename in {str(t) for t in temporaries}:
+                exc.filename = str(targets[0]) if len(targets) == 1 else ", ".join(map(str, targets))
+            raise
+        failpoint("output.commit")
         for tmp, target in zip(temporaries, targets):
             os.replace(tmp, target)
         created.clear()
