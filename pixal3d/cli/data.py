@@ -148,4 +148,8 @@ def _build(args) -> int:
     result = build_dataset(args.assets, args.output, config, workers=args.workers, shard=parse_shard(args.shard),
                            progress=not args.quiet)
     print(f"{result.built} assets built, {result.kept} kept, {result.failed} failed; manifest {result.manifest}")
-    return 1 if result.failed and not (result.built or result.kept) else 0
+    if result.failed and not (result.built or result.kept):  # documented: exit 1, the manifest lists every error
+        print(f"error: all {result.failed} asset(s) failed (first: {result.first_error}); see {result.manifest}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -78,7 +78,7 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
                 _check_size(image, str(path))  # header only: nothing decoded yet
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
-                    log.info(f"{path.name} is animated ({frames} frames); using the first frame")
+                    log.warning(f"{path.name} is animated ({frames} frames); using the first frame")
                 image.seek(0)
                 image.load()
                 image = ImageOps.exif_transpose(image)
@@ -86,7 +86,8 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     except UserError:
         raise
     except Image.DecompressionBombError as exc:
-        raise UserError(f"image {path} is too large (decompression-bomb guard): {exc}") from exc
+        raise UserError(f"image {path} is too large: {str(exc).split(',')[0]} (a decompression-bomb guard); "
+                        f"scale it down first, 1024 pixels a side is plenty") from exc
     except UnidentifiedImageError as exc:
         raise UserError(f"cannot read image {path}: not a raster image format Pillow can decode "
                         f"(use PNG, JPEG or WebP; vector files such as SVG or PDF must be rendered first)") from exc

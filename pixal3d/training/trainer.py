@@ -501,7 +501,7 @@ class Trainer:
         if state is None:
             raise UserError(f"no loadable checkpoint in {root}: {skipped[0]}; remove {root} to start afresh")
         if skipped and self.rank == 0:
-            log.info(f"resuming from {folder.name}: skipped newer checkpoint(s): {'; '.join(skipped)}")
+            log.warning(f"resuming from {folder.name}: skipped newer checkpoint(s): {'; '.join(skipped)}")
         if state.get("trainer") != self.name:
             raise UserError(f"{folder} was written by {state.get('trainer')}, not {self.name}")
         try:
