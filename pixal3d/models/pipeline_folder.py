@@ -144,7 +144,7 @@ def _read_config(path: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
+        raise UserError(f"cannot read {path}: {exc} (not valid JSON: download or restore the file)") from exc
     if not isinstance(config, dict) or not isinstance(config.get("args", {}), dict):
         raise UserError(f"{path} must be a JSON object with an \"args\" object")
     models = config.get("args", {}).get("models", {})
@@ -345,7 +345,7 @@ def resolve_model_folder(spec: str | os.PathLike | None, default: str = "pixal3d
     if os.sep in text or "/" in text or text.startswith((".", "~")) or as_path.is_absolute():
         if as_path.exists():
             return as_path
-        raise UserError(f"model folder {as_path} not found")
+        raise UserError(f"model folder {as_path} not found; pass the folder that holds pipeline.json and ckpts/")
     root = paths.models_root()
     candidates = [root / text]
     if text in paths.COMPONENTS:

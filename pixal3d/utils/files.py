@@ -22,10 +22,15 @@ from pixal3d.errors import UserError
 from pixal3d.utils.failpoints import failpoint
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: the process umask, read once at import (``os.umask`` is process-wide: reading it later, while other threads
+#: create files, could give those files the wrong mode)
+_UMASK = _read_umask()
 
 
 def _missing_parents(path: Path) -> list[Path]:
@@ -66,7 +71,7 @@ def atomic_outputs(paths: Iterable[str | os.PathLike]) -> Iterator[list[Path]]:
             fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=target.suffix, dir=target.parent)
             os.close(fd)
             temporaries.append(Path(tmp))
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~_UMASK)
         try:
             yield list(temporaries)
         except OSError as exc:  # e.g. a full disk inside a writer: name the output, not a temporary

@@ -87,6 +87,10 @@ class Case:
     check: Callable[[Ctx], None] | None = None  # further assertions after the run
     fsize_limit: int | None = None  # RLIMIT_FSIZE of a subprocess case: a full disk
     after_progress: bool = False  # fails at the very end of a generation, after its progress bars
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of a subprocess case
+
+#: a subprocess environment in which no CUDA device is visible: a CPU-only machine, even on a GPU runner
+CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,8 +478,8 @@ CASES: list[Case] = [
     C("param-face-budget-tiny", "parameters", "cli", gen_opt("--decimation_target", "3"), r"at least 4 faces"),
     C("param-seed-negative", "parameters", "cli", gen_opt("--seed", "-5"), r"seed must be an integer between 0"),
     C("param-device-unknown", "parameters", "cli", gen_opt("--device", "tpu"), r"unknown device 'tpu'"),
-    C("param-device-cuda-on-cpu", "parameters", "cli", gen_opt("--device", "cuda"),
-      r"device 'cuda' is not available here \(available: .*cpu\)"),
+    C("param-device-cuda-on-cpu", "parameters", "inference", lambda ctx: gen_opt("--device", "cuda")(ctx)[1:],
+      r"device 'cuda' is not available here \(available: cpu\); pick one", env=CPU_ONLY),
     C("param-doctor-cuda-on-cpu", "parameters", "cli", lambda ctx: ["doctor", "--device", "cuda:3"], r"not available"),
     C("param-api-steps-zero", "parameters", "api", api_generate({"steps": 0}), r"steps must be between 1 and 500"),
     C("param-api-fov-pi", "parameters", "api", api_generate({"fov": math.pi}), r"fov must be between 0 and pi"),
@@ -492,7 +496,7 @@ CASES: list[Case] = [
     C("param-build-views-zero", "parameters", "cli",
       lambda ctx: ["data", "build", "--assets", str(ctx.tmp), "-o", str(ctx.tmp / "d"), "--views", "0"], r"--views must be in"),
     C("param-train-gpus-on-cpu", "parameters", "train", lambda ctx: train_args(ctx)[:-3] + ["--num_gpus", "2"],
-      r"--num_gpus 2 but only 0 CUDA devices"),
+      r"--num_gpus 2 but only 0 CUDA devices", env=CPU_ONLY),
     C("param-train-unknown-flag", "parameters", "train", lambda ctx: ["--config", "c.json", "--bogus"],
       r"train.py: error: .*--output_dir|unrecognized arguments"),
 

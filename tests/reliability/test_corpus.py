@@ -53,7 +53,7 @@ def _limit_fsize(limit: int):
 
 
 def run_subprocess(case: Case, argv: list[str], cwd: Path) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **case.env}
     proc = subprocess.run([sys.executable, *ENTRY_SCRIPTS[case.entry], *argv], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300,
                           preexec_fn=_limit_fsize(case.fsize_limit) if case.fsize_limit else None)

@@ -27,7 +27,7 @@ MAX_STEPS, SAVE_EVERY = 4, 2
 
 
 def run(script: list[str], *args, failpoint: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("PIXAL3D_FAILPOINT", None)
     if failpoint:
         env["PIXAL3D_FAILPOINT"] = failpoint
