@@ -201,16 +201,30 @@ def test_build_killed_resumes_without_redoing_or_keeping_broken_views(tmp_path):
 # generation interrupted
 
 
-@pytest.mark.parametrize("point", ["generate.stage:2:int", "output.commit:2:int"])
-def test_generation_interrupted_exits_130_with_one_line_and_no_output(shared_inputs, tmp_path, point):
-    """Ctrl-C after the second generation stage, and while the GLB is being put in place."""
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = run([str(REPO / "inference.py")], "--image", shared_inputs["image"], "--output", out / "result.glb",
-               "--model", shared_inputs["model"], *FAST, failpoint=point)
+def assert_interrupted(proc: subprocess.CompletedProcess, out: Path) -> None:
+    """Exit 130, no traceback, one error line last (after progress bars only), nothing in ``out``."""
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert all(PROGRESS.search(line) for line in lines[:-1]), proc.stderr
     assert ERROR.match(lines[-1]) and "interrupted" in lines[-1], lines[-1]
-    assert list(out.iterdir()) == []  # neither the GLB nor a temporary
+    assert list(out.iterdir()) == []  # neither the output nor a temporary
+
+
+def test_generation_interrupted_exits_130_with_one_line_and_no_output(shared_inputs, tmp_path):
+    """Ctrl-C (a real SIGINT) after the second generation stage."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run([str(REPO / "inference.py")], "--image", shared_inputs["image"], "--output", out / "result.glb",
+               "--model", shared_inputs["model"], *FAST, "--save_asset", out / "result.npz", "--preview",
+               failpoint="generate.stage:2:int")
+    assert_interrupted(proc, out)
+
+
+def test_interrupted_while_the_output_is_put_in_place(shared_inputs, tmp_path):
+    """Ctrl-C with the GLB complete in its temporary, just before the rename: the temporary goes too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = pixal3d("export", shared_inputs["asset"], "-o", out / "x.glb", "--texture_size", "64",
+                   "--decimation_target", "500", "--quiet", failpoint="output.commit:1:int")
+    assert_interrupted(proc, out)
