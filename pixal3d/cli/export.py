@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from pixal3d.errors import UserError
 from pixal3d.export.asset import VoxelAsset
 from pixal3d.export.glb import ExportOptions, asset_to_glb
 from pixal3d.mesh.cleanup import MIN_COMPONENT_AREA

@@ -97,14 +97,6 @@ CPU_ONLY = {"CUDA_VISIBLE_DEVICES": ""}
 # builders of bad inputs
 
 
-def png_bytes(image) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _object(size: int = 48):
     """A small RGBA product shot: an opaque disc on a transparent background."""
     from PIL import Image
