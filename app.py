@@ -16,6 +16,7 @@ from pixal3d import paths
 from pixal3d.errors import UserError
 
 RESOLUTION_CHOICES = ["model default", "1024", "1536"]
+TEXTURE_SIZES = [512, 1024, 2048, 4096]
 
 
 class PipelineCache:
@@ -40,33 +41,65 @@ def generate(cache: PipelineCache, image_path: str | None, model: str, seed: flo
              out_dir: Path) -> tuple[str, str, str, str]:
     """One request: returns (GLB path for the viewer, preview PNG path, GLB path for download, log text).
 
-    Raises :class:`UserError` for bad input (the app shows it as an error message).
+    Raises :class:`UserError` for bad input (:func:`respond` turns any failure into the one-line message
+    the app shows). Options and the image are checked before the model is loaded; the GLB and its
+    preview appear together or not at all.
     """
     from pixal3d.export.glb import ExportOptions
-    from pixal3d.pipelines.pixal3d import GenerationOptions
+    from pixal3d.pipelines.pixal3d import GenerationOptions, prepare_image
+    from pixal3d.utils.files import atomic_outputs
 
     if not image_path:
         raise UserError("upload an image first")
+
+    def number(value, what: str, kind=float):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{what} must be a number, got {value!r}") from None
+        if not math.isfinite(x) or (kind is int and x != int(x)):
+            raise UserError(f"{what} must be {'a whole number' if kind is int else 'a finite number'}, got {value!r}")
+        return kind(x)
+
+    fov = number(fov_degrees or 0, "FOV")
+    if not 0 <= fov < 180:
+        raise UserError(f"FOV must be between 0 and 180 degrees (0 = estimate), got {fov_degrees}")
+    options = GenerationOptions(
+        seed=number(seed, "seed", int),
+        fov=math.radians(fov) if fov > 0 else None,
+        steps=number(steps, "steps", int) if steps else None,
+        guidance=number(guidance, "guidance") if guidance is not None else None,
+    ).validate()
+    export = ExportOptions(texture_size=number(texture_size, "texture size", int),
+                           decimation_target=number(decimation_target, "face budget", int))
+    export.validate()
     folder = Path(model).expanduser() if model else paths.component_path("pixal3d-small")
     if not (folder / "pipeline.json").is_file():
         raise UserError(f"no model folder at {folder} (pipeline.json missing; see README, 'Model folders')")
+    prepared = prepare_image(image_path)
     pipeline = cache.get(folder)
-    options = GenerationOptions(
-        seed=int(seed),
-        fov=math.radians(fov_degrees) if fov_degrees and fov_degrees > 0 else None,
-        pipeline_type=None if resolution == RESOLUTION_CHOICES[0] else pipeline.pipeline_type_for(int(resolution)),
-        steps=int(steps) if steps else None,
-        guidance=float(guidance) if guidance is not None else None,
-    )
-    export = ExportOptions(texture_size=int(texture_size), decimation_target=int(decimation_target))
-    export.validate()
-    result = pipeline.generate(image_path, options)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    glb = out_dir / f"pixal3d_seed{int(seed)}.glb"
-    result.save_glb(glb, export)
+    if resolution != RESOLUTION_CHOICES[0]:
+        options.pipeline_type = pipeline.pipeline_type_for(number(resolution, "resolution", int))
+    result = pipeline.generate(prepared, options)
+    glb = Path(out_dir) / f"pixal3d_seed{options.seed}.glb"
     preview = glb.with_suffix(".png")
-    result.save_preview(preview, glb)
+    with atomic_outputs([glb, preview]) as (glb_tmp, preview_tmp):
+        result.save_glb(glb_tmp, export)
+        result.save_preview(preview_tmp, glb_tmp)
     return str(glb), str(preview), str(glb), result.summary()
+
+
+def respond(cache: PipelineCache, out_dir: Path, *inputs):
+    """The app's request handler: :func:`generate`, with any failure turned into the one line the shared
+    error path gives (:func:`pixal3d.errors.describe`), raised as :class:`UserError` (a ``gr.Error`` in the app)."""
+    from pixal3d.errors import describe
+
+    try:
+        return generate(cache, *inputs, out_dir=out_dir)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — the user sees one line, never a traceback
+        raise UserError(describe(exc)[1]) from exc
 
 
 def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path | None = None):
@@ -78,7 +111,7 @@ def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path |
 
     def on_generate(*inputs):
         try:
-            return generate(cache, *inputs, out_dir=out_dir)
+            return respond(cache, out_dir, *inputs)
         except UserError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -95,7 +128,7 @@ def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path |
                 with gr.Accordion("Sampling and export", open=False):
                     steps = gr.Slider(1, 50, value=12, step=1, label="Steps per flow")
                     guidance = gr.Slider(0.0, 15.0, value=7.5, step=0.1, label="Guidance strength")
-                    texture_size = gr.Slider(256, 4096, value=2048, step=256, label="Texture size")
+                    texture_size = gr.Dropdown(TEXTURE_SIZES, value=2048, label="Texture size")
                     decimation = gr.Slider(10_000, 1_000_000, value=200_000, step=10_000, label="Face budget")
                 run = gr.Button("Generate", variant="primary")
             with gr.Column():

@@ -36,7 +36,9 @@ def select_device(name: str | None = None) -> torch.device:
     except (RuntimeError, TypeError) as exc:
         raise UserError(f"unknown device {name!r} (use cpu, cuda, cuda:N or mps)") from exc
     if device.type not in available_devices():
-        raise UserError(f"device {name!r} is not available here (available: {', '.join(available_devices())})")
+        raise UserError(f"device {name!r} is not available here (available: {', '.join(available_devices())}); "
+                        f"pick one of those, or leave the device out to use the best one")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA device(s) found")
+        raise UserError(f"device {name!r} is not available: {torch.cuda.device_count()} CUDA device(s) found "
+                        f"(cuda:0 … cuda:{max(torch.cuda.device_count() - 1, 0)})")
     return device

@@ -1,7 +1,9 @@
 """The ``pixal3d`` command. Each module of this package that defines ``register(subparsers)``
 adds one sub-command; its handler receives the parsed arguments and returns an exit code.
 
-Every :class:`~pixal3d.errors.UserError` becomes one line on stderr and exit code 2.
+Every failure ends in one shared path (:func:`pixal3d.errors.run_guarded`): one line on stderr and
+exit code 2 for bad input or a fixable environment problem (:class:`~pixal3d.errors.UserError`, disk
+full, permission denied, out of memory), 130 when interrupted, 1 for a bug; never a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from pixal3d.errors import UserError
+from pixal3d.errors import run_guarded
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -34,15 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_handler(handler, args) -> int:
-    """Run a command handler, turning user errors into one line and exit code 2."""
-    try:
-        return int(handler(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    """Run a command handler; every failure becomes one line on stderr and its exit code (see module docstring)."""
+    return run_guarded(handler, args)
 
 
 def main(argv: list[str] | None = None) -> int:

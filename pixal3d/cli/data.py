@@ -88,13 +88,14 @@ def _preview(args) -> int:
     from PIL import Image
 
     from pixal3d.data.preview import render_scene
-    from pixal3d.utils.files import atomic_output
+    from pixal3d.utils.files import atomic_output, check_output_path
 
     path = Path(args.mesh)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     if not 16 <= args.size <= 4096 or not 1 <= args.supersample <= 4:
         raise UserError("--size must be in 16..4096 and --supersample in 1..4")
+    check_output_path(args.output, (".png",))
     try:
         scene = trimesh.load(path, force="scene")
     except Exception as exc:  # trimesh raises many types for unreadable files
@@ -153,7 +154,11 @@ def _build(args) -> int:
     result = build_dataset(args.assets, args.output, config, workers=args.workers, shard=parse_shard(args.shard),
                            progress=not args.quiet, allow_eval_overlap=args.allow_eval_overlap)
     print(f"{result.built} assets built, {result.kept} kept, {result.failed} failed; manifest {result.manifest}")
-    return 1 if result.failed and not (result.built or result.kept) else 0
+    if result.failed and not (result.built or result.kept):  # documented: exit 1, the manifest lists every error
+        print(f"error: all {result.failed} asset(s) failed (first: {result.first_error}); see {result.manifest}",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from pixal3d.errors import UserError
 from pixal3d.export.asset import VoxelAsset
 from pixal3d.export.glb import ExportOptions, asset_to_glb
 from pixal3d.mesh.cleanup import MIN_COMPONENT_AREA
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET
+from pixal3d.utils.files import check_output_path
 
 
 def register(subparsers) -> None:
@@ -49,9 +49,8 @@ def export_options(args: argparse.Namespace) -> ExportOptions:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pixal3d export``."""
-    if not str(args.output).lower().endswith(".glb"):
-        raise UserError(f"output must be a .glb file, got {args.output}")
     options = export_options(args)
+    check_output_path(args.output, (".glb",))
     asset = VoxelAsset.load(args.asset)
     result = asset_to_glb(asset, args.output, options, progress=not args.quiet)
     if not args.quiet:

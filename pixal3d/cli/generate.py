@@ -13,6 +13,7 @@ from pathlib import Path
 from pixal3d import paths
 from pixal3d.cli.export import add_export_arguments, export_options
 from pixal3d.errors import UserError
+from pixal3d.utils.files import atomic_outputs, check_output_path
 
 def parse_fov(text: str) -> float:
     """Horizontal FOV from the command line → radians.
@@ -96,6 +97,8 @@ def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
     """Validate the file arguments before any model is loaded → (images, output, model folder)."""
     images = [Path(p) for p in args.image]
     for image in images:
+        if image.is_dir():
+            raise UserError(f"input image {image} is a folder, not an image file; give one image (PNG, JPEG or WebP)")
         if not image.is_file():
             raise UserError(f"input image not found: {image}")
     if args.cameras and args.azimuths:
@@ -104,13 +107,11 @@ def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
         raise UserError(f"{len(images)} images need their cameras: --cameras transforms.json or --azimuths A,B,...")
     if args.azimuths and len(args.azimuths) != len(images):
         raise UserError(f"--azimuths has {len(args.azimuths)} values for {len(images)} images")
-    output = Path(args.output)
-    if output.suffix.lower() != ".glb":
-        raise UserError(f"output must be a .glb file, got {output}")
-    if output.exists() and output.is_dir():
-        raise UserError(f"output is a directory: {output}")
-    if args.save_asset and Path(args.save_asset).suffix.lower() != ".npz":
-        raise UserError(f"--save_asset must name a .npz file, got {args.save_asset}")
+    output = check_output_path(args.output, (".glb",))
+    if args.save_asset:
+        check_output_path(args.save_asset, (".npz",), "--save_asset")
+    if args.preview:
+        check_output_path(output.with_suffix(".png"), (".png",), "preview")
     return images, output, resolve_model(args.model)
 
 
@@ -125,7 +126,7 @@ def resolve_model(name: str | None) -> Path:
         )
     model = resolve_model_folder(name)
     if not is_pipeline_folder(model):
-        raise UserError(f"{model} is not a model folder: pipeline.json is missing")
+        raise UserError(f"{model} is not a model folder: pipeline.json is missing (see README, 'Model folders')")
     return model
 
 
@@ -142,33 +143,52 @@ def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:
     return None
 
 
+def generation_options(args: argparse.Namespace):
+    """:class:`~pixal3d.pipelines.pixal3d.GenerationOptions` from the parsed options (validated)."""
+    from pixal3d.pipelines.pixal3d import GenerationOptions
+
+    return GenerationOptions(seed=args.seed, fov=args.fov, steps=args.steps, guidance=args.guidance,
+                             max_num_tokens=args.max_num_tokens).validate()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Generate a GLB from ``args`` (see :func:`add_generation_arguments`)."""
+    """Generate a GLB from ``args`` (see :func:`add_generation_arguments`).
+
+    Everything that can be checked cheaply is checked before any model is loaded (options, device, paths,
+    the images and cameras); the outputs (GLB, and the asset / preview when asked) appear together or not at all.
+    """
+    from pixal3d.devices import select_device
+
     export = export_options(args)
+    options = generation_options(args)
+    device = select_device(args.device)
     image_paths, output, model = check_paths(args)
     from pixal3d.image.io import load_image
-    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+    from pixal3d.pipelines.cascade import CascadeConfig
+    from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
 
-    pictures = [load_image(p) for p in image_paths]  # a bad image fails here, before any model is loaded
-    cameras = view_cameras(args, pictures)  # so does a bad cameras file
+    folder = open_pipeline_folder(model)
+    Pixal3DPipeline.check_folder(folder)  # file headers only: a broken model folder fails in a moment
+    if args.resolution:
+        options.pipeline_type = CascadeConfig.from_args(folder.args.get("cascade")).pipeline_type_for(args.resolution)
+    if args.cameras or args.azimuths:  # multi-view: the views are not cropped (their cameras stay exact)
+        pictures = [load_image(p) for p in image_paths]  # bad images and cameras fail before any model is loaded
+        options.cameras = view_cameras(args, pictures)
+        inputs = pictures
+    else:
+        inputs = prepare_image(image_paths[0])  # a bad image fails here, before any model is loaded
 
     started = time.perf_counter()
-    pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device, low_vram=args.low_vram)
-    options = GenerationOptions(
-        seed=args.seed,
-        fov=args.fov,
-        pipeline_type=pipeline.pipeline_type_for(args.resolution) if args.resolution else None,
-        steps=args.steps,
-        guidance=args.guidance,
-        max_num_tokens=args.max_num_tokens,
-        cameras=cameras,
-    )
-    result = pipeline.generate(pictures if cameras is not None else pictures[0], options)
-    result.save_glb(output, export)
-    if args.save_asset:
-        result.asset.save(args.save_asset)
-    if args.preview:
-        result.save_preview(output.with_suffix(".png"), output)
+    pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram)
+    result = pipeline.generate(inputs, options)
+    targets = [output] + ([Path(args.save_asset)] if args.save_asset else []) + ([output.with_suffix(".png")] if args.preview else [])
+    with atomic_outputs(targets) as tmps:
+        result.save_glb(tmps[0], export)
+        if args.save_asset:
+            result.asset.save(tmps[1])
+        if args.preview:
+            result.save_preview(tmps[-1], tmps[0])
     print(result.summary(total_seconds=time.perf_counter() - started), file=sys.stderr)
     print(f"wrote {output}")
     return 0

@@ -15,6 +15,7 @@ from pixal3d.errors import UserError
 from pixal3d.models.loading import Checkpoint, check_checkpoint, checkpoint_files, checkpoint_stem, open_checkpoint
 from pixal3d.models.pipeline_folder import (
     PIPELINE_FILE,
+    STAGE_CLASSES,
     PipelineFolder,
     is_pipeline_folder,
     open_pipeline_folder,
@@ -96,6 +97,11 @@ def folder_rows(folder: PipelineFolder) -> list[Row]:
             rows.append(row)
             continue
         row = inspect_checkpoint(key, stage.stem, required)
+        expected = STAGE_CLASSES.get(key)
+        if row.status == "ok" and expected and row.class_name not in expected:
+            row.status = "WRONG STAGE"
+            row.problem = (f"{key} holds a {row.class_name} checkpoint, but this stage holds a {' or '.join(expected)}: "
+                           f"it is another stage's checkpoint")
         if stage.source != PIPELINE_FILE:
             row.note = "; ".join(filter(None, [f"listed in {stage.source}", row.note]))
         rows.append(row)

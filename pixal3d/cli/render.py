@@ -6,6 +6,7 @@ import argparse
 
 from pixal3d.errors import UserError
 from pixal3d.export.render import render_glb, save_png
+from pixal3d.utils.files import check_output_path
 
 
 def register(subparsers) -> None:
@@ -26,8 +27,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pixal3d render``."""
-    if not str(args.output).lower().endswith(".png"):
-        raise UserError(f"output must be a .png file, got {args.output}")
+    check_output_path(args.output, (".png",))
     if not 16 <= args.size <= 4096:
         raise UserError(f"size must be between 16 and 4096, got {args.size}")
     if not 1 <= args.views <= 64:

@@ -10,16 +10,16 @@ from pixal3d.errors import UserError
 from pixal3d.export.asset import AssetCamera
 from pixal3d.mesh.io import load_mesh
 from pixal3d.mesh.voxelize import voxelize
+from pixal3d.utils.files import check_output_path
 
 
 def run(args) -> int:
-    if not str(args.output).endswith(".npz"):
-        raise UserError(f"output must be a .npz file, got {args.output}")
     R = args.resolution
     if R < 8 or R > 2048 or R & (R - 1):
         raise UserError(f"--resolution must be a power of two in [8, 2048], got {R}")
     if not (0.0 < args.fov < math.pi):
         raise UserError(f"--fov must be in (0, pi) radians, got {args.fov}")
+    check_output_path(args.output, (".npz",))
     t0 = time.perf_counter()
     mesh = load_mesh(args.mesh, up=args.up, yaw_degrees=args.yaw, fill=args.fill)
     load_s = time.perf_counter() - t0

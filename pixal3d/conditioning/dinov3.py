@@ -76,8 +76,20 @@ class DINOv3Encoder(ImageEncoder):
                 f"DINOv3 weights not found in {folder}: put config.json and model.safetensors from "
                 f"{COMPONENTS['dinov3'][2]} there (or set PIXAL3D_MODELS)"
             )
-        with torch.random.fork_rng(devices=[]):
-            model = DINOv3ViTModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="sdpa")
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a local folder loads in a moment: no second progress bar on stderr
+        try:
+            with torch.random.fork_rng(devices=[]):
+                model = DINOv3ViTModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="sdpa")
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # a damaged or foreign folder
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise UserError(f"cannot load DINOv3 from {folder}: {reason} (copy the folder from "
+                            f"{COMPONENTS['dinov3'][2]} again)") from exc
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         return cls(model, dtype=dtype)
 
     @classmethod

@@ -47,10 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from pixal3d.data.jobs import resolve_workers, writable_folder
+from pixal3d.data.jobs import ignore_interrupts, resolve_workers, writable_folder
 from pixal3d.data.overlap import EvalOverlapGuard, default_evalset_dir, file_sha256
 from pixal3d.errors import UserError
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.failpoints import failpoint
+from pixal3d.utils.files import atomic_output, remove_stale_temporaries
 
 #: bump when the same config would produce different files
 BUILDER_VERSION = 1
@@ -123,6 +124,7 @@ class BuildResult:
     kept: int
     failed: int
     manifest: Path
+    first_error: str | None = None  # "<asset id>: <error>" of the first failed asset, in id order
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,8 +316,11 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
                                 source={"asset_id": asset_id, "file": source.name, "view": record})
             record["num_voxels"] = int(len(asset.coords))  # `record` is the dict stored in the header
             folder.mkdir(parents=True, exist_ok=True)
+            for name in (record["image"], record["voxels"]):
+                remove_stale_temporaries(folder / name)  # left by a run killed while writing this view
             with atomic_output(folder / record["image"]) as tmp:
                 Image.fromarray(image, "RGBA").save(tmp, format="PNG")
+            failpoint("build.view")
             asset.save(folder / record["voxels"])
             records[k] = record
     views = [{key: r[key] for key in ("index", "image", "voxels", "azimuth_deg", "elevation_deg", "fov_x", "distance",
@@ -339,6 +344,7 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+    ignore_interrupts()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -440,6 +446,7 @@ def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, con
 
     def record(result: dict) -> None:
         entries[result["id"]] = result
+        failpoint("build.item")
         bar.update(1)
         failed = sum(e["status"] != "ok" for e in entries.values())
         bar.set_postfix(failed=failed, refresh=False)
@@ -465,4 +472,6 @@ def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     _write_json(manifest_path, _manifest(config, shard, assets))
     ok = [e for e in entries.values() if e["status"] == "ok"]
     kept = sum(e["kept"] == config.views for e in ok)
-    return BuildResult(built=len(ok) - kept, kept=kept, failed=len(entries) - len(ok), manifest=manifest_path)
+    errors = [f"{aid}: {e['error']}" for aid, e in sorted(entries.items()) if e["status"] != "ok"]
+    return BuildResult(built=len(ok) - kept, kept=kept, failed=len(entries) - len(ok), manifest=manifest_path,
+                       first_error=errors[0] if errors else None)

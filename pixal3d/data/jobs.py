@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from pixal3d.errors import UserError
@@ -19,6 +20,12 @@ def resolve_workers(workers: int | None) -> int:
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     return workers
+
+
+def ignore_interrupts() -> None:
+    """Worker-process initializer: leave Ctrl-C to the parent (which stops the pool and reports one line),
+    so workers do not each print a ``KeyboardInterrupt`` traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def writable_folder(path: str | os.PathLike) -> Path:

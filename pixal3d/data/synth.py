@@ -21,6 +21,7 @@ import json
 import os
 import struct
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -31,9 +32,10 @@ import trimesh
 from pixal3d.data import materials as mats
 from pixal3d.data.recipes import CATEGORIES
 from pixal3d.data.shapes import EmptySolid, build_node, node_kinds, random_rotation
-from pixal3d.data.jobs import resolve_workers, writable_folder
+from pixal3d.data.jobs import ignore_interrupts, resolve_workers, writable_folder
 from pixal3d.errors import UserError
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.failpoints import failpoint
+from pixal3d.utils.files import atomic_output, remove_stale_temporaries
 
 #: bump when a change alters what a recipe or a GLB looks like for the same (seed, index)
 GENERATOR_VERSION = 1
@@ -236,8 +238,10 @@ def _worker(job: tuple[int, int, str, bool]) -> dict[str, Any]:
         scene = trimesh.load(path, file_type="glb") if thumb else None
     else:
         recipe, scene = generate(seed, index)
+        remove_stale_temporaries(path)  # left by a run that was killed while writing this asset
         with atomic_output(path) as tmp:
             tmp.write_bytes(glb_bytes(scene))
+        failpoint("synth.item")
     image = None
     if thumb:
         from pixal3d.data.preview import render_scene
@@ -278,8 +282,12 @@ def synthesize(count: int, out_dir: str | os.PathLike, seed: int = 0, workers: i
         results = map(_worker, jobs)
         entries = _collect(results, count, progress)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            entries = _collect(pool.map(_worker, jobs, chunksize=1), count, progress)
+        try:
+            with ProcessPoolExecutor(max_workers=workers, initializer=ignore_interrupts) as pool:
+                entries = _collect(pool.map(_worker, jobs, chunksize=1), count, progress)
+        except BrokenProcessPool:
+            raise UserError(f"a worker process died (out of memory?); finished assets are kept in {out}: run the "
+                            f"same command again to resume (with fewer --workers if memory is short)") from None
     sheet_path = None
     if sheet:
         sheet_path = out / CONTACT_SHEET

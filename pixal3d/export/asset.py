@@ -94,7 +94,8 @@ class VoxelAsset:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise UserError(f"{path} is not a readable asset file ({exc})") from exc
+            raise UserError(f"{path} is not a readable asset file ({exc}); write it again with --save_asset or "
+                            f"`pixal3d voxelize`") from exc
         try:
             header = json.loads(arrays.pop("header").tobytes().decode())
         except (KeyError, ValueError) as exc:

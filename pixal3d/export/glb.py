@@ -61,8 +61,10 @@ class ExportOptions:
 
     def validate(self) -> None:
         """:class:`UserError` for out-of-range values."""
-        if not 16 <= int(self.texture_size) <= 8192:
-            raise UserError(f"texture_size must be between 16 and 8192, got {self.texture_size}")
+        size = int(self.texture_size)
+        if not 16 <= size <= 8192 or size & (size - 1):
+            raise UserError(f"texture_size must be between 16 and 8192 and a power of two (e.g. 1024, 2048), "
+                            f"got {self.texture_size}")
         if int(self.decimation_target) < 4:
             raise UserError(f"decimation_target must be at least 4 faces, got {self.decimation_target}")
         if not self.max_hole_perimeter >= 0:
@@ -236,6 +238,15 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
     timings: dict[str, float] = {}
     stages = ["mesh", "cleanup"] + (["remesh"] if options.remesh else []) + ["simplify", "unwrap", "bake", "write"]
     bar = tqdm(stages, desc="export", disable=not progress, leave=False)
+    try:  # the bar is cleared even when a stage fails, so an error starts its own line
+        return _export_stages(asset, path, options, timings, bar)
+    finally:
+        bar.close()
+
+
+def _export_stages(asset: VoxelAsset, path: str | Path, options: ExportOptions, timings: dict[str, float],
+                   bar) -> ExportResult:
+    """The stages of :func:`asset_to_glb`, advancing ``bar``."""
 
     def stage(name: str):
         bar.set_postfix_str(name)
@@ -280,5 +291,4 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
         tmp.write_bytes(data)
     timings["write"] = time.perf_counter() - t
     bar.update()
-    bar.close()
     return ExportResult(Path(path), len(layout.faces), len(layout.vertices), alpha_mode, timings)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pixal3d.errors import UserError
+from pixal3d.errors import UserError, log
 
 #: Largest accepted image (pixels), Pillow's own decompression-bomb threshold (~178 megapixels).
 MAX_IMAGE_PIXELS = 178_956_970
@@ -50,7 +50,8 @@ def _check_size(image: Image.Image, source: str) -> None:
     if w < 1 or h < 1:
         raise UserError(f"image {source} has no pixels ({w}x{h})")
     if w * h > MAX_IMAGE_PIXELS:
-        raise UserError(f"image {source} is too large: {w}x{h} = {w * h} pixels (limit {MAX_IMAGE_PIXELS})")
+        raise UserError(f"image {source} is too large: {w}x{h} = {w * h} pixels (limit {MAX_IMAGE_PIXELS}, a "
+                        f"decompression-bomb guard); scale it down first, 1024 pixels a side is plenty")
 
 
 def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
@@ -64,22 +65,33 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
         _check_size(source, "(in memory)")
         return normalize_mode(ImageOps.exif_transpose(source))
     path = Path(source)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not an image file; give one image (PNG, JPEG or WebP)")
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
     if path.stat().st_size == 0:
-        raise UserError(f"image file is empty: {path}")
+        raise UserError(f"image file is empty: {path} (0 bytes); copy or export it again")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 _check_size(image, str(path))  # header only: nothing decoded yet
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    log.warning(f"{path.name} is animated ({frames} frames); using the first frame")
+                image.seek(0)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return normalize_mode(image).copy()
     except UserError:
         raise
     except Image.DecompressionBombError as exc:
-        raise UserError(f"image {path} is too large (decompression-bomb guard): {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"image {path} is too large: {str(exc).split(',')[0]} (a decompression-bomb guard); "
+                        f"scale it down first, 1024 pixels a side is plenty") from exc
+    except UnidentifiedImageError as exc:
+        raise UserError(f"cannot read image {path}: not a raster image format Pillow can decode "
+                        f"(use PNG, JPEG or WebP; vector files such as SVG or PDF must be rendered first)") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot read image {path}: {reason}") from exc
+        raise UserError(f"cannot read image {path}: {reason} (the file is damaged or incomplete; "
+                        f"export or download it again)") from exc

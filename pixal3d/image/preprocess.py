@@ -21,6 +21,8 @@ MAX_SIDE = 1024
 CROP_MARGIN = 1.1  # Pixal3D (TRELLIS.2 uses 1.0)
 ALPHA_THRESHOLD = 0.8 * 255
 BACKGROUNDS = ("auto", "alpha", "birefnet", "u2netp", "fallback")
+#: smallest accepted image side, pixels (a smaller picture holds no recognisable object)
+MIN_SIDE = 16
 
 
 def cut_out(image: Image.Image, background: str = "auto", device: str = "cpu") -> tuple[Image.Image, str]:
@@ -70,6 +72,9 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
     """
     image = load_image(image)
     input_size = image.size
+    if min(image.size) < MIN_SIDE:
+        raise UserError(f"the image is only {image.width}x{image.height} pixels; use a picture of the object at "
+                        f"least {MIN_SIDE} pixels on each side (512 or more works best)")
     scale = min(1.0, MAX_SIDE / max(image.size))
     if scale < 1:
         image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.LANCZOS)
@@ -78,7 +83,11 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
     rgba = np.asarray(cutout.convert("RGBA"))
     ys, xs = np.nonzero(rgba[:, :, 3] > ALPHA_THRESHOLD)
     if len(xs) == 0:
-        raise UserError("no object found: the image is (almost) fully transparent after background removal")
+        if used == "alpha":
+            raise UserError("no object found: the image is (almost) fully transparent (no alpha above 0.8); give an "
+                            "RGBA cut-out with the object opaque, or a photo of it on a plain background")
+        raise UserError(f"no object found: background removal ({used}) left nothing of this opaque image; give an "
+                        "RGBA cut-out of the object, or a photo of it on a plain background")
     bbox = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
     cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
     side = int(max(bbox[2] - bbox[0], bbox[3] - bbox[1]) * CROP_MARGIN)

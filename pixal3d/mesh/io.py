@@ -16,9 +16,14 @@ material gets :data:`DEFAULT_PBR`.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import trimesh
@@ -29,6 +34,9 @@ from pixal3d.errors import UserError
 DEFAULT_PBR = np.array([1.0, 1.0, 1.0, 0.0, 1.0, 1.0], dtype=np.float32)
 #: file suffixes :func:`load_mesh` accepts
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
+#: most triangles a mesh may have (a bound on memory and time); ``$PIXAL3D_MAX_MESH_FACES`` overrides it
+MAX_MESH_FACES = 5_000_000
+MAX_FACES_ENV = "PIXAL3D_MAX_MESH_FACES"
 _UPS = {"+x": (0, 1.0), "-x": (0, -1.0), "+y": (1, 1.0), "-y": (1, -1.0), "+z": (2, 1.0), "-z": (2, -1.0)}
 
 
@@ -164,17 +172,86 @@ def frame_rotation(up: str = "+y", yaw_degrees: float = 0.0) -> np.ndarray:
     return yaw @ rot
 
 
+def max_mesh_faces() -> int:
+    """The triangle bound of :func:`load_mesh` (:data:`MAX_MESH_FACES` or ``$PIXAL3D_MAX_MESH_FACES``)."""
+    try:
+        return int(os.environ.get(MAX_FACES_ENV, MAX_MESH_FACES))
+    except ValueError:
+        raise UserError(f"${MAX_FACES_ENV} must be an integer, got {os.environ[MAX_FACES_ENV]!r}") from None
+
+
+def declared_faces(path: str | Path) -> int | None:
+    """The number of faces a mesh file's header declares, read without loading it (PLY, binary STL, OFF,
+    GLB); ``None`` when the format has no such header or it cannot be read."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            if suffix == ".ply":
+                m = re.search(rb"^element\s+face\s+(\d+)", head.split(b"end_header")[0], re.MULTILINE)
+                return int(m.group(1)) if m else None
+            if suffix == ".stl" and not head.lstrip().startswith(b"solid") and len(head) >= 84:
+                return struct.unpack_from("<I", head, 80)[0]
+            if suffix == ".off":
+                lines = [ln.split(b"#")[0].strip() for ln in head.splitlines()]
+                lines = [ln for ln in lines if ln]
+                if lines and lines[0].endswith(b"OFF"):
+                    counts = (lines[0][:-3].split() or (lines[1].split() if len(lines) > 1 else []))
+                    return int(counts[1]) if len(counts) >= 2 else None
+                return None
+            if suffix == ".glb" and head[:4] == b"glTF" and len(head) >= 20:
+                length, kind = struct.unpack_from("<II", head, 12)
+                if kind != 0x4E4F534A:
+                    return None
+                f.seek(20)
+                tree = json.loads(f.read(min(length, 64 << 20)))
+                accessors = tree.get("accessors", [])
+                total = 0
+                for mesh in tree.get("meshes", []):
+                    for prim in mesh.get("primitives", []):
+                        if prim.get("mode", 4) != 4:
+                            continue
+                        index = prim.get("indices", prim.get("attributes", {}).get("POSITION"))
+                        if isinstance(index, int) and 0 <= index < len(accessors):
+                            total += int(accessors[index].get("count", 0)) // 3
+                return total
+    except (OSError, ValueError, struct.error, IndexError, AttributeError):
+        return None
+    return None
+
+
+def _check_face_count(count: int, path: Path) -> None:
+    limit = max_mesh_faces()
+    if count > limit:
+        raise UserError(f"{path} has {count:,} triangles, more than the {limit:,} this tool handles; simplify it "
+                        f"first (e.g. Blender's Decimate modifier) or raise ${MAX_FACES_ENV}")
+
+
 def load_mesh(path: str | Path, up: str = "+y", yaw_degrees: float = 0.0, fill: float = 0.98) -> LoadedMesh:
     """Load a mesh file, rotate it into the voxel frame and :func:`normalize` it (``fill``).
 
     Scenes (GLB/glTF) are flattened with their node transforms. :class:`UserError` when the file is
-    missing, unreadable or holds no triangles.
+    missing, empty, unreadable, refers to files that are not there, holds no triangles, has non-finite
+    vertices, zero extent, or more than :func:`max_mesh_faces` triangles (checked from the header before
+    loading where the format has one, and after loading otherwise).
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a mesh file")
     if not path.is_file():
         raise UserError(f"mesh file not found: {path}")
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise UserError(f"unsupported mesh format {path.suffix!r} (use one of {', '.join(MESH_SUFFIXES)})")
+    if path.stat().st_size == 0:
+        raise UserError(f"mesh file is empty: {path} (0 bytes)")
+    declared = declared_faces(path)
+    if declared is not None:
+        _check_face_count(declared, path)
+    missing = missing_resources(path)
+    if missing:
+        raise UserError(f"{path} refers to {len(missing)} file(s) that are not there ({', '.join(missing[:3])}); "
+                        f"copy them beside it or export a self-contained .glb")
     try:
         loaded = trimesh.load(str(path), process=False)
     except Exception as exc:  # trimesh raises many exception types for malformed files
@@ -188,12 +265,57 @@ def load_mesh(path: str | Path, up: str = "+y", yaw_degrees: float = 0.0, fill: 
     geoms = [g for g in geoms if len(g.faces) and len(g.vertices)]
     if not geoms:
         raise UserError(f"{path} contains no triangles")
-    mesh = _merge(geoms)
+    _check_face_count(sum(len(g.faces) for g in geoms), path)
     rot = frame_rotation(up, yaw_degrees)
-    mesh.vertices = mesh.vertices @ rot.T
-    mesh.transform = np.eye(4)
-    mesh.transform[:3, :3] = rot
-    return normalize(mesh, fill)
+    try:
+        mesh = _merge(geoms)
+        mesh.vertices = mesh.vertices @ rot.T
+        mesh.transform = np.eye(4)
+        mesh.transform[:3, :3] = rot
+        normalize(mesh, fill)
+        if not _has_area(mesh.vertices, mesh.faces):
+            raise UserError("every triangle of the mesh is degenerate (zero area); there is no surface to use")
+        return mesh
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _has_area(vertices: np.ndarray, faces: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether any triangle has a non-zero area (checked in chunks, stopping at the first)."""
+    for start in range(0, len(faces), chunk):
+        c = vertices[faces[start:start + chunk]]
+        if (np.abs(np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0])) > 0).any():
+            return True
+    return False
+
+
+def missing_resources(path: str | Path) -> list[str]:
+    """External files (buffers, images) a glTF/GLB names that do not exist, relative to the file's folder
+    (``data:`` URIs are embedded and never missing)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    uris: list[str] = []
+    try:
+        if suffix == ".gltf":
+            tree = json.loads(path.read_text())
+        elif suffix == ".glb":
+            with open(path, "rb") as f:
+                head = f.read(20)
+                if head[:4] != b"glTF" or len(head) < 20:
+                    return []
+                length, kind = struct.unpack_from("<II", head, 12)
+                tree = json.loads(f.read(min(length, 64 << 20))) if kind == 0x4E4F534A else {}
+        else:
+            return []
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return []  # unreadable: trimesh reports it
+    if isinstance(tree, dict):
+        for key in ("buffers", "images"):
+            for item in tree.get(key, []) or []:
+                uri = item.get("uri") if isinstance(item, dict) else None
+                if isinstance(uri, str) and not uri.startswith("data:"):
+                    uris.append(unquote(uri))
+    return [uri for uri in uris if not (path.parent / uri).is_file()]
 
 
 def _merge(geoms: list[trimesh.Trimesh]) -> LoadedMesh:
@@ -205,7 +327,7 @@ def _merge(geoms: list[trimesh.Trimesh]) -> LoadedMesh:
         v = np.asarray(g.vertices, dtype=np.float64)
         f = np.asarray(g.faces, dtype=np.int64)
         if not np.isfinite(v).all():
-            raise UserError("mesh has non-finite vertex coordinates")
+            raise UserError("mesh has NaN or infinite vertex coordinates; repair or re-export it")
         verts.append(v)
         faces.append(f + offset)
         offset += len(v)
@@ -246,7 +368,7 @@ def normalize(mesh: LoadedMesh, fill: float = 0.98) -> LoadedMesh:
     lo, hi = mesh.vertices[used].min(0), mesh.vertices[used].max(0)
     extent = float((hi - lo).max())
     if not extent > 0.0:
-        raise UserError("mesh has zero extent")
+        raise UserError("mesh has zero extent (all its vertices coincide, no area to voxelise); export the real model")
     centre = (lo + hi) / 2
     scale = fill / extent
     mesh.vertices = (mesh.vertices - centre) * scale

@@ -8,15 +8,16 @@ How a checkpoint is loaded (:func:`load_model`) — the contract for model-class
 1. **Build on meta.** The class is instantiated from the JSON ``args`` under ``torch.device('meta')``:
    no memory, no random numbers. Constructors must therefore not read tensor *values*.
 2. **Strict key check** against the safetensors header (no tensor data read): every key of the
-   model's ``state_dict`` must be in the file with the same shape, and the file may hold nothing
-   else — except the keys in :data:`RECOMPUTED_KEYS` (``rope_phases``), which may be present or
+   model's ``state_dict`` must be in the file with the same shape and a compatible dtype (any floating
+   type for a floating tensor, else the same type), and the file may hold nothing else — except the keys in :data:`RECOMPUTED_KEYS` (``rope_phases``), which may be present or
    absent and whose stored values are ignored. Otherwise one :class:`~pixal3d.errors.UserError`
    names the checkpoint and the first mismatches.
 3. **Lazy, typed reads.** Tensors are read one at a time (memory-mapped by default, so a tensor
    whose dtype and device already match is not even copied) and converted to the dtype the class
    gave that parameter or buffer (bf16 flow blocks, fp32 embedders, fp16 decoder trunks ...), then
    put in place with ``load_state_dict(assign=True)``. A caller may force one floating ``dtype``
-   for all floating tensors instead. **CPU fallback:** on the CPU, float16 tensors are loaded as
+   for all floating tensors instead. A floating tensor holding NaN or Inf is refused, named.
+   **CPU fallback:** on the CPU, float16 tensors are loaded as
    float32 unless a dtype is forced (CPU float16 kernels are missing or an order of magnitude slower).
 4. **Compute dtype.** A module that keeps its activation dtype in a ``torch.dtype`` instance
    attribute named ``dtype`` (the flows' block dtype, the decoders' fp16 trunk) has it rewritten with
@@ -221,10 +222,11 @@ class Mismatches:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     wrong_shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # key, file, model
+    wrong_dtypes: list[tuple[str, str, str]] = field(default_factory=list)  # key, file dtype, model dtype
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.wrong_shapes)
+        return not (self.missing or self.unexpected or self.wrong_shapes or self.wrong_dtypes)
 
     def summary(self, limit: int = MISMATCH_LIMIT) -> str:
         """One line listing the first ``limit`` mismatches of each kind."""
@@ -241,11 +243,28 @@ class Mismatches:
         if self.wrong_shapes:
             shapes = [f"{k} file {list(f)} vs model {list(m)}" for k, f, m in self.wrong_shapes]
             parts.append(f"{len(shapes)} wrong shape(s): {first(shapes, len(shapes))}")
+        if self.wrong_dtypes:
+            dtypes = [f"{k} file {f} vs model {m}" for k, f, m in self.wrong_dtypes]
+            parts.append(f"{len(dtypes)} wrong dtype(s): {first(dtypes, len(dtypes))}")
         return "; ".join(parts) or "no mismatches"
 
 
-def compare_state(expected: Mapping[str, tuple[int, ...]], stored: Mapping[str, tuple[int, ...]]) -> Mismatches:
-    """Key/shape differences between a model (``expected``) and a file (``stored``), both key → shape."""
+def _dtype_fits(stored: str, model: torch.dtype) -> bool:
+    """Whether a tensor stored as safetensors dtype ``stored`` may be loaded into a ``model`` tensor: any
+    floating type into a floating one (converted), otherwise exactly the same type."""
+    dtype = SAFETENSORS_DTYPES.get(stored)
+    if dtype is None:
+        return False
+    if model.is_floating_point:
+        return dtype.is_floating_point
+    return dtype == model
+
+
+def compare_state(expected: Mapping[str, tuple[int, ...]], stored: Mapping[str, tuple[int, ...]],
+                  expected_dtypes: Mapping[str, torch.dtype] | None = None,
+                  stored_dtypes: Mapping[str, str] | None = None) -> Mismatches:
+    """Key/shape (and, given both dtype maps, dtype-kind) differences between a model (``expected``) and a
+    file (``stored``), both key → shape; dtypes key → torch dtype / safetensors dtype name."""
     result = Mismatches()
     for key, shape in expected.items():
         if is_recomputed(key):
@@ -254,6 +273,9 @@ def compare_state(expected: Mapping[str, tuple[int, ...]], stored: Mapping[str, 
             result.missing.append(key)
         elif tuple(stored[key]) != tuple(shape):
             result.wrong_shapes.append((key, tuple(stored[key]), tuple(shape)))
+        elif expected_dtypes is not None and stored_dtypes is not None and key in expected_dtypes \
+                and not _dtype_fits(stored_dtypes[key], expected_dtypes[key]):
+            result.wrong_dtypes.append((key, stored_dtypes[key], str(expected_dtypes[key]).replace("torch.", "")))
     result.unexpected = [key for key in stored if key not in expected and not is_recomputed(key)]
     return result
 
@@ -277,7 +299,9 @@ def check_checkpoint(checkpoint: Checkpoint | str | os.PathLike) -> tuple[nn.Mod
         checkpoint = open_checkpoint(checkpoint)
     model = build_on_meta(checkpoint.name, checkpoint.args)
     stored = {key: info.shape for key, info in checkpoint.tensors.items()}
-    return model, compare_state(model_shapes(model), stored)
+    dtypes = {key: t.dtype for key, t in model.state_dict(keep_vars=True).items()}
+    return model, compare_state(model_shapes(model), stored, dtypes,
+                                {key: info.dtype for key, info in checkpoint.tensors.items()})
 
 
 def _resolve_device(device: torch.device | str | None) -> torch.device:
@@ -319,6 +343,15 @@ def _tensor_reader(path: Path, tensors: Mapping[str, TensorInfo], mmap: bool) ->
             return torch.frombuffer(buffer, dtype=dtype).reshape(info.shape)
 
         yield read
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Whether a tensor holds no NaN/Inf (non-floating tensors always do)."""
+    if not tensor.is_floating_point():
+        return True
+    if tensor.dtype.itemsize == 1:  # float8: isfinite is not implemented for every variant
+        tensor = tensor.float()
+    return bool(torch.isfinite(tensor).all())
 
 
 def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -369,6 +402,7 @@ def load_model(
     dtype: torch.dtype | str | None = None,
     strict: bool = True,
     mmap: bool = True,
+    check_finite: bool = True,
 ) -> nn.Module:
     """Build and load checkpoint ``stem`` (``{stem}.json`` + ``{stem}.safetensors``); returns the model in eval mode.
 
@@ -379,6 +413,9 @@ def load_model(
     are missing, the model is built for real so they keep the class's initialisation (draws RNG).
     ``mmap``: read tensors through a memory map (no copy when dtype and device already match);
     off, each tensor is read with a plain file read. Either way one tensor is read at a time.
+    ``check_finite``: refuse a floating tensor holding NaN or Inf with one :class:`UserError` naming it
+    (a corrupt file or a diverged run would otherwise generate garbage silently).
+    A floating parameter stored as an integer type (or the reverse) counts as a mismatch like a wrong shape.
     """
     checkpoint = open_checkpoint(stem)
     device = _resolve_device(device)
@@ -390,7 +427,7 @@ def load_model(
             raise UserError(f"{where} does not fit {checkpoint.name}: {mismatches.summary()}")
         if mismatches.missing:
             model = build_model(checkpoint.name, checkpoint.args, device=device)
-    skip = {key for key, _, _ in mismatches.wrong_shapes}
+    skip = {key for key, _, _ in mismatches.wrong_shapes} | {key for key, _, _ in mismatches.wrong_dtypes}
     targets = model.state_dict(keep_vars=True)
     state = {}
     with _tensor_reader(checkpoint.weights_path, checkpoint.tensors, mmap) as read:
@@ -398,7 +435,12 @@ def load_model(
             if is_recomputed(key) or key in skip or key not in checkpoint.tensors:
                 continue
             want = _target_dtype(target.dtype, forced, device)
-            state[key] = read(key).to(device=device, dtype=want)
+            tensor = read(key)
+            if check_finite and not _all_finite(tensor):
+                bad = int((~torch.isfinite(tensor.float())).sum())
+                raise UserError(f"{where}: tensor {key!r} holds {bad} NaN/Inf value(s) — the checkpoint is corrupt "
+                                f"(or came from a diverged training run); download or export it again")
+            state[key] = tensor.to(device=device, dtype=want)
     model.load_state_dict(state, strict=False, assign=True)
     del state
     _finish(model, device, forced, where)

@@ -34,7 +34,7 @@ from torch import nn
 
 from pixal3d import paths
 from pixal3d.errors import UserError
-from pixal3d.models.loading import checkpoint_files, load_model, save_model
+from pixal3d.models.loading import Checkpoint, check_checkpoint, checkpoint_files, load_model, open_checkpoint, save_model
 from pixal3d.utils.files import atomic_output
 
 PIPELINE_FILE = "pipeline.json"
@@ -51,6 +51,22 @@ PIXAL3D_STAGES = (
     "tex_slat_flow_model_1024",
     "tex_slat_decoder",
 )
+
+#: the model classes each stage of the image → 3D cascade may hold; a checkpoint of another kind of
+#: stage put under one of these keys is refused by :meth:`PipelineFolder.check`
+STAGE_CLASSES = {
+    "sparse_structure_flow_model": ("SparseStructureFlowModel",),
+    "sparse_structure_decoder": ("SparseStructureDecoder",),
+    "shape_slat_flow_model_512": ("SLatFlowModel", "ElasticSLatFlowModel"),
+    "shape_slat_flow_model_1024": ("SLatFlowModel", "ElasticSLatFlowModel"),
+    "shape_slat_decoder": ("FlexiDualGridVaeDecoder",),
+    "tex_slat_flow_model_512": ("SLatFlowModel", "ElasticSLatFlowModel"),
+    "tex_slat_flow_model_1024": ("SLatFlowModel", "ElasticSLatFlowModel"),
+    "tex_slat_decoder": ("SparseUnetVaeDecoder",),
+    "sparse_structure_encoder": ("SparseStructureEncoder",),
+    "shape_slat_encoder": ("FlexiDualGridVaeEncoder",),
+    "tex_slat_encoder": ("SparseUnetVaeEncoder",),
+}
 
 
 @dataclass
@@ -128,7 +144,7 @@ def _read_config(path: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
+        raise UserError(f"cannot read {path}: {exc} (not valid JSON: download or restore the file)") from exc
     if not isinstance(config, dict) or not isinstance(config.get("args", {}), dict):
         raise UserError(f"{path} must be a JSON object with an \"args\" object")
     models = config.get("args", {}).get("models", {})
@@ -202,6 +218,28 @@ class PipelineFolder:
         lines = self.missing(keys)
         if lines:
             raise UserError(f"model folder {self.path} is incomplete: " + "; ".join(lines))
+
+    def check(self, keys: list[str]) -> dict[str, tuple[Checkpoint, nn.Module]]:
+        """Check stages ``keys`` without reading tensor data: files present and readable (not truncated),
+        the class one this stage may hold (:data:`STAGE_CLASSES`), every key, shape and dtype fitting it.
+
+        Returns key → ``(checkpoint, model built on meta)``; :class:`UserError` naming the first problem.
+        """
+        self.require(keys)
+        checked = {}
+        for key in keys:
+            checkpoint = open_checkpoint(self.stages[key].stem)
+            expected = STAGE_CLASSES.get(key)
+            if expected and checkpoint.name not in expected:
+                raise UserError(f"{key} of {self.path / PIPELINE_FILE} is {checkpoint.json_path.name}, a "
+                                f"{checkpoint.name} checkpoint, but this stage holds a {' or '.join(expected)}: it is "
+                                f"another stage's checkpoint; point args.models.{key} at the right file")
+            model, mismatches = check_checkpoint(checkpoint)
+            if not mismatches.ok:
+                raise UserError(f"checkpoint {checkpoint.weights_path} does not fit {checkpoint.name}: "
+                                f"{mismatches.summary()} (a different model version or a damaged file)")
+            checked[key] = (checkpoint, model)
+        return checked
 
     def load(self, key: str, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> nn.Module:
         """Load stage ``key`` strictly (see :func:`pixal3d.models.loading.load_model`)."""
@@ -307,7 +345,7 @@ def resolve_model_folder(spec: str | os.PathLike | None, default: str = "pixal3d
     if os.sep in text or "/" in text or text.startswith((".", "~")) or as_path.is_absolute():
         if as_path.exists():
             return as_path
-        raise UserError(f"model folder {as_path} not found")
+        raise UserError(f"model folder {as_path} not found; pass the folder that holds pipeline.json and ckpts/")
     root = paths.models_root()
     candidates = [root / text]
     if text in paths.COMPONENTS:

@@ -52,6 +52,14 @@ class CascadeConfig:
         """Grid reached by upsampling the low-res coordinates (512 officially)."""
         return self.structure_grid * self.latent_scale
 
+    def pipeline_type_for(self, resolution: int) -> str:
+        """The pipeline type starting at final resolution ``resolution`` (e.g. 1536 → ``1536_cascade``)."""
+        for name, res in self.pipeline_types.items():
+            if res == resolution:
+                return name
+        raise UserError(f"this model has no {resolution} pipeline (resolutions: "
+                        f"{', '.join(map(str, self.pipeline_types.values()))}); pick one of those")
+
     @classmethod
     def from_args(cls, spec: dict | None) -> "CascadeConfig":
         """From a ``pipeline.json`` ``"cascade"`` entry (missing keys keep the official values)."""

@@ -46,11 +46,23 @@ from pixal3d.sampling.flow_euler import (
     draw_noise,
     draw_sparse_noise,
 )
+from pixal3d.utils.failpoints import failpoint
+
+#: most sampling steps accepted (the official models use 12; beyond a few hundred only time changes)
+MAX_STEPS = 500
+#: largest guidance strength accepted (official 7.5; far above, the samples only saturate)
+MAX_GUIDANCE = 100.0
+#: seeds are unsigned 64-bit integers (what ``torch.manual_seed`` takes)
+MAX_SEED = 2**64 - 1
 
 
 @dataclass
 class GenerationOptions:
-    """User-facing options of one generation (``None`` = the model folder's / official default)."""
+    """User-facing options of one generation (``None`` = the model folder's / official default).
+
+    :meth:`validate` (called by :meth:`Pixal3DPipeline.generate`, and by the CLI and app before any model
+    is loaded) refuses values out of range with one :class:`UserError`.
+    """
 
     seed: int = 42
     fov: float | None = None  # horizontal FOV, radians; None → estimated (MoGe-2) or the official default
@@ -64,6 +76,48 @@ class GenerationOptions:
     max_num_tokens: int | None = None
     preprocess: bool = True
     sampler_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage → SamplerParams fields
+
+    def validate(self) -> "GenerationOptions":
+        """:class:`UserError` naming the first option out of range; returns ``self``."""
+        def is_int(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not is_int(self.seed) or not 0 <= int(self.seed) <= MAX_SEED:
+            raise UserError(f"seed must be an integer between 0 and 2**64-1, got {self.seed!r}")
+        if self.steps is not None and (not is_int(self.steps) or not 1 <= int(self.steps) <= MAX_STEPS):
+            raise UserError(f"steps must be between 1 and {MAX_STEPS}, got {self.steps!r} (the official models use 12)")
+        if self.guidance is not None and not (isinstance(self.guidance, (int, float)) and
+                                              0.0 <= float(self.guidance) <= MAX_GUIDANCE):
+            raise UserError(f"guidance must be between 0 and {MAX_GUIDANCE:g}, got {self.guidance!r} (official 7.5)")
+        if self.fov is not None and not (isinstance(self.fov, (int, float)) and 0.0 < float(self.fov) < np.pi):
+            raise UserError(f"fov must be between 0 and pi radians (0 and 180 degrees, exclusive), got {self.fov!r}")
+        if self.max_num_tokens is not None and (not is_int(self.max_num_tokens) or int(self.max_num_tokens) < 1):
+            raise UserError(f"max_num_tokens must be a positive integer, got {self.max_num_tokens!r}")
+        return self
+
+
+@dataclass
+class PreparedImage:
+    """An input image already loaded and preprocessed (:func:`prepare_image`): the square RGB crop the
+    pipeline conditions on, and what preprocessing did (``info['background']`` …)."""
+
+    image: Image.Image
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess: bool = True) -> PreparedImage:
+    """Load and preprocess an input image (alpha or background removal, square crop) without any model
+    of the pipeline, so a bad image fails before anything is loaded. :class:`UserError` for a bad image."""
+    from pixal3d.image.io import load_image
+    from pixal3d.image.preprocess import preprocess_image
+
+    if isinstance(image, PreparedImage):
+        return image
+    picture = load_image(image)
+    if not preprocess:
+        return PreparedImage(picture.convert("RGB"), {})
+    picture, info = preprocess_image(picture)
+    return PreparedImage(picture, info)
 
 
 @dataclass
@@ -158,15 +212,61 @@ class Pixal3DPipeline:
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, low_vram: bool = False) -> "Pixal3DPipeline":
-        """Open a model folder (``pipeline.json`` + ``ckpts/``) and its image encoder; models load lazily."""
+    def from_pretrained(cls, path: str | Path | PipelineFolder, device: str | torch.device | None = None,
+                        low_vram: bool = False) -> "Pixal3DPipeline":
+        """Open a model folder (``pipeline.json`` + ``ckpts/``; path or opened) and its image encoder.
+
+        The folder is checked first (:meth:`check_folder`, headers only). Without ``low_vram`` every stage
+        is loaded now (NaN/Inf weights are refused before any sampling); with it, each loads when used.
+        """
         from pixal3d.conditioning.extractor import ConditionExtractor
 
         device = select_device(str(device) if device is not None else None)
-        folder = open_pipeline_folder(path)
-        folder.require(list(cls.REQUIRED_STAGES))
+        folder = path if isinstance(path, PipelineFolder) else open_pipeline_folder(path)
+        cls.check_folder(folder)
         conditioner = ConditionExtractor.for_folder(folder, device=device)
-        return cls(folder, conditioner, device, low_vram)
+        pipeline = cls(folder, conditioner, device, low_vram)
+        if not low_vram:  # every stage stays resident anyway: load now, so a bad weight fails before any sampling
+            for key in cls.REQUIRED_STAGES:
+                pipeline.models[key]
+        return pipeline
+
+    @classmethod
+    def check_folder(cls, folder: PipelineFolder) -> None:
+        """Check a model folder for Pixal3D generation without reading tensor data: every required stage
+        present and fitting its class (:meth:`PipelineFolder.check`), pixel back-projection flows, and the
+        stages' latent channels fitting each other and the folder's normalisation. :class:`UserError` otherwise."""
+        CascadeConfig.from_args(folder.args.get("cascade"))
+        checked = folder.check(list(cls.REQUIRED_STAGES))
+        for key, (checkpoint, model) in checked.items():
+            if getattr(model, "image_attn_mode", "proj") != "proj":
+                raise UserError(f"{key} ({checkpoint.json_path.name}) is a cross-attention flow (TRELLIS.2); Pixal3D "
+                                "generation needs pixel back-projection ('proj') flows: use TencentARC/Pixal3D's model folder")
+
+        def channels(key: str, arg: str) -> int | None:
+            value = checked[key][0].args.get(arg)
+            return int(value) if isinstance(value, int) else None
+
+        shape_c, tex_c = channels("shape_slat_decoder", "latent_channels"), channels("tex_slat_decoder", "latent_channels")
+        norms = {kind: len(entry.get("mean", [])) for kind, entry in folder.normalization.items()}
+        rules = [
+            ("sparse_structure_flow_model", "out_channels", channels("sparse_structure_decoder", "latent_channels"),
+             "the sparse-structure decoder's latent channels"),
+            ("shape_slat_flow_model_512", "out_channels", shape_c, "the shape decoder's latent channels"),
+            ("shape_slat_flow_model_1024", "out_channels", shape_c, "the shape decoder's latent channels"),
+            ("shape_slat_flow_model_512", "in_channels", shape_c, "the shape decoder's latent channels"),
+            ("shape_slat_flow_model_1024", "in_channels", shape_c, "the shape decoder's latent channels"),
+            ("tex_slat_flow_model_1024", "out_channels", tex_c, "the texture decoder's latent channels"),
+            ("tex_slat_flow_model_1024", "in_channels", (tex_c + shape_c) if tex_c and shape_c else None,
+             "texture + shape latent channels"),
+            ("shape_slat_decoder", "latent_channels", norms.get("shape_slat"), "shape_slat_normalization"),
+            ("tex_slat_decoder", "latent_channels", norms.get("tex_slat"), "tex_slat_normalization"),
+        ]
+        for key, arg, expected, what in rules:
+            have = channels(key, arg)
+            if have is not None and expected and have != expected:
+                raise UserError(f"{key} ({checked[key][0].json_path.name}) has {arg}={have}, but {what} are {expected}: "
+                                f"the stages do not belong together (another stage's or another model's checkpoint?)")
 
     # --- the stages ------------------------------------------------------------------------------
     # Each stage method draws its noise from the global CPU generator (seeded once by :meth:`run`), so
@@ -276,6 +376,7 @@ class Pixal3DPipeline:
             now = time.perf_counter()
             timings[name] = now - clock
             clock = now
+            failpoint("generate.stage")
 
         torch.manual_seed(seed)
         out = self.sample_sparse_structure(image, camera, params["sparse_structure"], progress)
@@ -314,11 +415,7 @@ class Pixal3DPipeline:
 
     def pipeline_type_for(self, resolution: int) -> str:
         """The pipeline type starting at final resolution ``resolution`` (e.g. 1536 → ``1536_cascade``)."""
-        types = self.cascade_config.pipeline_types
-        for name, res in types.items():
-            if res == resolution:
-                return name
-        raise UserError(f"this model has no {resolution} pipeline (resolutions: {', '.join(map(str, types.values()))})")
+        return self.cascade_config.pipeline_type_for(resolution)
 
     def choose_camera(self, image: Image.Image, options: GenerationOptions) -> tuple[Camera, str]:
         """The camera to use and where it came from (``given``, ``manual fov``, ``MoGe-2``, ``default fov``)."""
@@ -362,30 +459,26 @@ class Pixal3DPipeline:
                 "camera": f"view 0 of {len(views)} (fov {fov0:.4f} rad, distance {output_camera.distance:.4f})"}
         return views, canonical, output_camera, info
 
-    def generate(self, image: str | Path | Image.Image | list, options: GenerationOptions | None = None,
+    def generate(self, image: str | Path | Image.Image | PreparedImage | list, options: GenerationOptions | None = None,
                  progress: bool = True) -> GenerationResult:
-        """Preprocess ``image``, pick the camera, run every stage and decode → :class:`GenerationResult`.
+        """Preprocess ``image`` (unless it is a :class:`PreparedImage`), pick the camera, run every stage and
+        decode → :class:`GenerationResult`.
 
         Multi-view: ``image`` a list of views of one object and ``options.cameras`` their world-frame cameras;
         the views are not cropped, every stage's condition is the average of the views' back-projections,
         and the result lies in the first view's camera frame (pixel-aligned with the first image).
         """
-        from pixal3d.image.io import load_image
-        from pixal3d.image.preprocess import preprocess_image
-
-        options = options or GenerationOptions()
+        options = (options or GenerationOptions()).validate()
         started = time.perf_counter()
         info: dict[str, Any] = {}
         if isinstance(image, (list, tuple)) or options.cameras is not None:
             picture, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
                                                                        else [image], options)
         else:
-            picture = load_image(image)
-            if options.preprocess:
-                picture, prep = preprocess_image(picture)
-                info["background"] = prep.get("background")
-            else:
-                picture = picture.convert("RGB")
+            prepared = prepare_image(image, options.preprocess)
+            picture = prepared.image
+            if "background" in prepared.info:
+                info["background"] = prepared.info["background"]
             camera, camera_source = self.choose_camera(picture, options)
             camera_arg = camera
             info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})

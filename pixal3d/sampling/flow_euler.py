@@ -202,17 +202,21 @@ class FlowEulerGuidanceIntervalSampler:
         pairs = list(zip(ts[:-1], ts[1:]))
         result = SampleResult(samples=noise)
         x = noise
-        iterator = tqdm(pairs, desc=desc) if progress is True else pairs
-        for i, (t, t_prev) in enumerate(iterator):
-            v = self.velocity(model, x, t, cond, neg_cond, guidance_strength, guidance_rescale, guidance_interval,
-                              **model_kwargs)
-            xt = _feats(x)
-            x_next = _like(x, xt - (t - t_prev) * v)
-            if keep_trajectory:
-                result.pred_x_prev.append(x_next)
-                result.pred_x_0.append(_like(x, self.x0_from_v(xt, t, v)))
-            x = x_next
-            if callable(progress):
-                progress(i + 1, steps)
+        bar = tqdm(pairs, desc=desc) if progress is True else None
+        try:  # the bar ends its line even when a step fails or is interrupted
+            for i, (t, t_prev) in enumerate(bar if bar is not None else pairs):
+                v = self.velocity(model, x, t, cond, neg_cond, guidance_strength, guidance_rescale, guidance_interval,
+                                  **model_kwargs)
+                xt = _feats(x)
+                x_next = _like(x, xt - (t - t_prev) * v)
+                if keep_trajectory:
+                    result.pred_x_prev.append(x_next)
+                    result.pred_x_0.append(_like(x, self.x0_from_v(xt, t, v)))
+                x = x_next
+                if callable(progress):
+                    progress(i + 1, steps)
+        finally:
+            if bar is not None:
+                bar.close()
         result.samples = x
         return result

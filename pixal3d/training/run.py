@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -21,13 +20,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import ConcatDataset, Dataset
 
-from pixal3d.errors import UserError
+from pixal3d.errors import UserError, run_guarded
 from pixal3d.training.config import TrainConfig, load_config
 from pixal3d.training.registry import trainer_class
+from pixal3d.utils.files import write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train a Pixal3D stage; checkpoints are pipeline folders.")
+    from pixal3d.cli import OneLineErrorParser
+
+    p = OneLineErrorParser(prog="train.py", description="Train a Pixal3D stage; checkpoints are pipeline folders.")
     p.add_argument("--config", required=True, help="training config JSON")
     p.add_argument("--output_dir", required=True, help="run folder (ckpts/, log.csv, loss.png)")
     p.add_argument("--data_dir", required=True,
@@ -130,10 +132,9 @@ def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, npro
                 terms = ", ".join(f"{k}={v:.4g}" for k, v in rows[-1].items() if k != "step")
                 print(f"tryrun ok: {cfg.trainer_name}, 1 step ({terms})")
             return
-        if rank == 0:
-            output.mkdir(parents=True, exist_ok=True)
-            (output / "config.json").write_text(json.dumps(cfg.as_dict(), indent=2) + "\n")
         resumed = trainer.resume(args.load_dir or output, args.ckpt)
+        if rank == 0:
+            write_json(output / "config.json", cfg.as_dict())
         if rank == 0 and resumed:
             print(f"resumed from step {trainer.step}")
         trainer.train()
@@ -143,28 +144,33 @@ def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, npro
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 with a one-line message for bad input)."""
+    """Entry point; returns the exit code (2 with a one-line message for bad input, 130 when interrupted;
+    see :func:`pixal3d.errors.describe`)."""
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.config)
-        if args.max_steps is not None:
-            if args.max_steps < 1:
-                raise UserError(f"--max_steps must be at least 1, got {args.max_steps}")
-            cfg.max_steps, cfg.save_every = args.max_steps, min(cfg.save_every, args.max_steps)
-        trainer_class(cfg.trainer_name)
-        build_dataset(cfg, data_roots(args.data_dir))
-        if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:
-            raise UserError("need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
-        if args.ckpt != "latest" and not args.ckpt.isdigit():
-            raise UserError(f"--ckpt must be 'latest' or a step number, got {args.ckpt!r}")
-        nproc, use_cuda = _processes_per_node(args)
-        if cfg.batch_size % (nproc * args.num_nodes):
-            raise UserError(f"batch_size {cfg.batch_size} is not divisible by {nproc * args.num_nodes} processes")
-        if nproc * args.num_nodes == 1:
-            run_worker(0, args, cfg, 1, use_cuda)
-        else:
-            mp.spawn(run_worker, args=(args, cfg, nproc, use_cuda), nprocs=nproc, join=True)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_guarded(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Validate everything cheap first, then train (one process, or one per device)."""
+    cfg = load_config(args.config)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise UserError(f"--max_steps must be at least 1, got {args.max_steps}")
+        cfg.max_steps, cfg.save_every = args.max_steps, min(cfg.save_every, args.max_steps)
+    trainer_class(cfg.trainer_name)
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output_dir {output} is a file, not a folder; name a folder for the run")
+    build_dataset(cfg, data_roots(args.data_dir))
+    if args.num_nodes < 1 or not 0 <= args.node_rank < args.num_nodes:
+        raise UserError("need --num_nodes >= 1 and 0 <= --node_rank < --num_nodes")
+    if args.ckpt != "latest" and not args.ckpt.isdigit():
+        raise UserError(f"--ckpt must be 'latest' or a step number, got {args.ckpt!r}")
+    nproc, use_cuda = _processes_per_node(args)
+    if cfg.batch_size % (nproc * args.num_nodes):
+        raise UserError(f"batch_size {cfg.batch_size} is not divisible by {nproc * args.num_nodes} processes")
+    if nproc * args.num_nodes == 1:
+        run_worker(0, args, cfg, 1, use_cuda)
+    else:
+        mp.spawn(run_worker, args=(args, cfg, nproc, use_cuda), nprocs=nproc, join=True)
     return 0

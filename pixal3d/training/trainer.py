@@ -13,6 +13,12 @@ is a mean of per-item losses, so equal local batches make the average equal the 
 Checkpoints are pipeline folders, ``DIR/ckpts/step_{N:07d}/`` (``pipeline.json`` + ``ckpts/`` with the
 EMA weights of the trained stages and the stages of the base pipeline folder), plus ``trainer_state.pt``
 (raw weights, EMA, optimiser and RNG state) in the same folder and a ``DIR/ckpts/latest`` pointer.
+
+Crash safety. A checkpoint is written into a hidden temporary folder and renamed into place only when
+complete, then ``latest`` is replaced atomically, so a run killed at any moment (even ``SIGKILL`` while
+writing) leaves every ``step_*`` folder complete and ``latest`` naming one of them. Resuming from
+``latest`` takes the pointer's checkpoint if it loads, otherwise the newest ``step_*`` folder that does
+(said on stderr), and drops the rows of ``log.csv`` after its step (and a torn last row).
 ``DIR/log.csv`` holds step, loss terms, learning rate, gradient norm and samples/s; ``DIR/loss.png`` plots it.
 """
 
@@ -37,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from pixal3d.errors import UserError
+from pixal3d.errors import UserError, log
 from pixal3d.models.loading import read_model_config
 from pixal3d.models.pipeline_folder import (
     PIPELINE_FILE,
@@ -48,6 +54,7 @@ from pixal3d.models.pipeline_folder import (
 )
 from pixal3d.models.registry import build_model
 from pixal3d.training.config import TrainConfig
+from pixal3d.utils.failpoints import failpoint
 from pixal3d.utils.files import atomic_output
 
 CKPT_DIR = "ckpts"
@@ -269,9 +276,11 @@ class Trainer:
         with self.autocast():
             loss, terms = self.compute_loss(batch, gens)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"non-finite loss at step {self.step}: {terms}")
+            raise UserError(f"the loss became NaN/Inf at step {self.step} ({', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+                            f"lower the learning rate or enable grad_clip, then resume from the last checkpoint")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        failpoint("train.step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         for p in params:
             if p.grad is None:
@@ -366,7 +375,11 @@ class Trainer:
             return
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
-            fields, kept = reader.fieldnames, [r for r in reader if int(r["step"]) <= self.step]
+            fields = reader.fieldnames
+            kept = [r for r in reader if _complete_row(r, fields) and int(r["step"]) <= self.step]
+        if not fields:
+            path.unlink()
+            return
         with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -453,42 +466,82 @@ class Trainer:
     def save_checkpoint(self, root: Path | None = None) -> Path | None:
         """Write ``ckpts/step_{N:07d}/`` (pipeline folder + ``trainer_state.pt``) and the ``latest`` pointer.
 
-        Rank 0 writes (into a temporary folder renamed into place); other ranks wait at a barrier.
+        Rank 0 writes into a hidden temporary folder renamed into place when complete (a checkpoint of the
+        same step is moved aside first and removed only after), then replaces ``latest``; other ranks wait
+        at a barrier. A failure (e.g. a full disk) removes the temporary folder and leaves the previous
+        checkpoints and ``latest`` as they were.
         """
         root = root if root is not None else self.output_dir / CKPT_DIR
         final = root / step_dir_name(self.step)
         if self.rank == 0:
             tmp = root / f".{final.name}.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            self.write_pipeline(tmp)
-            torch.save(self.trainer_state(), tmp / STATE_FILE)
+            old = root / f".{final.name}.old"
+            for leftover in (tmp, old):
+                if leftover.exists():
+                    shutil.rmtree(leftover)
+            try:
+                self.write_pipeline(tmp)
+                failpoint("checkpoint.weights")
+                with atomic_output(tmp / STATE_FILE) as t:
+                    torch.save(self.trainer_state(), t)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            failpoint("checkpoint.rename")
             if final.exists():
-                shutil.rmtree(final)
+                os.replace(final, old)
             os.replace(tmp, final)
+            failpoint("checkpoint.latest")
             with atomic_output(root / LATEST) as t:
                 t.write_text(final.name + "\n")
+            if old.exists():
+                shutil.rmtree(old)
             self.plot_loss()
         if dist_ready():
             dist.barrier()
         return final
 
-    def resume(self, load_dir: str | os.PathLike, ckpt: str = "latest") -> bool:
-        """Load ``load_dir/ckpts/<ckpt>`` (``latest`` or a step number). ``False`` if ``latest`` has none yet."""
-        root = Path(load_dir) / CKPT_DIR
-        if ckpt == "latest":
-            pointer = root / LATEST
-            if not pointer.is_file():
-                return False
-            folder = root / pointer.read_text().strip()
-        else:
+    def _checkpoint_candidates(self, root: Path, ckpt: str) -> list[Path]:
+        """Folders to try for ``ckpt``: the pointer's target then every ``step_*`` newest first (``latest``),
+        or the one step folder asked for."""
+        if ckpt != "latest":
             try:
-                folder = root / step_dir_name(int(ckpt))
+                return [root / step_dir_name(int(ckpt))]
             except ValueError:
                 raise UserError(f"--ckpt must be 'latest' or a step number, got {ckpt!r}") from None
-        if not (folder / STATE_FILE).is_file():
-            raise UserError(f"no checkpoint {folder.name} in {root} ({STATE_FILE} missing)")
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+        pointer = root / LATEST
+        named = []
+        if pointer.is_file():
+            name = pointer.read_text().strip()
+            if name and "/" not in name and name not in (".", ".."):
+                named = [root / name]
+        steps = sorted((p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()),
+                       key=lambda p: int(p.name[5:]), reverse=True) if root.is_dir() else []
+        return list(dict.fromkeys(named + steps))
+
+    def resume(self, load_dir: str | os.PathLike, ckpt: str = "latest") -> bool:
+        """Load ``load_dir/ckpts/<ckpt>`` (``latest`` or a step number). ``False`` if ``latest`` has none yet.
+
+        With ``latest``, a checkpoint that is missing or does not load (damaged by hand or by the disk) is
+        skipped, with a note, for the next newest one.
+        """
+        root = Path(load_dir) / CKPT_DIR
+        candidates = self._checkpoint_candidates(root, ckpt)
+        if ckpt == "latest" and not candidates:
+            return False
+        state, folder, skipped = None, None, []
+        for folder in candidates:
+            try:
+                state = self._read_state(folder)
+                break
+            except UserError as exc:
+                if ckpt != "latest":
+                    raise
+                skipped.append(str(exc))
+        if state is None:
+            raise UserError(f"no loadable checkpoint in {root}: {skipped[0]}; remove {root} to start afresh")
+        if skipped and self.rank == 0:
+            log.warning(f"resuming from {folder.name}: skipped newer checkpoint(s): {'; '.join(skipped)}")
         if state.get("trainer") != self.name:
             raise UserError(f"{folder} was written by {state.get('trainer')}, not {self.name}")
         try:
@@ -503,6 +556,27 @@ class Trainer:
         random.setstate(state["rng"]["python"])
         self._truncate_log()
         return True
+
+    @staticmethod
+    def _read_state(folder: Path) -> dict[str, Any]:
+        """``trainer_state.pt`` of checkpoint ``folder``; :class:`UserError` if it is missing or damaged."""
+        path = folder / STATE_FILE
+        if not path.is_file():
+            raise UserError(f"no checkpoint {folder.name} in {folder.parent} ({STATE_FILE} missing)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types for a damaged file
+            raise UserError(f"{path} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        if not isinstance(state, dict) or not {"step", "weights", "ema", "optimizer", "rng"} <= set(state):
+            raise UserError(f"{path} is not a trainer state")
+        return state
+
+
+def _complete_row(row: dict, fields: list[str] | None) -> bool:
+    """Whether a ``log.csv`` row has every field and a whole-number step (a row torn by a crash has not)."""
+    if not fields or None in row or any(row.get(k) in (None, "") for k in fields):
+        return False
+    return str(row["step"]).isdigit()
 
 
 def write_json(path: Path, data: Any) -> None:

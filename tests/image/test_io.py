@@ -72,8 +72,8 @@ def test_bad_files_raise_user_error(tmp_path, monkeypatch):
     (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
     with pytest.raises(UserError, match="cannot read"):
         load_image(tmp_path / "cut.png")
-    with pytest.raises(UserError, match="not found"):
-        load_image(tmp_path)  # a folder
+    with pytest.raises(UserError, match="is a folder"):
+        load_image(tmp_path)
     monkeypatch.setattr(image_io, "MAX_IMAGE_PIXELS", 64 * 64 - 1)
     with pytest.raises(UserError, match="too large"):
         load_image(good)
