@@ -88,6 +88,9 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=_non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
     parser.add_argument("--max_num_tokens", type=_positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available, or $PIXAL3D_DEVICE)")
+    parser.add_argument("--quantize", choices=["none", "int8"], default="none",
+                        help="int8: the flows' Linear layers as PyTorch dynamic int8 on the CPU (opt-in, changes the "
+                             "numbers; default none = exact)")
     add_export_arguments(parser)
     parser.add_argument("--save_asset", default=None, help="also write the decoded asset (.npz) for re-export with `pixal3d export`")
     parser.add_argument("--preview", action="store_true", help="also write an input-view render beside the GLB (<output>.png)")
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = prepare_image(image_paths[0])  # a bad image fails here, before any model is loaded
 
     started = time.perf_counter()
-    pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram)
+    pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram, quantize=args.quantize)
     result = pipeline.generate(inputs, options)
     targets = [output] + ([Path(args.save_asset)] if args.save_asset else []) + ([output.with_suffix(".png")] if args.preview else [])
     with atomic_outputs(targets) as tmps:

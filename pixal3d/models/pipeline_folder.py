@@ -247,9 +247,10 @@ class PipelineFolder:
         return load_model(self.stages[key].stem, device=device, dtype=dtype)
 
     def models(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
-               low_memory: bool = False) -> "StageModels":
-        """A lazy ``key → model`` cache; with ``low_memory`` only one stage stays resident at a time."""
-        return StageModels(self, device, dtype, low_memory)
+               low_memory: bool = False, transform=None) -> "StageModels":
+        """A lazy ``key → model`` cache; with ``low_memory`` only one stage stays resident at a time;
+        ``transform(key, model) -> model`` is applied to each stage once it is loaded (e.g. int8 quantisation)."""
+        return StageModels(self, device, dtype, low_memory, transform)
 
 
 class StageModels:
@@ -261,18 +262,20 @@ class StageModels:
     """
 
     def __init__(self, folder: PipelineFolder, device: torch.device | str | None, dtype: torch.dtype | str | None,
-                 low_memory: bool):
+                 low_memory: bool, transform=None):
         self.folder = folder
         self.device = device
         self.dtype = dtype
         self.low_memory = low_memory
+        self.transform = transform
         self._loaded: dict[str, nn.Module] = {}
 
     def __getitem__(self, key: str) -> nn.Module:
         if key not in self._loaded:
             if self.low_memory:
                 self.release()
-            self._loaded[key] = self.folder.load(key, self.device, self.dtype)
+            model = self.folder.load(key, self.device, self.dtype)
+            self._loaded[key] = self.transform(key, model) if self.transform is not None else model
         return self._loaded[key]
 
     def __contains__(self, key: str) -> bool:

@@ -201,20 +201,27 @@ class Pixal3DPipeline:
         "shape_slat_flow_model_1024", "tex_slat_flow_model_1024", "shape_slat_decoder", "tex_slat_decoder",
     )
 
-    def __init__(self, folder: PipelineFolder, conditioner, device: torch.device, low_vram: bool = False):
+    def __init__(self, folder: PipelineFolder, conditioner, device: torch.device, low_vram: bool = False,
+                 quantize: str | None = None):
+        from pixal3d.models.quantize import stage_transform
+
         self.folder = folder
         self.conditioner = conditioner
         self.device = device
         self.low_vram = low_vram
+        self.quantize = quantize or "none"
         self.sampler = FlowEulerGuidanceIntervalSampler()
-        self.models = folder.models(device=device, low_memory=low_vram)
+        self.models = folder.models(device=device, low_memory=low_vram, transform=stage_transform(quantize))
         self.cascade_config = CascadeConfig.from_args(folder.args.get("cascade"))
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | Path | PipelineFolder, device: str | torch.device | None = None,
-                        low_vram: bool = False) -> "Pixal3DPipeline":
+                        low_vram: bool = False, quantize: str | None = None) -> "Pixal3DPipeline":
         """Open a model folder (``pipeline.json`` + ``ckpts/``; path or opened) and its image encoder.
+
+        ``quantize="int8"``: the flows' Linear layers run as dynamically quantised int8 on the CPU
+        (:mod:`pixal3d.models.quantize`; opt-in, changes the numbers). Default: exact float weights.
 
         The folder is checked first (:meth:`check_folder`, headers only). Without ``low_vram`` every stage
         is loaded now (NaN/Inf weights are refused before any sampling); with it, each loads when used.
@@ -222,10 +229,13 @@ class Pixal3DPipeline:
         from pixal3d.conditioning.extractor import ConditionExtractor
 
         device = select_device(str(device) if device is not None else None)
+        if quantize not in (None, "none") and device.type != "cpu":
+            raise UserError(f"--quantize {quantize} runs on the CPU only (PyTorch has no {device.type} int8 kernels); "
+                            "drop it or use --device cpu")
         folder = path if isinstance(path, PipelineFolder) else open_pipeline_folder(path)
         cls.check_folder(folder)
         conditioner = ConditionExtractor.for_folder(folder, device=device)
-        pipeline = cls(folder, conditioner, device, low_vram)
+        pipeline = cls(folder, conditioner, device, low_vram, quantize)
         if not low_vram:  # every stage stays resident anyway: load now, so a bad weight fails before any sampling
             for key in cls.REQUIRED_STAGES:
                 pipeline.models[key]

@@ -40,4 +40,5 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         emb = timestep_sinusoid(t, self.frequency_embedding_size)
-        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+        weight = self.mlp[0].weight  # a method on a dynamically quantised Linear, which takes float32
+        return self.mlp(emb.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32))
