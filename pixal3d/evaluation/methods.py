@@ -15,7 +15,8 @@ translation (no rotation: both frames share the viewing direction), bounding-box
 refined by 20 rounds of scale/translation ICP on 5 000 samples of each surface. Reported separately.
 
 Metrics use the raw decoded dual-grid mesh (one vertex per voxel, per-vertex PBR of that voxel) in the
-voxel frame; the GLB under ``OUT/glb/`` is the normal export of the same asset.
+voxel frame; the GLB under ``OUT/glb/`` is the normal export of the same asset (1024² textures, and
+every component kept, like the scored mesh).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class SilhouetteHull(Method):
         if num_views == 1:
             return plain_prediction(*baselines.silhouette_hull(gt.renders["input"]["mask"], gt.input), {"views": 1})
         cameras, renders = render_extra_inputs(gt, num_views)
-        v, f = baselines.visual_hull([r["mask"] for r in renders], cameras)
+        v, f = baselines.visual_hull([r["mask"] for r in renders], cameras, grid=baselines.VISUAL_HULL_GRID)
         return plain_prediction(v, f, {"views": num_views, "grid": baselines.VISUAL_HULL_GRID})
 
 
@@ -206,6 +207,7 @@ class ModelMethod(Method):
             mesh = plain_prediction(vertices, faces).render_meshes[0]
 
         def write(path: Path) -> None:
-            result.save_glb(path, ExportOptions(texture_size=self.texture_size), progress=False)
+            # every component is kept, like the raw mesh that is scored
+            result.save_glb(path, ExportOptions(texture_size=self.texture_size, min_component_area=0.0), progress=False)
 
         return Prediction(vertices, faces, [mesh], info, write)

@@ -184,6 +184,9 @@ def build_methods(config: EvalConfig, model: str | Path | None) -> list[Method]:
     """The model (when given) and the baselines, in table order. Loads the model (:class:`UserError`
     when its folder is missing or incomplete)."""
     methods: list[Method] = []
+    if model is not None and max(config.num_views) > 1:
+        raise UserError(f"multi-view generation is not available yet: the model takes one view "
+                        f"(--num-views {max(config.num_views)} works for the baselines only)")
     if model is not None:
         from pixal3d.evaluation.methods import ModelMethod
 
@@ -222,11 +225,11 @@ def evaluate(meshes: str | Path | None, out: str | Path, config: EvalConfig | No
         raise UserError(f"output folder {out} is inside the mesh folder {folder}: evaluation meshes are only read")
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
+    methods = methods if methods is not None else build_methods(config, model)
     try:
         (out / "glb").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc}") from exc
-    methods = methods if methods is not None else build_methods(config, model)
     ups = up_axes(folder)
     keys = [(m, n) for n in config.num_views for m in methods]
     name_of = {(m.name, n): m.name if n == 1 else f"{m.name} @{n} views" for m, n in keys}
