@@ -63,7 +63,7 @@ def register(subparsers) -> None:
                    help="multi-view protocol, e.g. 1,2,4,6 (view counts > 1 need a multi-view method)")
     p.add_argument("--image-size", type=_positive, default=512, help="render size in pixels (default 512)")
     p.add_argument("--held-out", type=_non_negative, default=4, help="held-out cameras around the object (default 4)")
-    p.add_argument("--points", type=_positive, default=100_000, help="surface samples per mesh (default 100000)")
+    p.add_argument("--points", type=_positive, default=50_000, help="surface samples per surface (default 50000)")
     p.add_argument("--up", default=None, help="up axis of every mesh (+y, +z, ...); default: per file from a "
                                               "manifest.json beside the meshes, else +y")
     p.add_argument("--generation-seed", type=int, default=42, help="the model's sampling seed (default 42)")

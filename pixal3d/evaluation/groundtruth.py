@@ -16,11 +16,11 @@ Frames and cameras follow the training convention of :mod:`pixal3d.data.build` e
 Held-out cameras turn the input camera about the object's up axis (the canonical +y expressed in the
 view frame) through the cube centre by ``360°·j/(H+1)``, ``j = 1..H``, with the same FOV and distance.
 
-Renders use the project's one renderer (:func:`pixal3d.export.render.render_passes`, 2× supersampled
-like the training images) and the same camera-fixed light rig for ground truth and predictions:
-shaded RGBA (straight alpha; the input image), albedo, mask (alpha ≥ 0.5), camera-frame geometric
-normals and depth. Textured meshes keep their materials; geometry-only meshes get
-:data:`NEUTRAL_MATERIAL`.
+Renders use the project's one renderer (:func:`pixal3d.export.render.render_passes`) and the same
+camera-fixed light rig for ground truth and predictions. The input view is 2× supersampled like the
+training images: shaded RGBA (straight alpha; the input image), albedo, mask (alpha ≥ 0.5),
+camera-frame geometric normals and depth; held-out views render mask and normals without
+supersampling. Textured meshes keep their materials; geometry-only meshes get :data:`NEUTRAL_MATERIAL`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,13 @@ from pixal3d.export.render import RenderMesh, ViewCamera, render_passes, scene_r
 
 #: base colour RGBA, metallic, roughness of geometry-only meshes (and of predictions without colour)
 NEUTRAL_MATERIAL = (np.array([0.75, 0.75, 0.75, 1.0], dtype=np.float32), 0.0, 1.0)
-#: supersampling of every evaluation render (the training images use the same, data.build.SUPERSAMPLE)
+#: supersampling of the input-view renders (the training images use the same, data.build.SUPERSAMPLE)
 SUPERSAMPLE = 2
-#: passes rendered for every camera
+#: passes of the input view
 PASSES = ("shaded", "albedo", "mask", "normal", "depth")
+#: passes and supersampling of the held-out views (only their masks and normals are scored)
+HELD_OUT_PASSES = ("mask", "normal")
+HELD_OUT_SUPERSAMPLE = 1
 #: a base-colour texture with at most this many texels is a loader placeholder (trimesh gives UV-only
 #: OBJs a 2×2 one), not a texture
 PLACEHOLDER_TEXELS = 4
@@ -130,12 +133,17 @@ def orbit_camera(camera: EvalCamera, axis: np.ndarray, yaw_deg: float, name: str
 
 
 def render_camera(meshes: list[RenderMesh], camera: EvalCamera, size: int,
-                  passes: tuple[str, ...] = PASSES) -> dict[str, np.ndarray]:
-    """The evaluation renders of ``meshes`` through ``camera`` (straight alpha, :data:`SUPERSAMPLE`)."""
+                  passes: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The evaluation renders of ``meshes`` through ``camera`` (straight alpha): held-out cameras
+    :data:`HELD_OUT_PASSES` at :data:`HELD_OUT_SUPERSAMPLE`, the others ``passes`` (default :data:`PASSES`)
+    at :data:`SUPERSAMPLE`."""
+    held = camera.name.startswith("heldout")
+    passes = passes or (HELD_OUT_PASSES if held else PASSES)
     if not meshes or not any(len(m.faces) for m in meshes):
         empty = {"mask": np.zeros((size, size), bool), "depth": np.full((size, size), np.inf, np.float32)}
         return {p: empty.get(p, np.zeros((size, size, 4), np.float32)) for p in passes}
-    return render_passes(meshes, camera.view(), size, passes, background=None, supersample=SUPERSAMPLE)
+    return render_passes(meshes, camera.view(), size, passes, background=None,
+                         supersample=HELD_OUT_SUPERSAMPLE if held else SUPERSAMPLE)
 
 
 # --------------------------------------------------------------------------------------------------

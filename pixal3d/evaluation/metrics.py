@@ -34,8 +34,9 @@ import numpy as np
 
 #: F-score thresholds (unit-cube units)
 TAUS = (0.05, 0.02, 0.01)
-#: surface samples per mesh for the 3-D metrics
-POINTS = 100_000
+#: surface samples per mesh for the 3-D metrics. Exact nearest-neighbour search costs ~N² when one surface
+#: lies deep inside the other (the ground truth inside the sphere baseline: 16 s at 100k, 4 s at 50k)
+POINTS = 50_000
 #: seed of the surface sampler (the same for every surface)
 SAMPLE_SEED = 0
 #: depth slack of the visibility test (unit-cube units)
@@ -176,8 +177,8 @@ def surface_scores(pred: np.ndarray, gt: np.ndarray, taus: tuple[float, ...] = T
     keys = ["chamfer_l1", "chamfer_l2"] + [f"fscore@{t:g}" for t in taus]
     if len(pred) == 0 or len(gt) == 0:
         return dict.fromkeys(keys)
-    d_pg, _ = cKDTree(gt).query(pred, k=1)
-    d_gp, _ = cKDTree(pred).query(gt, k=1)
+    d_pg, _ = cKDTree(gt).query(pred, k=1, workers=-1)
+    d_gp, _ = cKDTree(pred).query(gt, k=1, workers=-1)
     out: dict[str, float | None] = {
         "chamfer_l1": float(0.5 * (d_pg.mean() + d_gp.mean())),
         "chamfer_l2": float(0.5 * ((d_pg ** 2).mean() + (d_gp ** 2).mean())),

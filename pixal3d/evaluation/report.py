@@ -200,7 +200,7 @@ def sheet_row(label: str, gt_renders: dict, pred_renders: dict, held: list[str])
         tiles.append(_tile(img))
     draw = ImageDraw.Draw(tiles[0])
     draw.rectangle((0, 0, TILE, 14), fill=(0, 0, 0))
-    draw.text((3, 1), label[:32], fill=(255, 255, 255))
+    draw.text((3, 1), label[:40], fill=(255, 255, 255))
     return tiles
 
 

@@ -18,7 +18,6 @@ from pixal3d.errors import UserError
 from pixal3d.evaluation import metrics as M
 from pixal3d.evaluation import report
 from pixal3d.evaluation.groundtruth import (
-    PASSES,
     GroundTruthView,
     eval_views,
     ground_truth_view,
@@ -134,8 +133,11 @@ def select_subset(items: list[tuple[str, Path]], subset: str) -> list[tuple[str,
 def score(gt: GroundTruthView, pred: Prediction, points: int, gt_points: np.ndarray | None = None
           ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Every metric of one prediction against one ground-truth view → ``(metrics, prediction renders)``."""
-    renders = {c.name: render_camera(pred.render_meshes, c, gt.size, PASSES) for c in gt.cameras}
-    image = M.image_scores(gt.renders["input"], renders["input"], colour=gt.source.textured)
+    colour = gt.source.textured
+    passes = ("mask", "normal", "depth") + (("shaded", "albedo") if colour else ())
+    renders = {"input": render_camera(pred.render_meshes, gt.input, gt.size, passes)}
+    renders.update({c.name: render_camera(pred.render_meshes, c, gt.size) for c in gt.held_out})
+    image = M.image_scores(gt.renders["input"], renders["input"], colour=colour)
     out: dict[str, Any] = {"iou_input": image.pop("iou"), **image}
     held = [{"camera": c.name, **M.held_out_scores(gt.renders[c.name], renders[c.name])} for c in gt.held_out]
     out["iou_heldout"] = float(np.mean([h["iou"] for h in held])) if held else None
@@ -337,6 +339,7 @@ def _protocol() -> dict:
 
     return {"fov_range": list(B.FOV_RANGE), "elevation_range_deg": list(B.ELEVATION_RANGE_DEG),
             "distance_factor": list(B.DISTANCE_FACTOR), "fill": B.FILL, "supersample": G.SUPERSAMPLE,
+            "held_out_supersample": G.HELD_OUT_SUPERSAMPLE,
             "neutral_material": {"base": G.NEUTRAL_MATERIAL[0][:3].tolist(), "metallic": G.NEUTRAL_MATERIAL[1],
                                  "roughness": G.NEUTRAL_MATERIAL[2]},
             "taus": list(M.TAUS), "sample_seed": M.SAMPLE_SEED, "visible_tolerance": M.VISIBLE_TOLERANCE,
