@@ -256,7 +256,8 @@ def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float):
 # one asset
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -294,7 +295,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig)
     from pixal3d.mesh.voxelize import voxelize
 
     config_hash = config.hash()
-    source_sha = _sha256(source)
+    source_sha = file_sha256(source)
     folder = out_dir / asset_id
     records: list[dict | None] = []
     for k in range(config.views):

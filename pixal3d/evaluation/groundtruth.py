@@ -26,7 +26,6 @@ supersampling. Textured meshes keep their materials; geometry-only meshes get :d
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixal3d.data.build import FILL, ViewParams, draw_views, view_distance, view_mesh, view_rotation
+from pixal3d.data.build import FILL, ViewParams, draw_views, file_sha256, view_distance, view_mesh, view_rotation
 from pixal3d.errors import UserError
 from pixal3d.export.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
 
@@ -57,15 +56,6 @@ def held_out_yaws(count: int) -> tuple[float, ...]:
     """Yaw offsets in degrees of ``count`` held-out cameras: ``360·j/(count+1)``, ``j = 1..count``
     (3 → 90°, 180°, 270°; 4 → 72°, 144°, 216°, 288°)."""
     return tuple(360.0 * j / (count + 1) for j in range(1, count + 1))
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def eval_views(sha256: str, seed: int, count: int) -> list[ViewParams]:
