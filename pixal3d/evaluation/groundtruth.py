@@ -19,8 +19,8 @@ view frame) through the cube centre by ``360°·j/(H+1)``, ``j = 1..H``, with th
 Renders use the project's one renderer (:func:`pixal3d.export.render.render_passes`) and the same
 camera-fixed light rig for ground truth and predictions. The input view is 2× supersampled like the
 training images: shaded RGBA (straight alpha; the input image), albedo, mask (alpha ≥ 0.5),
-camera-frame geometric normals and depth; held-out views render mask and normals without
-supersampling. Textured meshes keep their materials; geometry-only meshes get :data:`NEUTRAL_MATERIAL`.
+camera-frame geometric normals and depth; held-out views render the same passes without supersampling
+(for predictions only the scored mask and normals). Textured meshes keep their materials; geometry-only meshes get :data:`NEUTRAL_MATERIAL`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ NEUTRAL_MATERIAL = (np.array([0.75, 0.75, 0.75, 1.0], dtype=np.float32), 0.0, 1.
 SUPERSAMPLE = 2
 #: passes of the input view
 PASSES = ("shaded", "albedo", "mask", "normal", "depth")
-#: passes and supersampling of the held-out views (only their masks and normals are scored)
+#: passes of the predictions' held-out views (only masks and normals are scored there; the ground truth
+#: renders every pass) and the held-out supersampling
 HELD_OUT_PASSES = ("mask", "normal")
 HELD_OUT_SUPERSAMPLE = 1
 #: a base-colour texture with at most this many texels is a loader placeholder (trimesh gives UV-only
@@ -308,7 +309,7 @@ def ground_truth_view(source: MeshSource, index: int, params: ViewParams, size: 
     up = rotation @ np.array([0.0, 1.0, 0.0])
     cam = input_camera(params.fov_x, distance)
     cameras = [cam] + [orbit_camera(cam, up, yaw, f"heldout_{yaw:05.1f}") for yaw in held_out_yaws(held_out)]
-    renders = {c.name: render_camera(primitives, c, size) for c in cameras}
+    renders = {c.name: render_camera(primitives, c, size, PASSES) for c in cameras}  # every pass, held-out too
     if not renders["input"]["mask"].any():
         raise UserError(f"{source.path.name}: view {index} rendered empty")
     return GroundTruthView(source, index, params, distance, file_to_view, np.asarray(vm.vertices, dtype=np.float64),
