@@ -184,9 +184,14 @@ def _id_hash(asset_id: str) -> int:
 def sample_views(asset_id: str, config: BuildConfig) -> list[ViewParams]:
     """The ``config.views`` views of an asset, from ``default_rng([seed, sha256(asset_id)[:8]])`` alone
     (independent of sharding, worker count and the other assets)."""
-    rng = np.random.default_rng([config.seed, _id_hash(asset_id)])
+    return draw_views(np.random.default_rng([config.seed, _id_hash(asset_id)]), config.views)
+
+
+def draw_views(rng: np.random.Generator, count: int) -> list[ViewParams]:
+    """``count`` views from the training camera distribution (module docstring), drawn in order from
+    ``rng`` (four uniforms per view: azimuth, elevation, FOV, distance factor)."""
     out = []
-    for _ in range(config.views):
+    for _ in range(count):
         out.append(ViewParams(
             azimuth_deg=float(rng.uniform(0.0, 360.0)),
             elevation_deg=float(rng.uniform(*ELEVATION_RANGE_DEG)),
@@ -217,6 +222,14 @@ def fit_distance(vertices: np.ndarray, fov_x: float) -> float:
     the square image of horizontal FOV ``fov_x``: ``max_v (z_v + max(|x_v|, |y_v|) / tan(fov/2))``."""
     t = math.tan(fov_x / 2.0)
     return float((vertices[:, 2] + np.abs(vertices[:, :2]).max(1) / t).max())
+
+
+def view_distance(vertices: np.ndarray, params: ViewParams) -> float:
+    """The camera distance of a view: ``distance_from_fov(fov) · distance_factor``, pushed back to
+    :func:`fit_distance` of the view-frame ``vertices [V,3]`` when that is farther."""
+    from pixal3d.conditioning.camera import distance_from_fov
+
+    return max(distance_from_fov(params.fov_x) * params.distance_factor, fit_distance(vertices, params.fov_x))
 
 
 def view_mesh(mesh, rotation: np.ndarray):
@@ -272,7 +285,6 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
     import trimesh
     from PIL import Image
 
-    from pixal3d.conditioning.camera import distance_from_fov
     from pixal3d.data.preview import render_scene
     from pixal3d.export.asset import AssetCamera
     from pixal3d.mesh.io import load_mesh
@@ -303,7 +315,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
                 continue
             vm = view_mesh(mesh, view_rotation(params.azimuth_deg, params.elevation_deg))
             used = vm.vertices[np.unique(vm.faces)]
-            distance = max(distance_from_fov(params.fov_x) * params.distance_factor, fit_distance(used, params.fov_x))
+            distance = view_distance(used, params)
             image = render_scene(scene, config.image_size, camera=render_camera(vm.transform, distance, params.fov_x),
                                  supersample=SUPERSAMPLE)
             if image[..., 3].max() == 0:

@@ -13,6 +13,8 @@ serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR t
   (base colour × factor × texture, metallic/roughness factor × texture, smooth vertex normals when the
   mesh has them; MASK materials cut holes) and composites them front to back per pixel, so BLEND
   materials are order-independent; ``supersample`` renders larger and box-filters down.
+* :func:`render_passes` gives several passes of one rasterisation: shaded, albedo, mask, camera-frame
+  geometric normals and depth (the evaluation renders ground truth and predictions with it).
 * Shading is a preview model, not physically exact: a hemisphere ambient term, two directional lights
   fixed to the camera (Lambert + Blinn-Phong with a roughness-dependent exponent) and a sky-gradient
   reflection weighted by the Fresnel base reflectance (so metals show their colour).
@@ -217,7 +219,8 @@ class RenderMesh:
     base-colour factor, ``alpha_mode`` ("OPAQUE" | "MASK" | "BLEND"), ``alpha_cutoff``;
     ``normals [V,3]`` unit vertex normals (world) or ``None`` (flat shading with face normals);
     ``metallic`` / ``roughness`` factors and ``metallic_roughness [H,W,3]`` texture (G roughness,
-    B metallic) or ``None``.
+    B metallic) or ``None``; ``vertex_colors [V,4]`` (RGBA in [0,1], multiplies the base colour, as glTF
+    ``COLOR_0``) and ``vertex_metallic_roughness [V,2]`` (multiply the factors) or ``None``.
     """
 
     vertices: np.ndarray
@@ -231,6 +234,8 @@ class RenderMesh:
     metallic: float = 0.0
     roughness: float = 1.0
     metallic_roughness: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
+    vertex_metallic_roughness: np.ndarray | None = None
 
 
 def _to_array(image, channels: int = 4) -> np.ndarray | None:
@@ -380,6 +385,10 @@ def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bottom * fy
 
 
+#: what :func:`render_passes` can produce
+PASSES = ("shaded", "albedo", "mask", "normal", "depth")
+
+
 def render(
     meshes: list[RenderMesh],
     camera: ViewCamera,
@@ -388,20 +397,49 @@ def render(
     background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
     supersample: int = 1,
 ) -> np.ndarray:
-    """Render primitives through ``camera``.
+    """Render primitives through ``camera``: one pass of :func:`render_passes`.
 
     Args:
         mode: ``"shaded"`` (the preview shading of the module docstring), ``"albedo"`` (unlit base
-            colour) or ``"mask"``.
+            colour), ``"mask"``, ``"normal"`` (camera-frame geometric normals) or ``"depth"``.
         background: RGB the image is composited over, or ``None`` for straight (unpremultiplied)
             alpha on a transparent background.
         supersample: render at ``supersample × size`` and box-filter down (anti-aliasing).
     Returns:
-        ``[size, size, 4]`` float32 RGBA in [0, 1] for ``shaded``/``albedo`` (alpha = coverage ×
-        material alpha, composited front to back); ``[size, size]`` bool for ``mask`` (alpha ≥ 0.5).
+        ``[size, size, 4]`` float32 RGBA in [0, 1] for ``shaded``/``albedo``/``normal`` (alpha = coverage ×
+        material alpha, composited front to back); ``[size, size]`` bool for ``mask`` (alpha ≥ 0.5);
+        ``[size, size]`` float32 for ``depth``.
     """
-    if mode not in ("shaded", "albedo", "mask"):
+    if mode not in PASSES:
         raise ValueError(f"unknown render mode {mode!r}")
+    return render_passes(meshes, camera, size, (mode,), background, supersample)[mode]
+
+
+def render_passes(
+    meshes: list[RenderMesh],
+    camera: ViewCamera,
+    size: int = 512,
+    passes: tuple[str, ...] = ("shaded",),
+    background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
+    supersample: int = 1,
+) -> dict[str, np.ndarray]:
+    """Several passes of one rasterisation through ``camera`` (same fragments, same coverage).
+
+    Passes (any of :data:`PASSES`):
+
+    * ``shaded``, ``albedo``: as :func:`render`; ``[size, size, 4]`` float32 RGBA.
+    * ``normal``: the unit **geometric** (face) normal of each fragment, turned toward the eye, in the
+      camera frame (x right, y up, z toward the camera), stored as ``(n + 1) / 2`` in RGB and
+      composited like a colour (decode with ``2·rgb − 1`` and renormalise); ``[size, size, 4]``.
+    * ``mask``: ``[size, size]`` bool, alpha ≥ 0.5.
+    * ``depth``: ``[size, size]`` float32 distance along the viewing axis of the nearest fragment
+      (after MASK cut-outs), ``inf`` where nothing is hit; with supersampling the nearest sub-pixel.
+
+    ``background`` applies to the RGBA passes (``None``: straight alpha).
+    """
+    unknown = [p for p in passes if p not in PASSES]
+    if unknown:
+        raise ValueError(f"unknown render pass {unknown[0]!r}")
     if int(supersample) < 1:
         raise ValueError(f"supersample must be at least 1, got {supersample}")
     res = size * int(supersample)
@@ -435,10 +473,12 @@ def render(
     keep[head] = True
     pixel, face, bary, z = pixel[keep], face[keep], bary[keep], z[keep]
 
+    shaded = "shaded" in passes
     base = np.zeros((len(face), 4))
     metal = np.zeros(len(face))
     rough = np.ones(len(face))
     normal = np.zeros((len(face), 3))
+    geometric = np.zeros((len(face), 3)) if "normal" in passes else None
     keep = np.ones(len(face), dtype=bool)
     mesh_of = owner[face]
     for k, m in enumerate(meshes):
@@ -455,57 +495,87 @@ def render(
             if m.metallic_roughness is not None:
                 mr = _sample(m.metallic_roughness, uv)
                 roughness, metallic = roughness * mr[:, 1], metallic * mr[:, 2]
+        if m.vertex_colors is not None:
+            color = color * np.einsum("mk,mkc->mc", bary[sel], np.asarray(m.vertex_colors, dtype=np.float64)[corners])
+        if m.vertex_metallic_roughness is not None:
+            mr = np.einsum("mk,mkc->mc", bary[sel], np.asarray(m.vertex_metallic_roughness, dtype=np.float64)[corners])
+            metallic, roughness = metallic * mr[:, 0], roughness * mr[:, 1]
         if m.alpha_mode == "OPAQUE":
             color[:, 3] = 1.0
         elif m.alpha_mode == "MASK":
             keep[sel] = color[:, 3] >= m.alpha_cutoff
             color[:, 3] = 1.0
         base[sel], metal[sel], rough[sel] = color, metallic, roughness
-        if mode == "shaded":
-            if m.normals is not None:
-                normal[sel] = np.einsum("mk,mkc->mc", bary[sel], m.normals[corners])
-            else:
-                tri = m.vertices[corners]
-                normal[sel] = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        if shaded or geometric is not None:
+            tri = m.vertices[corners]
+            face_normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            if geometric is not None:
+                geometric[sel] = face_normal
+            if shaded:
+                normal[sel] = face_normal if m.normals is None else np.einsum("mk,mkc->mc", bary[sel], m.normals[corners])
     pixel, face, bary, z, base, metal, rough, normal = (
         a[keep] for a in (pixel, face, bary, z, base, metal, rough, normal))
+    if geometric is not None:
+        geometric = geometric[keep]
 
-    rgb = base[:, :3]
-    if mode == "shaded":
-        rotation = camera.cam_to_world[:3, :3]  # columns: camera right, up, back
+    colors: dict[str, np.ndarray] = {}
+    rotation = camera.cam_to_world[:3, :3]  # columns: camera right, up, back
+    if shaded or geometric is not None:
         if camera.ortho_half is None:
             point = np.einsum("mk,mkc->mc", bary, vertices[faces[face]])
             to_eye = camera.cam_to_world[:3, 3] - point
             to_eye /= np.maximum(np.linalg.norm(to_eye, axis=1, keepdims=True), 1e-20)
         else:
             to_eye = np.broadcast_to(rotation[:, 2], normal.shape)
+    if shaded:
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-20)
         normal = np.where(((normal * to_eye).sum(1) < 0)[:, None], -normal, normal)  # shade the side that is seen
-        rgb = _shade(rgb, np.clip(metal, 0, 1), np.clip(rough, 0.03, 1), normal, to_eye, rotation)
+        colors["shaded"] = _shade(base[:, :3], np.clip(metal, 0, 1), np.clip(rough, 0.03, 1), normal, to_eye, rotation)
+    if "albedo" in passes:
+        colors["albedo"] = base[:, :3]
+    if geometric is not None:
+        geometric /= np.maximum(np.linalg.norm(geometric, axis=1, keepdims=True), 1e-20)
+        geometric = np.where(((geometric * to_eye).sum(1) < 0)[:, None], -geometric, geometric)
+        colors["normal"] = (geometric @ rotation + 1.0) / 2.0  # world → camera frame: R^T n, as row vectors
     alpha = np.clip(base[:, 3], 0, 1)
 
     # front-to-back compositing: transmittance in front of each fragment within its pixel
     order = np.lexsort((z, pixel))
-    pixel, rgb, alpha = pixel[order], rgb[order], alpha[order]
+    pixel, alpha, z = pixel[order], alpha[order], z[order]
     la = np.log(np.clip(1.0 - alpha, 1e-6, 1.0))
     excl = np.cumsum(la) - la
     first = np.r_[True, pixel[1:] != pixel[:-1]][: len(pixel)]
     group_start = np.maximum.accumulate(np.where(first, np.arange(len(pixel)), 0))
     weight = np.exp(excl - excl[group_start]) * alpha
-    acc = np.stack([np.bincount(pixel, weights=weight * rgb[:, c], minlength=res * res) for c in range(3)]
-                   + [np.bincount(pixel, weights=weight, minlength=res * res)], axis=1).reshape(res, res, 4)
+    coverage = np.bincount(pixel, weights=weight, minlength=res * res).reshape(res, res)
     if supersample > 1:
-        acc = acc.reshape(size, supersample, size, supersample, 4).mean(axis=(1, 3))
-    acc = np.clip(acc, 0.0, 1.0)
-    if mode == "mask":
-        return acc[..., 3] >= 0.5
-    out = np.empty((size, size, 4), dtype=np.float32)
-    out[..., 3] = acc[..., 3]
-    if background is None:
-        out[..., :3] = acc[..., :3] / np.maximum(acc[..., 3:], 1e-8)
-    else:
-        out[..., :3] = acc[..., :3] + np.asarray(background, dtype=np.float64) * (1.0 - acc[..., 3:])
-    return np.clip(out, 0.0, 1.0)
+        coverage = coverage.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    coverage = np.clip(coverage, 0.0, 1.0)
+    out: dict[str, np.ndarray] = {}
+    for name, rgb in colors.items():
+        rgb = rgb[order]
+        acc = np.stack([np.bincount(pixel, weights=weight * rgb[:, c], minlength=res * res) for c in range(3)],
+                       axis=1).reshape(res, res, 3)
+        if supersample > 1:
+            acc = acc.reshape(size, supersample, size, supersample, 3).mean(axis=(1, 3))
+        acc = np.clip(acc, 0.0, 1.0)
+        image = np.empty((size, size, 4), dtype=np.float32)
+        image[..., 3] = coverage
+        if background is None:
+            image[..., :3] = acc / np.maximum(coverage[..., None], 1e-8)
+        else:
+            image[..., :3] = acc + np.asarray(background, dtype=np.float64) * (1.0 - coverage[..., None])
+        out[name] = np.clip(image, 0.0, 1.0)
+    if "mask" in passes:
+        out["mask"] = coverage >= 0.5
+    if "depth" in passes:
+        zbuf = np.full(res * res, np.inf)
+        np.minimum.at(zbuf, pixel, z)
+        zbuf = zbuf.reshape(res, res)
+        if supersample > 1:
+            zbuf = zbuf.reshape(size, supersample, size, supersample).min(axis=(1, 3))
+        out["depth"] = zbuf.astype(np.float32)
+    return {name: out[name] for name in passes}
 
 
 def _shade(base: np.ndarray, metal: np.ndarray, rough: np.ndarray, n: np.ndarray, v: np.ndarray,

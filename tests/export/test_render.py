@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import trimesh
 
 from pixal3d.export.render import RenderMesh, ViewCamera, look_at, rasterize, rasterize_fragments, render
@@ -85,3 +86,28 @@ def test_smooth_normals_metallic_shading_and_supersampling():
     alpha = render([half], ORTHO, 32, "albedo", supersample=4)[..., 3]
     assert 0.2 < alpha[9, 16] < 0.6 and alpha[16, 16] == 1.0  # the edge y = 9.6 px crosses row 9
     assert alpha.sum() == (52 / 4) ** 2
+
+
+def test_normal_and_depth_passes_share_one_rasterisation():
+    from pixal3d.export.render import render_passes
+
+    d = 3.0
+    cam = ViewCamera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), math.radians(30))
+    # a quad at z = 0.1 tilted about x: its geometric normal (0, -sin t, cos t) faces the camera
+    t = math.radians(20)
+    v = np.array([[-0.2, -0.2, 0.0], [0.2, -0.2, 0.0], [0.2, 0.2, 0.0], [-0.2, 0.2, 0.0]])
+    rot = np.array([[1, 0, 0], [0, math.cos(t), -math.sin(t)], [0, math.sin(t), math.cos(t)]])
+    v = v @ rot.T + [0.0, 0.0, 0.1]
+    faces = np.array([[0, 2, 1], [0, 3, 2]])  # wound away from the camera: the pass turns it toward the eye
+    colors = np.tile([0.2, 0.4, 0.6, 1.0], (4, 1))
+    mesh = RenderMesh(v, faces, None, None, np.ones(4, dtype=np.float32), vertex_colors=colors,
+                      normals=np.tile([0.0, 0.0, 1.0], (4, 1)))
+    out = render_passes([mesh], cam, 64, ("normal", "depth", "mask", "albedo"), background=None)
+    assert set(out) == {"normal", "depth", "mask", "albedo"}
+    n = out["normal"][32, 32, :3] * 2 - 1
+    np.testing.assert_allclose(n, [0.0, -math.sin(t), math.cos(t)], atol=1e-5)  # geometric, not the vertex normals
+    assert out["depth"][32, 32] == pytest.approx(d - 0.1, abs=6e-3)  # half a pixel below the axis on the tilt
+    assert np.isinf(out["depth"][0, 0]) and not out["mask"][0, 0]
+    np.testing.assert_array_equal(out["mask"], np.isfinite(out["depth"]))
+    np.testing.assert_allclose(out["albedo"][32, 32, :3], [0.2, 0.4, 0.6], atol=1e-6)  # vertex colours
+    assert np.array_equal(render([mesh], cam, 64, "mask"), out["mask"])
