@@ -274,11 +274,6 @@ class GroundTruthView:
         """The RGBA input image ``[S,S,4]`` uint8 (straight alpha, transparent background)."""
         return np.round(self.renders["input"]["shaded"] * 255).astype(np.uint8)
 
-    def image_on_black(self) -> Image.Image:
-        """The model's oracle input: the full uncropped canvas composited over black, RGB."""
-        rgba = self.renders["input"]["shaded"].astype(np.float64)
-        return Image.fromarray(np.round(rgba[..., :3] * rgba[..., 3:] * 255).astype(np.uint8), "RGB")
-
     def camera(self):
         """The conditioning camera of the input view (``mesh_scale`` 1: the training convention)."""
         from pixal3d.conditioning.camera import Camera
@@ -315,6 +310,13 @@ def ground_truth_view(source: MeshSource, index: int, params: ViewParams, size: 
         raise UserError(f"{source.path.name}: view {index} rendered empty")
     return GroundTruthView(source, index, params, distance, file_to_view, np.asarray(vm.vertices, dtype=np.float64),
                            np.asarray(vm.faces, dtype=np.int64), primitives, cameras, renders, size, up)
+
+
+def on_black(rgba: np.ndarray) -> Image.Image:
+    """A shaded render ``[S, S, 4]`` (straight alpha, [0, 1]) as the model's oracle input: the full uncropped canvas
+    composited over black, RGB."""
+    rgba = np.asarray(rgba, dtype=np.float64)
+    return Image.fromarray(np.round(rgba[..., :3] * rgba[..., 3:] * 255).astype(np.uint8), "RGB")
 
 
 def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[EvalCamera], list[dict[str, np.ndarray]]]:

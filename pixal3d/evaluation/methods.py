@@ -31,7 +31,7 @@ import numpy as np
 
 from pixal3d.errors import UserError
 from pixal3d.evaluation import baselines
-from pixal3d.evaluation.groundtruth import NEUTRAL_MATERIAL, GroundTruthView, render_extra_inputs
+from pixal3d.evaluation.groundtruth import NEUTRAL_MATERIAL, GroundTruthView, on_black, render_extra_inputs
 from pixal3d.export.render import RenderMesh
 from pixal3d.utils.files import atomic_output
 
@@ -146,6 +146,7 @@ class ModelMethod(Method):
     """The Pixal3D pipeline of a model folder, in oracle or heuristic camera mode (module docstring)."""
 
     kind = "model"
+    multi_view = True  # several oracle views through the pipeline's multi-view path (uncropped, true cameras)
 
     def __init__(self, folder: str | os.PathLike, mode: str = "oracle", seed: int = 42, steps: int | None = None,
                  resolution: int | None = None, device: str | None = None, texture_size: int = 1024):
@@ -177,10 +178,20 @@ class ModelMethod(Method):
         from pixal3d.export.glb import ExportOptions, asset_surface
         from pixal3d.pipelines.pixal3d import GenerationOptions
 
+        if num_views != 1 and self.mode != "oracle":
+            raise UserError("the multi-view protocol needs the true cameras: use --mode oracle with --num-views > 1")
         if num_views != 1:
-            raise UserError("multi-view generation is not available yet: the pipeline takes one view (use --num-views 1)")
-        if self.mode == "oracle":
-            image = gt.image_on_black()
+            import torch
+
+            from pixal3d.conditioning.camera import PinholeCamera
+
+            cameras, renders = render_extra_inputs(gt, num_views)
+            image = [on_black(r["shaded"]) for r in renders]
+            views = [PinholeCamera.from_fov(c.fov_x, torch.tensor(c.cam_to_world, dtype=torch.float32), gt.size, gt.size)
+                     for c in cameras]
+            options = GenerationOptions(seed=self.seed, cameras=views, steps=self.steps, pipeline_type=self.pipeline_type)
+        elif self.mode == "oracle":
+            image = on_black(gt.renders["input"]["shaded"])
             options = GenerationOptions(seed=self.seed, camera=gt.camera(), preprocess=False, steps=self.steps,
                                         pipeline_type=self.pipeline_type)
         else:

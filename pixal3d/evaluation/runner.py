@@ -186,9 +186,8 @@ def build_methods(config: EvalConfig, model: str | Path | None) -> list[Method]:
     """The model (when given) and the baselines, in table order. Loads the model (:class:`UserError`
     when its folder is missing or incomplete)."""
     methods: list[Method] = []
-    if model is not None and max(config.num_views) > 1:
-        raise UserError(f"multi-view generation is not available yet: the model takes one view "
-                        f"(--num-views {max(config.num_views)} works for the baselines only)")
+    if model is not None and config.mode != "oracle" and max(config.num_views) > 1:
+        raise UserError("the multi-view protocol needs the true cameras: use --mode oracle with --num-views > 1")
     if model is not None:
         from pixal3d.evaluation.methods import ModelMethod
 
@@ -201,8 +200,7 @@ def build_methods(config: EvalConfig, model: str | Path | None) -> list[Method]:
     for n in config.num_views:
         for m in methods:
             if n > 1 and not m.multi_view:
-                raise UserError(f"multi-view generation is not available yet: {m.name} takes one view "
-                                f"(--num-views {n} works for the baselines only)")
+                raise UserError(f"{m.name} takes one view only (--num-views {n})")
     return methods
 
 

@@ -114,8 +114,15 @@ def test_model_run_with_its_floors(meshes, tiny_model, tmp_path, capsys, mode):
     else:
         assert not view["info"]["camera"].startswith("given")
     assert view["glb"] is not None and (out / view["glb"]).is_file()
-    # several input views need a multi-view pipeline (refused before the model is loaded)
-    code, err = run_main(capsys, "--meshes", meshes / "ball.obj", "-o", tmp_path / "mv", "--model", tiny_model,
-                         "--num-views", "1,2", *SMALL)
-    assert_one_line(code, err, "multi-view generation is not available yet")
-    assert not (tmp_path / "mv").exists()
+    if mode == "oracle":  # the multi-view protocol: 2 oracle views through the pipeline's multi-view path
+        code, _ = run_main(capsys, "--meshes", meshes / "ball.obj", "-o", tmp_path / "mv", "--model", tiny_model,
+                           "--num-views", "2", "--baseline", "silhouette_hull", *SMALL)
+        assert code == 0
+        mv = json.loads((tmp_path / "mv" / "results.json").read_text())["methods"]
+        two = [m for m in mv.values() if m["method"] == name and m["num_views"] == 2]
+        assert two and two[0]["ok"] == 1
+        assert two[0]["results"][0]["views"][0]["info"]["camera"].startswith("view 0 of 2")
+    else:  # without the true cameras there is no multi-view input
+        code, err = run_main(capsys, "--meshes", meshes / "ball.obj", "-o", tmp_path / "mv", "--model", tiny_model,
+                             "--mode", "heuristic", "--num-views", "2", *SMALL)
+        assert code == 2 and "--mode oracle" in err

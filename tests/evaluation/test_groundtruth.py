@@ -133,7 +133,7 @@ def test_materials_textured_and_neutral(mesh_dir):
     assert albedo[0] > 0.7 and albedo[1] < 0.2  # rendered with its own colour
     image = gt.image
     assert image.shape == (64, 64, 4) and image.dtype == np.uint8 and image[0, 0, 3] == 0
-    on_black = np.asarray(gt.image_on_black())
+    on_black = np.asarray(G.on_black(gt.renders["input"]["shaded"]))
     assert on_black.shape == (64, 64, 3) and on_black[0, 0].max() == 0  # the canvas is uncropped, over black
 
 
