@@ -8,7 +8,8 @@ A recipe is a JSON file (``configs/train/small/recipe.json`` for ``models/pixal3
      "synth": {"count": 400, "seed": 0},            # procedural assets (pixal3d data synth)
      "sh3f": ["/usr/share/sweethome3d/furniture"],  # furniture catalogues (pixal3d data import-sh3f)
      "build": {"resolution": 128, "views": 4, "image_size": 256, "seed": 0, "up": "+y"},
-     "stages": ["ss_vae", "ss_flow", ...]}          # configs beside the recipe, trained in this order
+     "stages": ["ss_vae", "ss_flow", ...],          # configs beside the recipe, trained in this order
+     "ablations": ["ss_flow_cross"]}                # runs trained after the chain, at the same budget, not exported
 
 Relative paths are taken from the repository root (the recipe's ``configs/train/<name>/`` grand-parent).
 Run ``stages[k]`` writes ``runs/<stage>``; its config's ``base_pipeline`` names an earlier run, which
@@ -51,11 +52,13 @@ class Recipe:
     sh3f: list[Path]
     build: dict[str, Any]
     stages: list[str]
+    ablations: list[str]
 
     def chain(self, max_steps: int | None = None) -> list[ChainRun]:
-        """The runs of the chain (configs beside the recipe; ``max_steps`` overrides every config's)."""
+        """The runs of the chain, then the ablations (configs beside the recipe; ``max_steps`` overrides every
+        config's)."""
         runs = []
-        for stage in self.stages:
+        for stage in self.stages + self.ablations:
             cfg = load_config(self.path.parent / f"{stage}.json")
             if max_steps is not None:
                 cfg.max_steps = int(max_steps)
@@ -81,12 +84,15 @@ def load_recipe(path: str | os.PathLike = DEFAULT_RECIPE) -> Recipe:
     stages = data.get("stages")
     if not isinstance(stages, list) or not stages or not all(isinstance(s, str) for s in stages):
         raise UserError(f"recipe {path.name}: 'stages' must be a non-empty list of config names")
-    for stage in stages:
+    ablations = data.get("ablations") or []
+    if not isinstance(ablations, list) or not all(isinstance(s, str) for s in ablations):
+        raise UserError(f"recipe {path.name}: 'ablations' must be a list of config names")
+    for stage in stages + ablations:
         if not (path.parent / f"{stage}.json").is_file():
             raise UserError(f"recipe {path.name}: stage {stage!r} has no config {stage}.json beside it")
     return Recipe(path, root, where("model"), where("assets"), where("data"), where("runs"),
                   dict(data.get("synth") or {}), [Path(p) for p in data.get("sh3f") or []],
-                  dict(data.get("build") or {}), list(stages))
+                  dict(data.get("build") or {}), list(stages), list(ablations))
 
 
 def build_data(recipe: Recipe, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -147,8 +153,8 @@ def export_model(recipe: Recipe, half: bool = True) -> Path:
 
     last = recipe.runs / recipe.stages[-1]
     source = resolve_pipeline(last)
+    runs = recipe.chain()
     for stage in recipe.stages:
-        runs = recipe.chain()
         if not run_finished(recipe.runs / stage, next(r for r in runs if r.name == stage).config.max_steps):
             raise UserError(f"run {stage} has not finished; train the chain first")
     target = recipe.model
