@@ -39,3 +39,15 @@ def tiny_model(reference, tmp_path_factory):
 
     return write_tiny_pipeline(tmp_path_factory.mktemp("models") / "Pixal3D", reference("pipeline_e2e_tiny"),
                                reference("dinov3_tiny"), reference("naf_tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A built dataset of 3 synthetic assets × 2 views (32³ voxels, 64² images)."""
+    from pixal3d.data import build as B
+    from pixal3d.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("train_data")
+    synthesize(3, root / "synth", seed=11, workers=1, sheet=False)
+    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=2, resolution=32, image_size=64, seed=0), workers=1)
+    return root / "data"

@@ -5,27 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pixal3d.cli.generate import _checked_number, _positive_int
 from pixal3d.errors import UserError
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
 def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be non-negative, got {text!r}")
-    return value
+    return _checked_number(text, int, lambda v: v >= 0, "non-negative")
 
 
 def _view_counts(text: str) -> tuple[int, ...]:
@@ -49,7 +34,7 @@ def register(subparsers) -> None:
                         "unless only --baseline is given")
     p.add_argument("--meshes", default=None, help=f"folder of OBJ/PLY/GLB/glTF meshes or one file (default {DEFAULT_MESHES})")
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, sheet.png, glb/)")
-    p.add_argument("--views-per-mesh", type=_positive, default=4, help="cameras per mesh for --subset full (default 4)")
+    p.add_argument("--views-per-mesh", type=_positive_int, default=4, help="cameras per mesh for --subset full (default 4)")
     p.add_argument("--seed", type=_non_negative, default=0, help="camera seed (default 0)")
     p.add_argument("--subset", choices=("quick", "full"), default="full",
                    help="quick: 8 fixed meshes x 1 view (see README); full: every mesh x K views")
@@ -61,16 +46,17 @@ def register(subparsers) -> None:
                         "then a scale+translation alignment")
     p.add_argument("--num-views", type=_view_counts, default=(1,),
                    help="multi-view protocol, e.g. 1,2,4,6 (view counts > 1 need a multi-view method)")
-    p.add_argument("--image-size", type=_positive, default=512, help="render size in pixels (default 512)")
+    p.add_argument("--image-size", type=_positive_int, default=512, help="render size in pixels (default 512)")
     p.add_argument("--held-out", type=_non_negative, default=4, help="held-out cameras around the object (default 4)")
-    p.add_argument("--points", type=_positive, default=50_000, help="surface samples per surface (default 50000)")
+    p.add_argument("--points", type=_positive_int, default=50_000, help="surface samples per surface (default 50000)")
     p.add_argument("--up", default=None, help="up axis of every mesh (+y, +z, ...); default: per file from a "
                                               "manifest.json beside the meshes, else +y")
     p.add_argument("--generation-seed", type=int, default=42, help="the model's sampling seed (default 42)")
-    p.add_argument("--steps", type=_positive, default=None, help="sampling steps of every flow (default: the model's)")
-    p.add_argument("--resolution", type=_positive, default=None, help="final voxel resolution (default: the model's)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps of every flow (default: the model's)")
+    p.add_argument("--resolution", type=_positive_int, default=None, help="final voxel resolution (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--no-sheet", action="store_true", help="do not draw sheet.png")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
@@ -101,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         model = resolve_model_folder(args.model)
         if not is_pipeline_folder(model):
             raise UserError(f"{model} is not a model folder: pipeline.json is missing")
-    data = evaluate(args.meshes, args.output, config, model=model, progress=True)
+    data = evaluate(args.meshes, args.output, config, model=model, progress=not args.quiet)
     for name, method in data["methods"].items():
         mean = method["mean"]
         parts = [f"{key} {mean[key]:.3f}" for key in ("iou_input", "iou_heldout", "fscore@0.05", "chamfer_l1")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -226,10 +227,23 @@ def evaluate(meshes: str | Path | None, out: str | Path, config: EvalConfig | No
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
     methods = methods if methods is not None else build_methods(config, model)
+    created = [p for p in (out, *out.parents) if not p.exists()]
     try:
         (out / "glb").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out}: {exc}") from exc
+    try:
+        return _run(items, out, config, methods, root, folder, started, progress)
+    except BaseException:  # nothing written yet: leave no folder behind that this call created
+        for path in [out / "glb", *created]:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only empty folders go
+        raise
+
+
+def _run(items, out: Path, config: EvalConfig, methods: list[Method], root: Path, folder: Path, started: float,
+         progress: bool) -> dict:
+    """The measuring loop and the report of :func:`evaluate` (its output folder exists)."""
     ups = up_axes(folder)
     keys = [(m, n) for n in config.num_views for m in methods]
     name_of = {(m.name, n): m.name if n == 1 else f"{m.name} @{n} views" for m, n in keys}

@@ -21,14 +21,12 @@ from pixal3d.conditioning.camera import (
 )
 from pixal3d.errors import UserError
 from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
-from tests.pipelines.tiny_folder import write_tiny_pipeline
 
 
 @pytest.fixture(scope="module")
-def tiny(reference, tmp_path_factory):
+def tiny(reference, tiny_model):
     e2e = reference("pipeline_e2e_tiny")
-    folder = write_tiny_pipeline(tmp_path_factory.mktemp("mv") / "Pixal3D", e2e, reference("dinov3_tiny"), reference("naf_tiny"))
-    pipeline = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+    pipeline = Pixal3DPipeline.from_pretrained(tiny_model, device="cpu")
     cam = e2e.meta["camera_params"]
     camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
     rgb = e2e["image_uint8_HWC"].numpy()

@@ -34,15 +34,3 @@ def shared_inputs(tmp_path_factory, reference) -> dict[str, Path]:
 
     trimesh.creation.box(extents=(0.6, 0.4, 0.3)).export(mesh)
     return {"root": root, "model": model, "image": image, "asset": asset, "glb": glb, "mesh": mesh}
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
-    """A built dataset of 3 synthetic assets × 2 views (32³ voxels, 64² images), as the training tests use."""
-    from pixal3d.data import build as B
-    from pixal3d.data.synth import synthesize
-
-    root = tmp_path_factory.mktemp("rel_data")
-    synthesize(3, root / "synth", seed=11, workers=1, sheet=False)
-    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=2, resolution=32, image_size=64, seed=0), workers=1)
-    return root / "data"

@@ -86,19 +86,9 @@ def run_in_process(case: Case, ctx: Ctx) -> tuple[int, str]:
     return int(code), err.getvalue()
 
 
-@pytest.fixture(scope="module")
-def quiet_threads():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case: Case, tmp_path, shared_inputs, request, quiet_threads):
-    ctx = Ctx(tmp_path / "case", shared_inputs, data=lambda: request.getfixturevalue("tiny_dataset"))
+def test_case(case: Case, tmp_path, shared_inputs, request, one_thread):
+    ctx = Ctx(tmp_path / "case", shared_inputs, data=lambda: request.getfixturevalue("tiny_data"))
     ctx.tmp.mkdir()
     if case.entry == "train":
         ctx.data()  # built before the snapshot: it is a shared input, not an output of the case

@@ -53,14 +53,14 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def train_setup(tiny_dataset, tmp_path_factory):
+def train_setup(tiny_data, tmp_path_factory):
     """The tiny config and an uninterrupted reference run (``MAX_STEPS`` steps, a checkpoint every ``SAVE_EVERY``)."""
     root = tmp_path_factory.mktemp("faults_train")
     config = write_config(root / "config.json", load_tiny_config("ss_vae_tiny", max_steps=MAX_STEPS, batch_size=2,
                                                                   log_every=1, save_every=SAVE_EVERY, ema_rate=0.7))
-    proc = train(config, tiny_dataset, root / "reference")
+    proc = train(config, tiny_data, root / "reference")
     assert proc.returncode == 0, proc.stderr
-    return config, tiny_dataset, root / "reference"
+    return config, tiny_data, root / "reference"
 
 
 def final_state(run_dir: Path) -> dict:
