@@ -257,10 +257,13 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
     return result
 
 
-def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None
-                              ) -> Callable[[ObjectView], tuple[bytes, float]]:
+def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None,
+                              progress=True) -> Callable[[ObjectView], tuple[bytes, float]]:
     """A ``generate_object`` for :func:`generate_scene` running a :class:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline`
-    on each virtual view (no crop: the view is already framed) and exporting it as GLB bytes."""
+    on each virtual view (no crop: the view is already framed) and exporting it as GLB bytes.
+
+    ``progress``: as for :meth:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline.generate` (a callable also gets the
+    ``export`` stage); the stages of each object are reported in turn."""
     import tempfile
 
     from pixal3d.pipelines.pixal3d import GenerationOptions
@@ -268,10 +271,10 @@ def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, gen
     def generate(view: ObjectView) -> tuple[bytes, float]:
         camera = Camera.from_fov(view.fov_x)
         options = GenerationOptions(seed=seed, camera=camera, preprocess=False, **(generation_overrides or {}))
-        result = pipeline.generate(view.image, options)
+        result = pipeline.generate(view.image, options, progress=progress)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{view.name}.glb"
-            result.save_glb(path, export_options, progress=False)
+            result.save_glb(path, export_options, progress=progress if callable(progress) else False)
             data = path.read_bytes()
         return data, camera.distance * camera.mesh_scale
 
