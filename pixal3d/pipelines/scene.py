@@ -257,6 +257,23 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
     return result
 
 
+def scene_masks(image: Image.Image, labels: str | Path | None = None, masks_dir: str | Path | None = None,
+                min_area: float = 0.002) -> tuple[Image.Image, list[tuple[str, np.ndarray]], str]:
+    """The picture to compose and its object masks (``pixal3d scene`` and the app's scene tab): a label image
+    (one integer or colour per object), a folder of masks, or by default the connected components of the cut-out
+    (the image's alpha, else background removal). Returns ``(picture, [(name, mask)], how)`` with ``how`` the
+    segmentation that ran (``labels``, ``masks folder`` or ``components of <background path>``)."""
+    from pixal3d.image.masks import masks_from_alpha, masks_from_folder, masks_from_label_image
+    from pixal3d.image.preprocess import cut_out
+
+    if labels is not None:
+        return image, masks_from_label_image(labels, image.size), "labels"
+    if masks_dir is not None:
+        return image, masks_from_folder(masks_dir, image.size), "masks folder"
+    cutout, used = cut_out(image)
+    return cutout, masks_from_alpha(np.asarray(cutout.convert("RGBA"))[..., 3], min_area), f"components of {used}"
+
+
 def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None,
                               progress=True) -> Callable[[ObjectView], tuple[bytes, float]]:
     """A ``generate_object`` for :func:`generate_scene` running a :class:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline`
