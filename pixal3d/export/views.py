@@ -16,7 +16,7 @@ from pixal3d.utils.files import atomic_output
 
 #: backdrop of photos with transparency in the alignment view (mid grey) and of the turntable frames
 BACKDROP = (0.5, 0.5, 0.5)
-TURNTABLE_BACKGROUND = (0.16, 0.16, 0.17)
+TURNTABLE_BACKGROUND = (0.86, 0.86, 0.88)
 
 
 def render_through_camera(glb: str | Path, width: int, height: int, fov_x: float | None = None,
