@@ -61,6 +61,7 @@ def make_service(args: argparse.Namespace):
     for note in notes:
         print(f"note: model folder left out: {note}", file=sys.stderr)
     out_dir = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="pixal3d_app_"))
+    out_dir.mkdir(parents=True, exist_ok=True)
     config = AppConfig(models=models, out_dir=out_dir.resolve(), device=args.device, low_vram=args.low_vram,
                        max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels),
                        turntable_frames=args.turntable_frames)

@@ -97,9 +97,20 @@ def test_single_image_request(service):
         service.blend("/etc/hostname", outcome.overlay, 0.5)  # only this app's own results
 
 
-def test_random_seed_is_reported(service):
-    outcome = service.single(str(EXAMPLES / "lamp.png"), Settings(random_seed=True, seed=1, **FAST))
-    assert f"**Seed:** {outcome.seed}" in outcome.info and f"seed{outcome.seed}" in outcome.glb.name
+def test_the_same_picture_again_reuses_its_preparation_and_gives_the_same_glb(service, tiny_model, tmp_path):
+    lamp = str(EXAMPLES / "lamp.png")
+    first = service.single(lamp, Settings(seed=3, **FAST))
+    copy = tmp_path / "again.png"
+    shutil.copy(lamp, copy)  # the same bytes under another name: the prepared picture (and its features) is reused
+    prepared = service._prepared[1]
+    second = service.single(str(copy), Settings(seed=3, **FAST))
+    assert service._prepared[1] is prepared
+    assert first.glb.read_bytes() == second.glb.read_bytes()  # bit for bit, cached features or not
+    fresh = Service(AppConfig(models=service.config.models, out_dir=tmp_path / "fresh", device="cpu",
+                              turntable_frames=2, turntable_size=32))
+    assert fresh.single(lamp, Settings(seed=3, **FAST)).glb.read_bytes() == first.glb.read_bytes()
+    drawn = service.single(lamp, Settings(random_seed=True, seed=1, **FAST))
+    assert f"**Seed:** {drawn.seed}" in drawn.info and f"seed{drawn.seed}" in drawn.glb.name
 
 
 def test_multiview_request(service):

@@ -208,10 +208,10 @@ class Service:
 
     def __init__(self, config: AppConfig):
         self.config = config
-        config.out_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._pipeline = None
         self._folder: Path | None = None
+        self._prepared: tuple[str, Any] | None = None  # (sha256 of the upload, its PreparedImage)
 
     # --- what a visitor may choose ------------------------------------------------------------------
     def models(self) -> list[str]:
@@ -269,8 +269,8 @@ class Service:
         except Image.DecompressionBombError:
             width = height = None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise UserError(f"{name} is not an image this app can read: upload a PNG, JPEG or WebP "
-                            f"({'unknown format' if isinstance(exc, UnidentifiedImageError) else 'damaged file'})") from exc
+            why = "not a format it can decode" if isinstance(exc, UnidentifiedImageError) else "damaged or incomplete"
+            raise UserError(f"{name} is not an image this app can read ({why}): upload a PNG, JPEG or WebP") from exc
         if width is None or width * height > self.config.max_pixels:
             size_text = f"{width}×{height} = {width * height / 1e6:.0f} megapixels" if width else "too many pixels"
             raise UserError(f"{name} is {size_text}; this server accepts up to {self.config.max_pixels / 1e6:g} "
@@ -289,9 +289,35 @@ class Service:
         line = re.sub(re.escape(tempfile.gettempdir()) + r"/[^\s:;,)'\"]*/([^/\s:;,)'\"]+)", r"\1", line)
         return line
 
+    def prepare(self, path: Path):
+        """:func:`~pixal3d.pipelines.pixal3d.prepare_image` of an upload, reusing the last one when the same bytes
+        come again (another seed or setting for the same picture): the same prepared picture also lets the
+        pipeline reuse its image features (DINOv3 + NAF), which it keeps for the last picture it saw."""
+        import hashlib
+
+        from pixal3d.pipelines.pixal3d import prepare_image
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        last = self._prepared
+        if last is not None and last[0] == digest:
+            return last[1]
+        prepared = prepare_image(path)
+        self._prepared = (digest, prepared)
+        return prepared
+
+    def guarded(self, call: Callable[[], Any], uploads: list | None = None):
+        """``call()``, any failure raised again as one :class:`UserError` line of :meth:`message` (what the page
+        shows; uploads named by their file names)."""
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 — one line for the visitor (the shared error path)
+            names = {Path(getattr(u, "path", u)): Path(getattr(u, "path", u)).name for u in uploads or [] if u}
+            raise UserError(self.message(exc, names)) from exc
+
     def request_dir(self) -> Path:
         """A fresh folder for one request's files (folders older than ``keep_hours`` are removed first)."""
         cutoff = time.time() - self.config.keep_hours * 3600
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
         for old in self.config.out_dir.iterdir():
             try:
                 if old.is_dir() and old.stat().st_mtime < cutoff:
@@ -378,14 +404,13 @@ class Service:
         from pixal3d.cli.generate import write_result
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image
-        from pixal3d.pipelines.pixal3d import prepare_image
 
         started = time.perf_counter()
         label, folder, options, export, formats, seed = self._model_and_options(settings)
         path, name = self.check_upload(upload)
         progress = StageProgress(report)
         progress("preprocess", 0, 1)
-        prepared = prepare_image(path)
+        prepared = self.prepare(path)
         request = self.request_dir()
         with self._lock:
             pipeline = self._get_pipeline(folder)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from pixal3d.errors import UserError
 from pixal3d.mesh.cleanup import MIN_COMPONENT_AREA
 from pixal3d.web.service import (
     EXTRA_FORMATS,
@@ -59,6 +60,11 @@ def _examples(names: list[str]) -> list[str]:
     return [str(EXAMPLES / n) for n in names]
 
 
+def _have(names: list[str]) -> bool:
+    """Whether the checkout's ``examples/`` holds these files (an installed package has no galleries)."""
+    return all((EXAMPLES / n).is_file() for n in names)
+
+
 def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
     """The page (not launched). ``concurrency``: requests worked on at once, over all three tabs."""
     models = service.models()
@@ -81,9 +87,10 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
                                           label="Image (PNG/JPEG/WebP; a transparent background is used as the mask)",
                                           elem_id="single-image", height=320)
                         run_single = gr.Button("Generate", variant="primary", elem_id="run-single")
-                        single_examples = gr.Examples([[p] for p in _examples([n for n, _ in SINGLE_EXAMPLES])],
-                                                      inputs=[image], label="Examples — click one to run it",
-                                                      elem_id="single-examples")
+                        single_examples = None if not _have([n for n, _ in SINGLE_EXAMPLES]) else gr.Examples(
+                            [[p, 0] for p in _examples([n for n, _ in SINGLE_EXAMPLES])], inputs=[image, fov],
+                            visible_columns=[0], label="Examples — click one to run it (the official FOV)",
+                            elem_id="single-examples")
                     with gr.Tab("Multi-view", id="multiview"):
                         views = gr.File(file_count="multiple", file_types=["image"], elem_id="mv-views",
                                         label="Views of one object (same size; the output is in the first view's frame)")
@@ -95,7 +102,7 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
                                           elem_id="mv-cameras")
                         run_multiview = gr.Button("Generate from the views", variant="primary", elem_id="run-multiview")
                         files, az, el, fov_deg = MULTIVIEW_EXAMPLE
-                        multiview_examples = gr.Examples([[_examples(files), az, el, fov_deg]],
+                        multiview_examples = None if not _have(files) else gr.Examples([[_examples(files), az, el, fov_deg]],
                                                          inputs=[views, azimuths, elevation, fov],
                                                          label="Example — click to run (FOV 40°)",
                                                          example_labels=["mug, four views"], elem_id="mv-examples")
@@ -109,9 +116,10 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
                             camera_height = gr.Number(1.0, label="Camera height above the ground")
                             pitch = gr.Number(15.0, label="Camera pitch down (degrees)")
                         run_scene = gr.Button("Compose the scene", variant="primary", elem_id="run-scene")
-                        scene_examples = gr.Examples([[str(EXAMPLES / SCENE_EXAMPLE)]], inputs=[scene_image],
-                                                     label="Example — click to run", example_labels=["three objects"],
-                                                     elem_id="scene-examples")
+                        scene_examples = None if not _have([SCENE_EXAMPLE]) else gr.Examples(
+                            [[str(EXAMPLES / SCENE_EXAMPLE), 0]], inputs=[scene_image, fov], visible_columns=[0],
+                            label="Example — click to run (the official FOV)", example_labels=["three objects"],
+                            elem_id="scene-examples")
                 with gr.Accordion("Settings", open=True):
                     with gr.Row():
                         seed = gr.Number(42, precision=0, label="Seed", elem_id="seed")
@@ -155,11 +163,10 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
 
         def respond(call, progress: gr.Progress, uploads):
             try:
-                outcome = call(lambda fraction, text: progress(fraction, desc=text))
-            except Exception as exc:  # noqa: BLE001 — one line for the visitor (the shared error path)
-                message = service.message(exc, {Path(u): Path(u).name for u in uploads if u})
-                log.warning("request failed: %s", message)
-                raise gr.Error(message, print_exception=False) from exc
+                outcome = service.guarded(lambda: call(lambda fraction, text: progress(fraction, desc=text)), uploads)
+            except UserError as exc:  # one line for the visitor (the shared error path)
+                log.warning("request refused: %s", exc)
+                raise gr.Error(str(exc), print_exception=False) from exc
             return (str(outcome.glb), str(outcome.alignment), str(outcome.turntable), [str(p) for p in outcome.downloads],
                     outcome.timings, outcome.info, outcome.seed, 0.5,
                     {"photo": str(outcome.photo), "overlay": str(outcome.overlay)})
@@ -194,11 +201,11 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
         run_multiview.click(on_multiview, [views, azimuths, elevation, cameras] + settings, api_name="multiview", **common)
         run_scene.click(on_scene, [scene_image, labels, min_area, camera_height, pitch] + settings, api_name="scene",
                         **common)
-        single_examples.load_input_event.then(on_single, [image] + settings, api_visibility="private", **common)
-        multiview_examples.load_input_event.then(on_multiview, [views, azimuths, elevation, cameras] + settings,
-                                                 api_visibility="private", **common)
-        scene_examples.load_input_event.then(on_scene, [scene_image, labels, min_area, camera_height, pitch] + settings,
-                                             api_visibility="private", **common)
+        for gallery, handler, inputs in ((single_examples, on_single, [image]),
+                                         (multiview_examples, on_multiview, [views, azimuths, elevation, cameras]),
+                                         (scene_examples, on_scene, [scene_image, labels, min_area, camera_height, pitch])):
+            if gallery is not None:  # click to run: the example's inputs are loaded, then the tab's request runs
+                gallery.load_input_event.then(handler, inputs + settings, api_visibility="private", **common)
         opacity.release(on_blend, [result_state, opacity], [alignment], api_name="blend", concurrency_limit=8,
                         show_progress="hidden")
     return demo
