@@ -183,30 +183,3 @@ def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model
         assert_one_line_error(run_cli(*args, "--output", bad, "--model", tiny_model, *FAST), fragment)
         assert not bad.exists()
 
-
-def test_other_formats_beside_the_glb(tmp_path, object_image, tiny_model):
-    import trimesh
-
-    from pixal3d.export.formats import usd_available
-    from tests.clients import assert_valid_gltf
-
-    formats = "obj,ply,stl" + (",usdz" if usd_available() else "")
-    out = tmp_path / "out.glb"
-    proc = run_cli("--image", object_image, "--output", out, "--model", tiny_model, *FAST, "--format", formats)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_valid_gltf(out)
-    faces = len(next(iter(trimesh.load(out, force="scene").geometry.values())).faces)
-    assert len(trimesh.load(tmp_path / "out.obj", force="mesh").faces) == faces
-    assert len(trimesh.load(tmp_path / "out.ply").faces) == faces
-    assert len(trimesh.load(tmp_path / "out.stl").faces) == faces
-    assert (tmp_path / "out.mtl").is_file() and (tmp_path / "out_basecolor.png").is_file()
-    if usd_available():
-        from pxr import Usd, UsdGeom
-
-        stage = Usd.Stage.Open(str(tmp_path / "out.usdz"))
-        assert sum(p.IsA(UsdGeom.Mesh) for p in stage.Traverse()) == 1
-    else:
-        print("usdz not checked: usd-core is not installed (pip install usd-core)")
-    bad = tmp_path / "bad.glb"
-    assert_one_line_error(run_cli("--image", object_image, "--output", bad, "--format", "fbx"), "unknown format fbx")
-    assert not bad.exists()
