@@ -1,160 +1,120 @@
 """Upstream entry point of the web demo: ``python app.py`` (Gradio; ``pip install -e .[app]``).
 
-Upload an image, pick the options, get a pixel-aligned PBR GLB in a 3-D viewer, an input-view
-preview and per-stage timings. Options mirror ``inference.py``; the model folder defaults to the
-project's default model (see README, "Model folders").
+Tabs for a single image, several views of one object and a scene of objects; the bundled examples run with one
+click; progress per stage while it works; the GLB in a 3-D viewer, the alignment view (the output through the
+input camera over the photo, with an opacity slider), a turntable, downloads (GLB, OBJ, PLY, STL, USDZ) and the
+stage times. The settings are those of ``inference.py``. Visitors choose a model from the folders found on the
+server (or the one ``--model`` names); they never type a server path.
+
+    python app.py [--model FOLDER|NAME] [--host 127.0.0.1] [--port 7860] [--share] [--concurrency N]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import logging
+import os
+import sys
 import tempfile
 from pathlib import Path
 
-from pixal3d import paths
 from pixal3d.errors import UserError
 
-RESOLUTION_CHOICES = ["model default", "1024", "1536"]
-TEXTURE_SIZES = [512, 1024, 2048, 4096]
 
+def build_parser() -> argparse.ArgumentParser:
+    from pixal3d.cli import OneLineErrorParser
 
-class PipelineCache:
-    """Keeps the last opened pipeline so repeated requests on one model folder do not reload it."""
-
-    def __init__(self, device: str | None, low_vram: bool):
-        self.device, self.low_vram = device, low_vram
-        self.folder: Path | None = None
-        self.pipeline = None
-
-    def get(self, folder: Path):
-        from pixal3d.pipelines.pixal3d import Pixal3DPipeline
-
-        if self.pipeline is None or folder != self.folder:
-            self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=self.device, low_vram=self.low_vram)
-            self.folder = folder
-        return self.pipeline
-
-
-def generate(cache: PipelineCache, image_path: str | None, model: str, seed: float, fov_degrees: float,
-             resolution: str, steps: float, guidance: float, texture_size: float, decimation_target: float,
-             out_dir: Path) -> tuple[str, str, str, str]:
-    """One request: returns (GLB path for the viewer, preview PNG path, GLB path for download, log text).
-
-    Raises :class:`UserError` for bad input (:func:`respond` turns any failure into the one-line message
-    the app shows). Options and the image are checked before the model is loaded; the GLB and its
-    preview appear together or not at all.
-    """
-    from pixal3d.export.glb import ExportOptions
-    from pixal3d.pipelines.pixal3d import GenerationOptions, prepare_image
-    from pixal3d.utils.files import atomic_outputs
-
-    if not image_path:
-        raise UserError("upload an image first")
-
-    def number(value, what: str, kind=float):
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{what} must be a number, got {value!r}") from None
-        if not math.isfinite(x) or (kind is int and x != int(x)):
-            raise UserError(f"{what} must be {'a whole number' if kind is int else 'a finite number'}, got {value!r}")
-        return kind(x)
-
-    fov = number(fov_degrees or 0, "FOV")
-    if not 0 <= fov < 180:
-        raise UserError(f"FOV must be between 0 and 180 degrees (0 = estimate), got {fov_degrees}")
-    options = GenerationOptions(
-        seed=number(seed, "seed", int),
-        fov=math.radians(fov) if fov > 0 else None,
-        steps=number(steps, "steps", int) if steps else None,
-        guidance=number(guidance, "guidance") if guidance is not None else None,
-    ).validate()
-    export = ExportOptions(texture_size=number(texture_size, "texture size", int),
-                           decimation_target=number(decimation_target, "face budget", int))
-    export.validate()
-    folder = Path(model).expanduser() if model else paths.component_path("pixal3d-small")
-    if not (folder / "pipeline.json").is_file():
-        raise UserError(f"no model folder at {folder} (pipeline.json missing; see README, 'Model folders')")
-    prepared = prepare_image(image_path)
-    pipeline = cache.get(folder)
-    if resolution != RESOLUTION_CHOICES[0]:
-        options.pipeline_type = pipeline.pipeline_type_for(number(resolution, "resolution", int))
-    result = pipeline.generate(prepared, options)
-    glb = Path(out_dir) / f"pixal3d_seed{options.seed}.glb"
-    preview = glb.with_suffix(".png")
-    with atomic_outputs([glb, preview]) as (glb_tmp, preview_tmp):
-        result.save_glb(glb_tmp, export)
-        result.save_preview(preview_tmp, glb_tmp)
-    return str(glb), str(preview), str(glb), result.summary()
-
-
-def respond(cache: PipelineCache, out_dir: Path, *inputs):
-    """The app's request handler: :func:`generate`, with any failure turned into the one line the shared
-    error path gives (:func:`pixal3d.errors.describe`), raised as :class:`UserError` (a ``gr.Error`` in the app)."""
-    from pixal3d.errors import describe
-
-    try:
-        return generate(cache, *inputs, out_dir=out_dir)
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — the user sees one line, never a traceback
-        raise UserError(describe(exc)[1]) from exc
-
-
-def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path | None = None):
-    """The Gradio Blocks of the demo (not launched)."""
-    import gradio as gr
-
-    cache = PipelineCache(device, low_vram)
-    out_dir = out_dir or Path(tempfile.mkdtemp(prefix="pixal3d_app_"))
-
-    def on_generate(*inputs):
-        try:
-            return respond(cache, out_dir, *inputs)
-        except UserError as exc:
-            raise gr.Error(str(exc)) from exc
-
-    with gr.Blocks(title="Pixal3D") as demo:
-        gr.Markdown("# Pixal3D — pixel-aligned image-to-3D\nA textured PBR GLB that lines up with your image's pixels.")
-        with gr.Row():
-            with gr.Column():
-                image = gr.Image(type="filepath", label="Input image (RGBA alpha is used as the mask)", image_mode="RGBA")
-                model = gr.Textbox(value=str(paths.component_path("pixal3d-small")), label="Model folder")
-                with gr.Row():
-                    seed = gr.Number(value=42, precision=0, label="Seed")
-                    fov = gr.Number(value=0, label="FOV (degrees, 0 = estimate/default)")
-                resolution = gr.Radio(RESOLUTION_CHOICES, value=RESOLUTION_CHOICES[0], label="Final resolution")
-                with gr.Accordion("Sampling and export", open=False):
-                    steps = gr.Slider(1, 50, value=12, step=1, label="Steps per flow")
-                    guidance = gr.Slider(0.0, 15.0, value=7.5, step=0.1, label="Guidance strength")
-                    texture_size = gr.Dropdown(TEXTURE_SIZES, value=2048, label="Texture size")
-                    decimation = gr.Slider(10_000, 1_000_000, value=200_000, step=10_000, label="Face budget")
-                run = gr.Button("Generate", variant="primary")
-            with gr.Column():
-                viewer = gr.Model3D(label="GLB", clear_color=(0.15, 0.15, 0.15, 1.0))
-                preview = gr.Image(label="Input-view render", type="filepath")
-                download = gr.File(label="Download GLB")
-                log = gr.Textbox(label="Stages", lines=10)
-        run.click(on_generate, [image, model, seed, fov, resolution, steps, guidance, texture_size, decimation],
-                  [viewer, preview, download, log])
-    return demo
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="app.py", description="Pixal3D web demo (Gradio).")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
+    parser = OneLineErrorParser(prog="app.py", description="Pixal3D web demo (Gradio).")
+    parser.add_argument("--model", default=None,
+                        help="serve only this model folder (a path, or a name under the models root); default: every "
+                             "Pixal3D model folder found under the models root ($PIXAL3D_MODELS or models/)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     parser.add_argument("--low_vram", action="store_true", help="one stage on the device at a time")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    args = parser.parse_args(argv)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="requests worked on at once (default 1; generation itself is one at a time, the export and "
+                             "previews of one request overlap the next)")
+    parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue (default 64)")
+    parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload, MB (default 25)")
+    parser.add_argument("--max-pixels", type=float, default=40e6, help="largest image, pixels (default 40 million)")
+    parser.add_argument("--turntable-frames", type=int, default=24, help="frames of the turntable GIF (default 24)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where request outputs are kept for download (default: a new temporary folder); "
+                             "folders older than 6 hours are removed")
+    parser.add_argument("--no-preload", action="store_true", help="load the model on the first request, not at launch")
+    return parser
+
+
+def make_service(args: argparse.Namespace):
+    """The request service of the parsed flags; :class:`UserError` for a bad ``--model`` or flag."""
+    from pixal3d.web.service import AppConfig, Service, find_models
+
+    for flag, value, low in (("--concurrency", args.concurrency, 1), ("--queue-size", args.queue_size, 1),
+                             ("--turntable-frames", args.turntable_frames, 1)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} must be at least {low}, got {value}")
+    if not args.max_upload_mb > 0 or not args.max_pixels > 0:
+        raise UserError("--max-upload-mb and --max-pixels must be positive")
+    models, notes = find_models(args.model)
+    for note in notes:
+        print(f"note: model folder left out: {note}", file=sys.stderr)
+    out_dir = Path(args.output_dir) if args.output_dir else Path(tempfile.mkdtemp(prefix="pixal3d_app_"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = AppConfig(models=models, out_dir=out_dir.resolve(), device=args.device, low_vram=args.low_vram,
+                       max_upload_mb=args.max_upload_mb, max_pixels=int(args.max_pixels),
+                       turntable_frames=args.turntable_frames)
+    return Service(config)
+
+
+def build_app(device: str | None = None, low_vram: bool = False, out_dir: Path | None = None, model: str | None = None,
+              concurrency: int = 1):
+    """The Gradio Blocks of the demo (not launched), e.g. for ``gradio`` hosting or tests."""
+    from pixal3d.web.ui import build_app as page
+
+    argv = ["--device", device] if device else []
+    argv += (["--low_vram"] if low_vram else []) + (["--output-dir", str(out_dir)] if out_dir else [])
+    argv += ["--model", model] if model else []
+    return page(make_service(build_parser().parse_args(argv)), concurrency)
+
+
+def launch(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print("error: the app needs gradio: pip install -e .[app]")
-        return 2
-    build_app(args.device, args.low_vram).launch(server_name=args.host, server_port=args.port)
+        raise UserError("the app needs gradio: pip install -e .[app]") from None
+    from pixal3d.devices import select_device
+    from pixal3d.web.ui import CSS
+    from pixal3d.web.ui import build_app as page
+
+    device = select_device(args.device)
+    args.device = str(device)
+    concurrency = args.concurrency or 1
+    service = make_service(args)
+    if not service.models():
+        print("warning: no model folder found (looked under the models root; see README, 'Model folders'); the page "
+              "will say so and generation is unavailable", file=sys.stderr)
+    elif not args.no_preload:
+        print(f"loading {service.models()[0]} on {device} …", file=sys.stderr, flush=True)
+        service.preload()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    demo = page(service, concurrency)
+    demo.queue(default_concurrency_limit=concurrency, max_size=args.queue_size)
+    print(f"models: {', '.join(service.models()) or 'none'}; outputs in {service.config.out_dir}; "
+          f"concurrency {concurrency}, queue {args.queue_size}", file=sys.stderr, flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                max_file_size=f"{args.max_upload_mb:g}mb", allowed_paths=[str(service.config.out_dir)],
+                css=CSS, footer_links=["api", "settings"], show_error=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pixal3d.errors import run_guarded
+
+    args = build_parser().parse_args(argv)
+    return run_guarded(launch, args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs pixal3d into the current Python environment.
 #   bash scripts/setup.sh          the package and its runtime dependencies
-#   bash scripts/setup.sh --dev    also what the tests need (pytest, glTF validator, Blender importer)
+#   bash scripts/setup.sh --dev    also what the tests need (pytest, gradio, glTF validator, Blender importer,
+#                                  Chromium + Playwright for the browser tests, usd-core for USDZ)
 # torch is pinned to 2.13.0; on CPU-only machines that resolves to the local CPU wheel, and an
 # already-installed torch (e.g. a CUDA build) is kept as it is.
 set -euo pipefail
@@ -38,4 +39,24 @@ if [ "$DEV" = 1 ]; then
       echo "setup: bpy 4.5 needs Python 3.11 — Blender import checks will be skipped (set PIXAL3D_BPY_PYTHON to a Python with bpy)" >&2
     fi
   fi
+fi
+
+# --dev: the app's browser tests drive Debian's Chromium with Playwright from PyPI (no browser download), and USDZ
+# export uses Pixar's usd-core; each is optional — its tests skip with the reason when it could not be installed.
+if [ "$DEV" = 1 ]; then
+  CHROMIUM=${PIXAL3D_CHROMIUM:-/usr/bin/chromium}
+  if [ ! -x "$CHROMIUM" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      { DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; } ||
+        echo "setup: could not install chromium with apt-get — the browser tests will be skipped" >&2
+    else
+      echo "setup: no Chromium at $CHROMIUM and apt-get needs root — the browser tests will be skipped" \
+           "(install chromium yourself or set PIXAL3D_CHROMIUM)" >&2
+    fi
+  fi
+  "$PY" -m pip install -q "playwright>=1.40" ||
+    echo "setup: could not install playwright — the browser tests will be skipped" >&2
+  "$PY" -m pip install -q "usd-core>=24.0" ||
+    echo "setup: could not install usd-core — USDZ export is unavailable and its tests are skipped" >&2
 fi

@@ -61,12 +61,29 @@ def _azimuths(text: str) -> list[float]:
     return values
 
 
+def _shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"shard must be I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``inference.py`` / ``pixal3d generate`` (upstream flags first)."""
-    parser.add_argument("--image", required=True, action="append",
+    parser.add_argument("--image", action="append",
                         help="input image (PNG/JPEG/WebP…; RGBA alpha is used as the mask); repeat for the views of one "
                              "object (multi-view, with --cameras or --azimuths; the output is in the first view's frame)")
-    parser.add_argument("--output", required=True, help="output .glb path")
+    parser.add_argument("--output", help="output .glb path (with --image)")
+    parser.add_argument("--input-dir", "--input_dir", dest="input_dir", default=None,
+                        help="batch: every image in this folder (not its sub-folders), one GLB each, instead of --image")
+    parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
+                        help="batch: folder of the outputs (<image stem>.glb …); finished images are skipped, so a "
+                             "stopped batch resumes; a summary table is printed and written to summary[.shard-I-of-N].json")
+    parser.add_argument("--shard", type=_shard, default=None,
+                        help="batch: process only shard I of N (1-based, e.g. 1/4): every N-th image of the sorted list")
+    parser.add_argument("--format", action="append", default=None,
+                        help="also write these formats beside the GLB: obj (+ .mtl + _basecolor.png), ply (vertex colours), "
+                             "stl, usdz (needs usd-core); repeat or comma-separate, e.g. --format obj,usdz")
     parser.add_argument("--low_vram", action="store_true", help="keep one stage on the device at a time (and 1024 cascade by default)")
     parser.add_argument("--resolution", type=_positive_int, default=None,
                         help="final voxel resolution: 1024 or 1536 for official weights (default: 1536, 1024 with --low_vram; "
@@ -98,6 +115,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
     """Validate the file arguments before any model is loaded → (images, output, model folder)."""
+    if not args.image or not args.output:
+        raise UserError("give --image IMAGE --output OUT.glb, or a batch: --input-dir DIR --output-dir OUT")
     images = [Path(p) for p in args.image]
     for image in images:
         if image.is_dir():
@@ -115,7 +134,47 @@ def check_paths(args: argparse.Namespace) -> tuple[list[Path], Path, Path]:
         check_output_path(args.save_asset, (".npz",), "--save_asset")
     if args.preview:
         check_output_path(output.with_suffix(".png"), (".png",), "preview")
+    for path in extra_format_paths(output, parse_formats(args.format)):
+        check_output_path(path, (), "output")
     return images, output, resolve_model(args.model)
+
+
+def extra_format_paths(output: Path, formats: list[str]) -> list[Path]:
+    """The files ``--format`` adds beside ``output`` (one-material GLB)."""
+    from pixal3d.export.formats import planned_names
+
+    return [output.with_name(name) for fmt in formats if fmt != "glb" for name in planned_names(fmt, output.stem)]
+
+
+def parse_formats(values) -> list[str]:
+    """``--format`` values → the formats to write (``glb`` first); :class:`UserError` for an unknown one."""
+    from pixal3d.export.formats import parse_formats as parse
+
+    return parse(values)
+
+
+def write_result(result, output: Path, export, formats: list[str] = ("glb",), save_asset: str | Path | None = None,
+                 preview: bool = False, progress=True) -> list[Path]:
+    """Write a :class:`~pixal3d.pipelines.pixal3d.GenerationResult`: the GLB at ``output``, the other ``formats``
+    beside it (:mod:`pixal3d.export.formats`), the asset and the input-view preview (``<output>.png``) when asked.
+    They appear together or not at all (:func:`atomic_outputs`). Returns the files written."""
+    from pixal3d.export.formats import format_files
+
+    extra = extra_format_paths(output, list(formats))
+    targets = [output] + extra + ([Path(save_asset)] if save_asset else []) + ([output.with_suffix(".png")] if preview else [])
+    with atomic_outputs(targets) as tmps:
+        result.save_glb(tmps[0], export, progress=progress)
+        files = format_files(tmps[0], list(formats), output.stem)
+        by_name = {path.name: tmp for path, tmp in zip(extra, tmps[1:])}
+        if set(files) != set(by_name):  # a one-material GLB always gives the planned names
+            raise RuntimeError(f"format files {sorted(files)} differ from the planned {sorted(by_name)}")
+        for name, data in files.items():
+            by_name[name].write_bytes(data)
+        if save_asset:
+            result.asset.save(tmps[1 + len(extra)])
+        if preview:
+            result.save_preview(tmps[-1], tmps[0])
+    return targets
 
 
 def resolve_model(name: str | None) -> Path:
@@ -164,6 +223,13 @@ def run(args: argparse.Namespace) -> int:
 
     export = export_options(args)
     options = generation_options(args)
+    formats = parse_formats(args.format)
+    if args.input_dir or args.output_dir:
+        from pixal3d.cli.batch import run_batch
+
+        return run_batch(args, export, options, formats)
+    if args.shard:
+        raise UserError("--shard is for batches (--input-dir DIR --output-dir OUT)")
     device = select_device(args.device)
     image_paths, output, model = check_paths(args)
     from pixal3d.image.io import load_image
@@ -185,15 +251,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram, quantize=args.quantize)
     result = pipeline.generate(inputs, options)
-    targets = [output] + ([Path(args.save_asset)] if args.save_asset else []) + ([output.with_suffix(".png")] if args.preview else [])
-    with atomic_outputs(targets) as tmps:
-        result.save_glb(tmps[0], export)
-        if args.save_asset:
-            result.asset.save(tmps[1])
-        if args.preview:
-            result.save_preview(tmps[-1], tmps[0])
+    written = write_result(result, output, export, formats, args.save_asset, args.preview)
     print(result.summary(total_seconds=time.perf_counter() - started), file=sys.stderr)
-    print(f"wrote {output}")
+    print(f"wrote {output}" + (f" (+ {', '.join(p.name for p in written[1:])})" if len(written) > 1 else ""))
     return 0
 
 

@@ -46,16 +46,12 @@ def register(subparsers) -> None:
 
 
 def _scene(args) -> int:
-    import numpy as np
-
     from pixal3d.cli.export import export_options
     from pixal3d.cli.generate import resolve_model
     from pixal3d.conditioning.camera import DEFAULT_FOV_X
     from pixal3d.image.io import load_image
-    from pixal3d.image.masks import masks_from_alpha, masks_from_folder, masks_from_label_image
-    from pixal3d.image.preprocess import cut_out
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
-    from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator
+    from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_masks
     from pixal3d.utils.files import atomic_output
 
     output = Path(args.output)
@@ -66,15 +62,7 @@ def _scene(args) -> int:
     if not args.camera_height > 0:
         raise UserError(f"--camera-height must be positive, got {args.camera_height}")
     export = export_options(args)
-    image = load_image(args.image)
-    if args.masks:
-        masks = masks_from_label_image(args.masks, image.size)
-    elif args.masks_dir:
-        masks = masks_from_folder(args.masks_dir, image.size)
-    else:
-        cutout, _ = cut_out(image)
-        image = cutout
-        masks = masks_from_alpha(np.asarray(cutout.convert("RGBA"))[..., 3], args.min_area)
+    image, masks, _ = scene_masks(load_image(args.image), args.masks, args.masks_dir, args.min_area)
     model = resolve_model(args.model)
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device)

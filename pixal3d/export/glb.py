@@ -22,6 +22,7 @@ import json
 import math
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,37 +226,49 @@ def build_glb(
 
 
 def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | None = None,
-                 progress: bool = True) -> ExportResult:
+                 progress: bool | Callable[[str, int, int], None] = True) -> ExportResult:
     """Export a decoded asset as a GLB at ``path`` (written atomically).
 
     Stages (each timed in ``ExportResult.timings``, seconds): ``mesh`` (stored mesh or dual-grid
     extraction), ``cleanup`` (holes < ``max_hole_perimeter`` filled; this surface is what texels are
     snapped to), ``remesh`` (if on), ``simplify``, ``unwrap``, ``bake`` (rasterise, snap, voxel lookup),
-    ``inpaint``, ``write``.
+    ``inpaint``, ``write``. ``progress``: ``True`` for a tqdm bar, or a callable ``("export", done, total)``
+    called before the first stage and after each one.
     """
     options = options or ExportOptions()
     options.validate()
     timings: dict[str, float] = {}
     stages = ["mesh", "cleanup"] + (["remesh"] if options.remesh else []) + ["simplify", "unwrap", "bake", "write"]
-    bar = tqdm(stages, desc="export", disable=not progress, leave=False)
+    bar = tqdm(stages, desc="export", disable=progress is not True, leave=False)
+    report = (lambda done: progress("export", done, len(stages))) if callable(progress) else None
     try:  # the bar is cleared even when a stage fails, so an error starts its own line
-        return _export_stages(asset, path, options, timings, bar)
+        return _export_stages(asset, path, options, timings, bar, report)
     finally:
         bar.close()
 
 
 def _export_stages(asset: VoxelAsset, path: str | Path, options: ExportOptions, timings: dict[str, float],
-                   bar) -> ExportResult:
-    """The stages of :func:`asset_to_glb`, advancing ``bar``."""
+                   bar, report: Callable[[int], None] | None = None) -> ExportResult:
+    """The stages of :func:`asset_to_glb`, advancing ``bar`` (and calling ``report(stages done)``)."""
+    done = 0
 
     def stage(name: str):
         bar.set_postfix_str(name)
+        if report is not None and done == 0:
+            report(0)
         return time.perf_counter()
+
+    def finished():
+        nonlocal done
+        done += 1
+        bar.update()
+        if report is not None:
+            report(done)
 
     t = stage("mesh")
     vertices, faces = asset_surface(asset)
     timings["mesh"] = time.perf_counter() - t
-    bar.update()
+    finished()
     t = stage("cleanup")
     vertices, faces = clean_mesh(vertices, faces, max_hole_perimeter=options.max_hole_perimeter,
                                  min_component_area=options.min_component_area)
@@ -263,32 +276,32 @@ def _export_stages(asset: VoxelAsset, path: str | Path, options: ExportOptions, 
         raise UserError("the asset's surface is empty: nothing to export")
     surface_vertices, surface_faces = vertices, faces
     timings["cleanup"] = time.perf_counter() - t
-    bar.update()
+    finished()
     if options.remesh:
         t = stage("remesh")
         vertices, faces = remesh_narrow_band(vertices, faces, asset.resolution)
         timings["remesh"] = time.perf_counter() - t
-        bar.update()
+        finished()
     t = stage("simplify")
     vertices, faces = simplify_mesh(vertices, faces, options.decimation_target)
     normals = unit_vertex_normals(vertices, faces)
     timings["simplify"] = time.perf_counter() - t
-    bar.update()
+    finished()
     t = stage("unwrap")
     layout = unwrap(vertices, faces, texture_size=options.texture_size)
     timings["unwrap"] = time.perf_counter() - t
-    bar.update()
+    finished()
     t = stage("bake")
     textures = bake(layout, surface_vertices, surface_faces, asset.coords, asset.attrs, asset.resolution,
                     options.texture_size)
     timings["bake"] = time.perf_counter() - t - textures.timings["inpaint"]
     timings["inpaint"] = textures.timings["inpaint"]
-    bar.update()
+    finished()
     t = stage("write")
     data, alpha_mode = build_glb(layout, normals[layout.vmap], textures, asset.camera,
                                  options.official_orientation, double_sided=not options.remesh)
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     timings["write"] = time.perf_counter() - t
-    bar.update()
+    finished()
     return ExportResult(Path(path), len(layout.faces), len(layout.vertices), alpha_mode, timings)

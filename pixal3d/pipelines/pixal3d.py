@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -54,6 +55,13 @@ MAX_STEPS = 500
 MAX_GUIDANCE = 100.0
 #: seeds are unsigned 64-bit integers (what ``torch.manual_seed`` takes)
 MAX_SEED = 2**64 - 1
+
+#: ``progress`` of :meth:`Pixal3DPipeline.generate` / :meth:`~Pixal3DPipeline.run` / :meth:`GenerationResult.save_glb`:
+#: ``True`` shows tqdm bars, ``False`` nothing, or a callable ``(stage, done, total)`` called when a stage starts
+#: (``done = 0``) and after each of its ``total`` steps. Stages in order: ``preprocess``, ``sparse structure``,
+#: ``shape 512``, ``shape <R>`` (the final resolution), ``texture``, ``decode``, and ``export`` for the GLB.
+#: The callable draws no random numbers, so it changes no result.
+Progress = Union[bool, Callable[[str, int, int], None]]
 
 
 @dataclass
@@ -131,9 +139,10 @@ class GenerationResult:
     info: dict[str, Any]
     latents: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def save_glb(self, path: str | Path, options=None, progress: bool = True):
+    def save_glb(self, path: str | Path, options=None, progress: Progress = True):
         """Clean up/simplify/unwrap/bake and write the GLB atomically with ``options``
-        (:class:`~pixal3d.export.glb.ExportOptions`, default ones if ``None``) → ``ExportResult``."""
+        (:class:`~pixal3d.export.glb.ExportOptions`, default ones if ``None``) → ``ExportResult``.
+        ``progress``: see :data:`Progress` (stage ``export``, one step per export stage)."""
         from pixal3d.export.glb import asset_to_glb
 
         started = time.perf_counter()
@@ -281,13 +290,18 @@ class Pixal3DPipeline:
     # --- the stages ------------------------------------------------------------------------------
     # Each stage method draws its noise from the global CPU generator (seeded once by :meth:`run`), so
     # calling them in order reproduces the official random stream.
-    def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: bool, **model_kwargs):
+    def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: Progress,
+                **model_kwargs):
         neg = self.conditioner.negative(cond)
+        steps = progress
+        if callable(progress):  # the stage's own callback: (label, done, total) after every Euler step
+            progress(label, 0, params.steps)
+            steps = lambda done, total: progress(label, done, total)  # noqa: E731
         with self.models.use(key) as flow:
             if getattr(flow, "image_attn_mode", "proj") != "proj":
                 raise UserError(f"{key} is a cross-attention flow (TRELLIS.2); Pixal3D generation needs "
                                 "pixel back-projection ('proj') flows such as TencentARC/Pixal3D's")
-            return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=progress,
+            return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=steps,
                                        desc=f"{label} ({params.steps} steps)", **model_kwargs).samples
 
     def _out_channels(self, key: str) -> int:
@@ -296,7 +310,7 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_sparse_structure(self, image: Image.Image, camera: Camera, params: SamplerParams,
-                                progress: bool = True) -> dict[str, Any]:
+                                progress: Progress = True) -> dict[str, Any]:
         """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³)."""
         cond = self.conditioner.condition("ss", image, camera)
         with self.models.use("sparse_structure_flow_model") as flow:
@@ -312,7 +326,7 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_shape(self, key: str, stage: str, image: Image.Image, camera: Camera, coords: torch.Tensor,
-                     params: SamplerParams, grid_resolution: int | None = None, progress: bool = True) -> dict[str, Any]:
+                     params: SamplerParams, grid_resolution: int | None = None, progress: Progress = True) -> dict[str, Any]:
         """Shape flow ``key`` on ``coords [N, 4]`` → ``{noise, cond, samples (normalised), slat (denormalised)}``."""
         mean, std = self.folder.latent_normalization("shape_slat", self.device)
         cond = self.conditioner.condition(stage, image, camera, coords=coords, grid_resolution=grid_resolution)
@@ -332,7 +346,7 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_texture(self, image: Image.Image, camera: Camera, shape_slat: SparseTensor, grid_resolution: int,
-                       params: SamplerParams, progress: bool = True) -> dict[str, Any]:
+                       params: SamplerParams, progress: Progress = True) -> dict[str, Any]:
         """Texture flow on the shape's coords, conditioned on the normalised shape latent (noise first)."""
         shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
         tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
@@ -363,7 +377,7 @@ class Pixal3DPipeline:
         pipeline_type: str = "1536_cascade",
         max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS,
         sampler_params: dict[str, SamplerParams] | None = None,
-        progress: bool = True,
+        progress: Progress = True,
     ) -> dict[str, Any]:
         """All generation stages on a preprocessed RGB ``image`` seen by ``camera`` — or on lists of views and their
         cameras in the canonical frame of view 0 (multi-view; one view in a list is the single-view result).
@@ -373,7 +387,7 @@ class Pixal3DPipeline:
         ``tex.*``, ``shape_slat`` / ``tex_slat`` (denormalised SparseTensors), ``subdivisions``,
         ``shape_raw`` (7-channel decoder output at ``R³``), ``dual_grid`` (its heads: dual-vertex offsets,
         edge flags, split weights), ``pbr`` (6 channels ×0.5+0.5), ``resolution``) and ``timings``
-        (seconds per stage).
+        (seconds per stage). ``progress``: see :data:`Progress`.
         """
         if pipeline_type not in self.cascade_config.pipeline_types:
             raise UserError(f"unknown pipeline type {pipeline_type!r} (this model has {', '.join(self.cascade_config.pipeline_types)})")
@@ -409,8 +423,12 @@ class Pixal3DPipeline:
         out.update({f"tex.{k}": v for k, v in tex.items() if k != "slat"})
         out["tex_slat"] = tex["slat"]
         lap("texture")
+        if callable(progress):
+            progress("decode", 0, 1)
         out.update(self.decode(hr["slat"], tex["slat"], choice.resolution))
         lap("decode")
+        if callable(progress):
+            progress("decode", 1, 1)
         out["timings"] = timings
         return out
 
@@ -470,16 +488,19 @@ class Pixal3DPipeline:
         return views, canonical, output_camera, info
 
     def generate(self, image: str | Path | Image.Image | PreparedImage | list, options: GenerationOptions | None = None,
-                 progress: bool = True) -> GenerationResult:
+                 progress: Progress = True) -> GenerationResult:
         """Preprocess ``image`` (unless it is a :class:`PreparedImage`), pick the camera, run every stage and
         decode → :class:`GenerationResult`.
 
         Multi-view: ``image`` a list of views of one object and ``options.cameras`` their world-frame cameras;
         the views are not cropped, every stage's condition is the average of the views' back-projections,
         and the result lies in the first view's camera frame (pixel-aligned with the first image).
+        ``progress``: see :data:`Progress`.
         """
         options = (options or GenerationOptions()).validate()
         started = time.perf_counter()
+        if callable(progress):
+            progress("preprocess", 0, 1)
         info: dict[str, Any] = {}
         if isinstance(image, (list, tuple)) or options.cameras is not None:
             picture, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
@@ -493,6 +514,8 @@ class Pixal3DPipeline:
             camera_arg = camera
             info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
         preprocess_seconds = time.perf_counter() - started
+        if callable(progress):
+            progress("preprocess", 1, 1)
 
         out = self.run(
             picture, camera_arg, seed=options.seed,

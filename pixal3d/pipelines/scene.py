@@ -257,10 +257,30 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
     return result
 
 
-def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None
-                              ) -> Callable[[ObjectView], tuple[bytes, float]]:
+def scene_masks(image: Image.Image, labels: str | Path | None = None, masks_dir: str | Path | None = None,
+                min_area: float = 0.002) -> tuple[Image.Image, list[tuple[str, np.ndarray]], str]:
+    """The picture to compose and its object masks (``pixal3d scene`` and the app's scene tab): a label image
+    (one integer or colour per object), a folder of masks, or by default the connected components of the cut-out
+    (the image's alpha, else background removal). Returns ``(picture, [(name, mask)], how)`` with ``how`` the
+    segmentation that ran (``labels``, ``masks folder`` or ``components of <background path>``)."""
+    from pixal3d.image.masks import masks_from_alpha, masks_from_folder, masks_from_label_image
+    from pixal3d.image.preprocess import cut_out
+
+    if labels is not None:
+        return image, masks_from_label_image(labels, image.size), "labels"
+    if masks_dir is not None:
+        return image, masks_from_folder(masks_dir, image.size), "masks folder"
+    cutout, used = cut_out(image)
+    return cutout, masks_from_alpha(np.asarray(cutout.convert("RGBA"))[..., 3], min_area), f"components of {used}"
+
+
+def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None,
+                              progress=True) -> Callable[[ObjectView], tuple[bytes, float]]:
     """A ``generate_object`` for :func:`generate_scene` running a :class:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline`
-    on each virtual view (no crop: the view is already framed) and exporting it as GLB bytes."""
+    on each virtual view (no crop: the view is already framed) and exporting it as GLB bytes.
+
+    ``progress``: as for :meth:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline.generate` (a callable also gets the
+    ``export`` stage); the stages of each object are reported in turn."""
     import tempfile
 
     from pixal3d.pipelines.pixal3d import GenerationOptions
@@ -268,10 +288,10 @@ def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, gen
     def generate(view: ObjectView) -> tuple[bytes, float]:
         camera = Camera.from_fov(view.fov_x)
         options = GenerationOptions(seed=seed, camera=camera, preprocess=False, **(generation_overrides or {}))
-        result = pipeline.generate(view.image, options)
+        result = pipeline.generate(view.image, options, progress=progress)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{view.name}.glb"
-            result.save_glb(path, export_options, progress=False)
+            result.save_glb(path, export_options, progress=progress if callable(progress) else False)
             data = path.read_bytes()
         return data, camera.distance * camera.mesh_scale
 

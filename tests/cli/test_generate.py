@@ -182,3 +182,4 @@ def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model
         bad = tmp_path / "bad.glb"
         assert_one_line_error(run_cli(*args, "--output", bad, "--model", tiny_model, *FAST), fragment)
         assert not bad.exists()
+

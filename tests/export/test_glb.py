@@ -109,3 +109,11 @@ def test_vertex_normals_are_unit_even_on_degenerate_faces():
     assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-6)
     assert np.allclose(normals[0], [0, 0, 1])
     assert normals[5] @ (vertices[5] - vertices.mean(0)) > 0  # outward fallback
+
+
+def test_export_progress_callback(tmp_path):
+    events = []
+    result = asset_to_glb(sphere_asset(), tmp_path / "p.glb", ExportOptions(texture_size=64, decimation_target=500),
+                          progress=lambda *e: events.append(e))
+    total = len(result.timings) - 1  # inpaint is timed inside the bake stage
+    assert events == [("export", i, total) for i in range(total + 1)]

@@ -63,6 +63,21 @@ def test_decoded_mesh_and_voxels_match(tiny, run_1024):
     assert torch.equal(faces.int(), e2e["mesh.faces"])
 
 
+def test_progress_callback_reports_every_stage_and_changes_nothing(tiny, run_1024):
+    e2e, pipeline, camera, image = tiny
+    events = []
+    out = pipeline.run(image, camera, seed=42, pipeline_type="1024_cascade", progress=lambda *e: events.append(e))
+    for key in ("ss.samples", "shape_lr.samples", "shape_hr.samples", "tex.samples"):
+        assert torch.equal(_feats(out[key]), _feats(run_1024[key])), key  # bit for bit
+    assert torch.equal(out["pbr"].feats, run_1024["pbr"].feats)
+    stages = list(dict.fromkeys(stage for stage, _, _ in events))
+    assert stages == ["sparse structure", "shape 512", "shape 1024", "texture", "decode"]
+    for stage in stages:
+        steps = [(done, total) for s, done, total in events if s == stage]
+        total = steps[0][1]
+        assert steps == [(i, total) for i in range(total + 1)], stage  # 0 at the start, then after every step
+
+
 def test_1536_cascade_steps_down_under_the_token_budget(tiny):
     e2e, pipeline, camera, image = tiny
     out = pipeline.run(image, camera, seed=42, pipeline_type="1536_cascade", max_num_tokens=222, progress=False)

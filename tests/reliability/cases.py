@@ -311,14 +311,17 @@ def api_load_image(name: str, mode: str) -> Callable[[Ctx], Any]:
 
 
 def app_request(image: str | None, **overrides) -> Callable[[Ctx], Any]:
-    """The app's request handler with the tiny model and fast options (``overrides`` by parameter name)."""
+    """The app's single-image request with the tiny model and fast settings (``overrides`` by settings field),
+    through the page's error path (``Service.guarded``: one line, server paths replaced)."""
     def call(ctx: Ctx):
-        import app
+        from pixal3d.web.service import AppConfig, Service, Settings
 
-        inputs = dict(image_path=str(ctx.tmp / image) if image else None, model=str(ctx.model), seed=1, fov_degrees=0,
-                      resolution="1024", steps=2, guidance=7.5, texture_size=256, decimation_target=4000)
-        inputs.update(overrides)
-        return app.respond(app.PipelineCache("cpu", False), ctx.out(""), *inputs.values())
+        service = Service(AppConfig(models={"tiny": Path(ctx.model)}, out_dir=ctx.out("app"), device="cpu"))
+        settings = dict(model="tiny", seed=1, fov_degrees=0, resolution="1024", steps="2", guidance="7.5",
+                        texture_size=256, face_budget=4000)
+        settings.update(overrides)
+        upload = str(ctx.tmp / image) if image else None
+        return service.guarded(lambda: service.single(upload, Settings(**settings)), [upload])
 
     return call
 
