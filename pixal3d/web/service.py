@@ -395,6 +395,14 @@ class Service:
         label, folder = self.model_folder(settings.model)
         return label, folder, options, export, formats, seed
 
+    def _generate(self, folder: Path, settings: Settings, options, inputs, progress):
+        """One generation under the sampling lock (the seed is the global generator): the folder's pipeline,
+        the chosen resolution, then :meth:`Pixal3DPipeline.generate` on ``inputs`` (prepared image or views)."""
+        with self._lock:
+            pipeline = self._get_pipeline(folder)
+            self._apply_resolution(pipeline, settings, options)
+            return pipeline.generate(inputs, options, progress=progress)
+
     def _apply_resolution(self, pipeline, settings: Settings, options) -> None:
         if settings.resolution != RESOLUTION_CHOICES[0]:
             options.pipeline_type = pipeline.pipeline_type_for(int(settings.resolution))
@@ -412,10 +420,7 @@ class Service:
         progress("preprocess", 0, 1)
         prepared = self.prepare(path)
         request = self.request_dir()
-        with self._lock:
-            pipeline = self._get_pipeline(folder)
-            self._apply_resolution(pipeline, settings, options)
-            result = pipeline.generate(prepared, options, progress=progress)
+        result = self._generate(folder, settings, options, prepared, progress)
         glb = request / f"{self._stem(name, seed)}.glb"
         files = write_result(result, glb, export, formats, progress=progress)
         # the photo as the pipeline framed it: the working image (≤ 1024 px a side) cropped like the input
@@ -468,10 +473,7 @@ class Service:
                                   fov=options.fov)
         options.cameras = view_cameras(args, pictures)
         request = self.request_dir()
-        with self._lock:
-            pipeline = self._get_pipeline(folder)
-            self._apply_resolution(pipeline, settings, options)
-            result = pipeline.generate(pictures, options, progress=progress)
+        result = self._generate(folder, settings, options, pictures, progress)
         glb = request / f"{self._stem(checked[0][1], seed)}.glb"
         files = write_result(result, glb, export, formats, progress=progress)
         first = pictures[0]
