@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from pixal3d.errors import UserError
+
 
 def register(subparsers) -> None:
     """Add ``train-default`` to the ``pixal3d`` parser."""
@@ -20,6 +22,7 @@ def register(subparsers) -> None:
                    help="only this part (default: all of them in order)")
     p.add_argument("--max_steps", type=int, default=None, help="override every run's max_steps (smoke runs)")
     p.add_argument("--num_gpus", type=int, default=-1, help="as train.py: -1 all visible GPUs, 0 CPU")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once when their bases allow (default 1)")
     p.add_argument("--workers", type=int, default=None, help="data worker processes (default: all cores)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_train_default)
@@ -29,6 +32,8 @@ def _train_default(args) -> int:
     from pixal3d.training.chain import check_chain
     from pixal3d.training.recipe import DEFAULT_RECIPE, build_data, export_model, load_recipe, train_chain
 
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {args.jobs}")
     recipe = load_recipe(args.recipe or DEFAULT_RECIPE)
     if args.steps in ("all", "data"):
         counts = build_data(recipe, workers=args.workers, progress=not args.no_progress)
@@ -38,8 +43,8 @@ def _train_default(args) -> int:
         for name, stages in holds.items():
             print(f"{name}: {', '.join(stages)}")
     if args.steps in ("all", "train"):
-        trained = train_chain(recipe, args.max_steps, args.num_gpus, progress=not args.no_progress)
+        trained = train_chain(recipe, args.max_steps, args.num_gpus, progress=not args.no_progress, jobs=args.jobs)
         print(f"trained: {', '.join(trained) or 'nothing (every run finished)'}", file=sys.stderr)
     if args.steps in ("all", "export"):
-        print(f"model folder: {export_model(recipe)}")
+        print(f"model folder: {export_model(recipe, max_steps=args.max_steps)}")
     return 0

@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pixal3d.errors import UserError
-from pixal3d.training.chain import ChainRun, check_chain
+from pixal3d.training.chain import ChainRun, base_runs, check_chain
 from pixal3d.training.config import load_config
 from pixal3d.utils.files import read_json
 
@@ -120,40 +122,83 @@ def run_finished(run_dir: Path, max_steps: int) -> bool:
     return pointer.is_file() and pointer.read_text().strip() == f"step_{max_steps:07d}"
 
 
-def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1, progress: bool = True) -> list[str]:
-    """Check the whole chain, then train each unfinished run in order (``train.py`` in a subprocess, from the
-    repository root so the configs' relative bases resolve). Returns the names of the runs trained."""
+def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1, progress: bool = True,
+                jobs: int = 1) -> list[str]:
+    """Check the whole chain, then train each unfinished run (``train.py`` in a subprocess, from the repository
+    root so the configs' relative bases resolve). A run starts once the runs it stands on have finished; up to
+    ``jobs`` runs train at once (in recipe order), each with ``cores // jobs`` torch threads unless
+    ``OMP_NUM_THREADS`` is set, and with ``jobs > 1`` each logs to ``runs/<run>.log``. A failed run stops the
+    others (they resume from their last checkpoint). Returns the names of the runs trained."""
     runs = recipe.chain(max_steps)
     check_chain(runs, recipe.root)
-    trained = []
-    for run in runs:
-        if run_finished(run.output_dir, run.config.max_steps):
-            continue
-        config = run.output_dir.parent / f".{run.name}.config.json"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(json.dumps(run.config.as_dict(), indent=1))
-        cmd = [sys.executable, str(recipe.root / "train.py"), "--config", str(config), "--output_dir",
-               str(run.output_dir), "--data_dir", str(recipe.data), "--num_gpus", str(num_gpus)]
-        if not progress:
-            cmd.append("--no_progress")
-        print(f"train-default: run {run.name} ({run.config.trainer_name}, {run.config.max_steps} steps)", file=sys.stderr,
-              flush=True)
-        if subprocess.run(cmd, cwd=recipe.root).returncode != 0:
-            raise UserError(f"run {run.name} failed; fix the cause and rerun (finished runs are kept)")
-        trained.append(run.name)
+    waits = {run.name: base_runs(run, runs, recipe.root) for run in runs}
+    done = {run.name for run in runs if run_finished(run.output_dir, run.config.max_steps)}
+    pending = [run for run in runs if run.name not in done]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    running: dict[str, subprocess.Popen] = {}
+    trained: list[str] = []
+    try:
+        while pending or running:
+            for run in [r for r in pending if all(w in done for w in waits[r.name])][: max(0, jobs - len(running))]:
+                pending.remove(run)
+                running[run.name] = _start_run(recipe, run, num_gpus, progress and jobs == 1, env, jobs > 1)
+            if not running:
+                raise UserError(f"runs {', '.join(r.name for r in pending)} wait for runs that did not finish")
+            name, code = _wait_any(running)
+            if code != 0:
+                raise UserError(f"run {name} failed; fix the cause and rerun (finished runs are kept)")
+            done.add(name)
+            trained.append(name)
+    finally:
+        for proc in running.values():
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
     return trained
 
 
-def export_model(recipe: Recipe, half: bool = True) -> Path:
+def _start_run(recipe: Recipe, run: ChainRun, num_gpus: int, progress: bool, env: dict[str, str],
+               to_log: bool) -> subprocess.Popen:
+    config = run.output_dir.parent / f".{run.name}.config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(run.config.as_dict(), indent=1))
+    cmd = [sys.executable, str(recipe.root / "train.py"), "--config", str(config), "--output_dir",
+           str(run.output_dir), "--data_dir", str(recipe.data), "--num_gpus", str(num_gpus)]
+    if not progress:
+        cmd.append("--no_progress")
+    log = run.output_dir.parent / f"{run.name}.log"
+    print(f"train-default: run {run.name} ({run.config.trainer_name}, {run.config.max_steps} steps)"
+          + (f", log {log}" if to_log else ""), file=sys.stderr, flush=True)
+    out = open(log, "a") if to_log else None
+    try:
+        return subprocess.Popen(cmd, cwd=recipe.root, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+    finally:
+        if out is not None:
+            out.close()
+
+
+def _wait_any(running: dict[str, subprocess.Popen]) -> tuple[str, int]:
+    """Wait until one of ``running`` exits; remove it and return its name and exit code."""
+    while True:
+        for name, proc in running.items():
+            code = proc.poll()
+            if code is not None:
+                del running[name]
+                return name, code
+        time.sleep(2.0)
+
+
+def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None) -> Path:
     """Copy the last run's latest checkpoint to the recipe's model folder (float weights stored as fp16 when
-    ``half``; they load back as float32), with the asset credits. Returns the model folder."""
+    ``half``; they load back as float32), with the asset credits; every run of the chain must have reached its
+    ``max_steps`` (the configs', or the override ``max_steps``). Returns the model folder."""
     from safetensors.torch import load_file, save_file
 
     from pixal3d.training.trainer import resolve_pipeline
 
     last = recipe.runs / recipe.stages[-1]
     source = resolve_pipeline(last)
-    runs = recipe.chain()
+    runs = recipe.chain(max_steps)
     for stage in recipe.stages:
         if not run_finished(recipe.runs / stage, next(r for r in runs if r.name == stage).config.max_steps):
             raise UserError(f"run {stage} has not finished; train the chain first")
@@ -162,6 +207,7 @@ def export_model(recipe: Recipe, half: bool = True) -> Path:
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("trainer_state.pt"))
+    _keep_inference_stages(staging)
     if half:
         for path in staging.rglob("*.safetensors"):
             tensors = load_file(path)
@@ -176,3 +222,29 @@ def export_model(recipe: Recipe, half: bool = True) -> Path:
         shutil.rmtree(target)
     staging.rename(target)
     return target
+
+
+#: stages a checkpoint holds for training only (generation decodes, it never encodes): left out of the model folder
+TRAINING_ONLY_STAGES = ("sparse_structure_encoder", "shape_slat_encoder", "tex_slat_encoder")
+
+
+def _keep_inference_stages(folder: Path) -> None:
+    """Drop :data:`TRAINING_ONLY_STAGES` from pipeline folder ``folder`` and store stages with identical weights
+    once (a flow serving two stages): ``pipeline.json``'s ``models`` then names one checkpoint for both."""
+    config_path = folder / "pipeline.json"
+    config = json.loads(config_path.read_text())
+    models = config["args"]["models"]
+    seen: dict[bytes, str] = {}
+    for key in list(models):
+        stem = folder / models[key]
+        if key in TRAINING_ONLY_STAGES:
+            del models[key]
+        else:
+            weights = stem.with_suffix(".safetensors").read_bytes()
+            if weights not in seen:
+                seen[weights] = models[key]
+                continue
+            models[key] = seen[weights]
+        for suffix in (".safetensors", ".json"):
+            stem.with_suffix(suffix).unlink()
+    config_path.write_text(json.dumps(config, indent=2) + "\n")

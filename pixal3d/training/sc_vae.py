@@ -138,6 +138,36 @@ def target_rows(decoded: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return rows
 
 
+def crop_batch(batch: dict[str, Any], size: int, generators: Sequence[torch.Generator], cell: int = 16) -> dict[str, Any]:
+    """Each item's voxels inside one random ``size``³ window of its grid (origin a multiple of ``cell``, the
+    latent cell, so the window holds whole latent voxels); the window is centred near a voxel drawn from the
+    item's generator and kept inside ``[0, R)`` (``R`` = the smallest multiple of ``size`` holding every voxel).
+
+    The SC-VAEs are convolutional, so windows teach them what whole grids do at a fraction of the voxels.
+    Returns a shallow copy of ``batch`` with ``coords`` and the per-voxel arrays (``dual_vertices``,
+    ``intersected``, ``split_weight``, ``attrs``) restricted to the windows; coordinates are not shifted.
+    """
+    if size % cell:
+        raise UserError(f"crop {size} must be a multiple of the latent cell {cell}")
+    coords = batch["coords"]
+    grid = max(size, int(math.ceil((int(coords[:, 1:].max()) + 1) / size)) * size)
+    keep = torch.zeros(len(coords), dtype=torch.bool)
+    starts = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), item_counts(coords, len(generators))]), 0)
+    for b, g in enumerate(generators):
+        lo, hi = int(starts[b]), int(starts[b + 1])
+        if hi == lo:
+            continue
+        centre = coords[lo + int(torch.randint(hi - lo, (1,), generator=g)), 1:].long()
+        origin = ((centre - size // 2).div(cell, rounding_mode="floor") * cell).clamp(0, grid - size)
+        inside = ((coords[lo:hi, 1:].long() >= origin) & (coords[lo:hi, 1:].long() < origin + size)).all(1)
+        keep[lo:hi] = inside
+    out = dict(batch)
+    for key in ("coords", "dual_vertices", "intersected", "split_weight", "attrs"):
+        if key in batch:
+            out[key] = batch[key][keep]
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # normalisation statistics
 
@@ -213,7 +243,8 @@ class _ScVaeTrainer(Trainer):
     """Shared parts: the two stages of :attr:`kind`, posterior sampling, statistics at checkpoint time.
 
     Args (besides the subclass's loss weights): ``stats_items`` (64) items encoded for the normalisation
-    statistics at every checkpoint (0: none written).
+    statistics at every checkpoint (0: none written); ``crop`` (none) trains on one random ``crop``³ window of
+    each item's grid (:func:`crop_batch`; statistics always encode whole items).
     """
 
     kind = ""
@@ -223,6 +254,11 @@ class _ScVaeTrainer(Trainer):
         self.trainable[enc_key] = self.build_stage(enc_key)
         self.trainable[dec_key] = self.build_stage(dec_key)
         self.stats_items = int(self.args.get("stats_items", 64))
+        self.crop = int(self.args["crop"]) if self.args.get("crop") else None
+
+    def training_batch(self, batch: dict[str, Any], generators: list[torch.Generator]) -> dict[str, Any]:
+        """``batch``, or its random windows when the ``crop`` arg is set."""
+        return crop_batch(batch, self.crop, generators) if self.crop else batch
 
     @property
     def encoder(self) -> nn.Module:
@@ -272,6 +308,7 @@ class ShapeVaeTrainer(_ScVaeTrainer):
 
     def compute_loss(self, batch, generators):
         b = len(generators)
+        batch = self.training_batch(batch, generators)
         coords = batch["coords"].to(self.device)
         z, mean, logvar = self.encode(batch, generators)
         masks, guides = ground_truth_subdivisions(z.coords, coords, len(self.decoder.blocks) - 1)
@@ -323,6 +360,7 @@ class TexVaeTrainer(_ScVaeTrainer):
 
     def compute_loss(self, batch, generators):
         b = len(generators)
+        batch = self.training_batch(batch, generators)
         coords = batch["coords"].to(self.device)
         z, mean, logvar = self.encode(batch, generators)
         _, guides = ground_truth_subdivisions(z.coords, coords, len(self.decoder.blocks) - 1)

@@ -31,6 +31,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -135,6 +136,50 @@ def resolve_pipeline(path: str | os.PathLike) -> Path:
     raise UserError(f"base_pipeline {path} is neither a pipeline folder nor a training run with checkpoints")
 
 
+def base_paths(spec: str | os.PathLike | list | None) -> list[str]:
+    """``trainer.args.base_pipeline`` as a list of paths: one path, a list of them, or nothing."""
+    if not spec:
+        return []
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    if not all(isinstance(p, (str, os.PathLike)) and str(p) for p in items):
+        raise UserError(f"base_pipeline must be a path or a list of paths, not {spec!r}")
+    return [str(p) for p in items]
+
+
+def merge_pipeline_folders(sources: list[PipelineFolder], target: Path) -> PipelineFolder:
+    """One pipeline folder at ``target`` holding the stages of every folder in ``sources``.
+
+    A stage held by two sources is an error (which one was meant is not knowable); pipeline settings named by
+    several sources are taken from the first that names them. Checkpoint files and the image-encoder weights
+    are copied. Used when a run stands on two runs trained apart (``base_pipeline: [a, b]``).
+    """
+    stages: dict[str, StageWeights] = {}
+    owner: dict[str, Path] = {}
+    args: dict[str, Any] = {}
+    for folder in sources:
+        for key, stage in folder.stages.items():
+            if not stage.found:
+                continue
+            if key in owner:
+                raise UserError(f"base pipelines {owner[key]} and {folder.path} both hold {key}; "
+                                "a stage may come from one base only")
+            owner[key] = folder.path
+            name, model_args = read_model_config(stage.stem)
+            stages[key] = StageWeights(folder.load(key, device="cpu").state_dict(), name, model_args, f"{CKPT_DIR}/{key}")
+        for key, value in folder.args.items():
+            if key != "models":
+                args.setdefault(key, value)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for folder in sources:  # the image-encoder weights of the source whose spec was taken
+        weights = ((folder.image_encoder or {}).get("args") or {}).get("weights")
+        if weights and args.get("image_encoder") is folder.args.get("image_encoder") and (folder.path / weights).is_file():
+            (target / weights).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder.path / weights, target / weights)
+    return write_pipeline_folder(target, stages, args, name="Pixal3DImageTo3DPipeline")
+
+
 def folder_contents(folder: PipelineFolder | None) -> list[str]:
     """The stage keys whose weights ``folder`` holds, plus ``"image_encoder"`` when it names one."""
     if folder is None:
@@ -176,8 +221,16 @@ class Trainer:
         self.progress = progress and rank == 0
         self.step = 0
         self.base: PipelineFolder | None = None
-        if self.args.get("base_pipeline"):
-            self.base = open_pipeline_folder(resolve_pipeline(self.args["base_pipeline"]))
+        bases = [open_pipeline_folder(resolve_pipeline(p)) for p in base_paths(self.args.get("base_pipeline"))]
+        if len(bases) == 1:
+            self.base = bases[0]
+        elif bases:
+            merged = (self.output_dir / "base") if self.output_dir is not None else Path(tempfile.mkdtemp(prefix="pixal3d-base-"))
+            if rank == 0:
+                merge_pipeline_folders(bases, merged)
+            if dist_ready():
+                dist.barrier()
+            self.base = open_pipeline_folder(merged)
         missing = sorted(set(self.base_requirements(self.args)) - set(folder_contents(self.base)))
         if missing:
             where = f"base pipeline {self.base.path}" if self.base is not None else "no base_pipeline"
