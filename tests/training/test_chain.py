@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from pixal3d.errors import UserError
-from pixal3d.training.chain import ChainRun, check_chain
+import torch
+
+from pixal3d.training.chain import ChainRun, base_runs, check_chain
 from pixal3d.training.config import load_config
 from pixal3d.training.recipe import load_recipe
 from pixal3d.training.run import main as train_main
@@ -74,3 +76,107 @@ def test_recipe_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="not a pixal3d recipe"):
         load_recipe(tmp_path / "r.json")
     assert (REPO / "configs" / "train" / "small" / "recipe.json").is_file()
+
+
+def test_a_run_may_stand_on_several_runs(tmp_path):
+    runs = _runs({"ss_vae": None, "shape_vae": None, "ss_flow": "ss_vae", "shape_flow": None})
+    runs[-1].config.trainer["args"]["base_pipeline"] = ["runs/ss_flow", "runs/shape_vae"]
+    holds = check_chain(runs, tmp_path)
+    assert {"image_encoder", "sparse_structure_flow_model", "shape_slat_encoder"} <= set(holds["shape_flow"])
+    assert base_runs(runs[-1], runs, tmp_path) == ["ss_flow", "shape_vae"] and base_runs(runs[0], runs, tmp_path) == []
+    # one stage from two bases is ambiguous
+    runs[-1].config.trainer["args"]["base_pipeline"] = ["runs/ss_flow", "runs/ss_vae"]
+    with pytest.raises(UserError, match="sparse_structure_encoder would come from two of its bases"):
+        check_chain(runs, tmp_path)
+
+
+def test_merged_bases_hold_every_stage_once(tiny_data, tmp_path):
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+    from pixal3d.training.trainer import merge_pipeline_folders
+
+    argv = ["--data_dir", str(tiny_data), "--num_gpus", "0", "--no_progress", "--max_steps", "1"]
+    for name in ("ss_vae", "shape_vae"):
+        cfg = load_tiny_config(f"{name}_tiny", trainer_args={"stats_items": 2} if name == "shape_vae" else {})
+        assert train_main(["--config", str(write_config(tmp_path / f"{name}.json", cfg)), "--output_dir",
+                           str(tmp_path / name), *argv]) == 0
+    folders = [open_pipeline_folder(tmp_path / n / "ckpts" / "step_0000001") for n in ("ss_vae", "shape_vae")]
+    merged = merge_pipeline_folders(folders, tmp_path / "merged")
+    assert set(merged.stages) == set(folders[0].stages) | set(folders[1].stages)
+    for folder in folders:
+        for key in folder.stages:
+            torch.testing.assert_close(merged.load(key).state_dict(), folder.load(key).state_dict())
+    assert merged.normalization["shape_slat"] == folders[1].normalization["shape_slat"]
+    with pytest.raises(UserError, match="both hold"):
+        merge_pipeline_folders([folders[0], folders[0]], tmp_path / "twice")
+    # a flow trained on the two runs writes checkpoints holding all three
+    cfg = load_tiny_config("ss_flow_tiny", trainer_args={"base_pipeline": [str(tmp_path / "ss_vae"), str(tmp_path / "shape_vae")]})
+    assert train_main(["--config", str(write_config(tmp_path / "flow.json", cfg)), "--output_dir", str(tmp_path / "flow"),
+                       *argv]) == 0
+    out = open_pipeline_folder(tmp_path / "flow" / "ckpts" / "step_0000001")
+    assert {"shape_slat_decoder", "sparse_structure_decoder", "sparse_structure_flow_model"} <= set(out.stages)
+
+
+class _FakeRun:
+    """Stands in for a ``train.py`` process: exits with ``code`` at its second poll."""
+
+    def __init__(self, code: int = 0):
+        self.code, self.polls, self.signals = code, 0, []
+
+    def poll(self):
+        self.polls += 1
+        return self.code if self.polls > 1 else None
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+
+    def wait(self):
+        return self.code
+
+
+def test_jobs_start_runs_when_their_bases_are_done(tmp_path, monkeypatch):
+    from pixal3d.training import recipe as R
+
+    recipe = load_recipe()
+    started, procs = [], []
+
+    def start(recipe_, run, num_gpus, progress, env, to_log):
+        running = [name for name, proc in procs if proc.polls < 2]
+        started.append((run.name, running))
+        procs.append((run.name, _FakeRun()))
+        return procs[-1][1]
+
+    monkeypatch.setattr(R, "_start_run", start)
+    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    monkeypatch.setattr(R, "run_finished", lambda d, n: False)
+    R.train_chain(recipe, jobs=2)
+    order = [name for name, _ in started]
+    assert sorted(order) == sorted(recipe.stages + recipe.ablations)
+    waits = {r.name: base_runs(r, recipe.chain(), recipe.root) for r in recipe.chain()}
+    for name in order:  # nothing starts before the runs it stands on
+        assert all(order.index(w) < order.index(name) for w in waits[name])
+    assert started[:2] == [("ss_vae", []), ("shape_vae", ["ss_vae"])]  # two at once
+    assert max(len(running) for _, running in started) == 1  # never more than two
+    # a failing run stops the chain with one line
+    monkeypatch.setattr(R, "_start_run", lambda *a: _FakeRun(code=3))
+    with pytest.raises(UserError, match="run ss_vae failed"):
+        R.train_chain(recipe, jobs=1)
+
+
+def test_export_keeps_inference_stages_once(tmp_path):
+    from pixal3d.models.pipeline_folder import StageWeights, open_pipeline_folder, write_pipeline_folder
+    from pixal3d.models.registry import build_model
+    from pixal3d.training.recipe import _keep_inference_stages
+
+    cfg = load_tiny_config("ss_vae_tiny")["models"]
+    stages = {key: StageWeights(build_model(spec["name"], spec["args"]), spec["name"], spec["args"])
+              for key, spec in cfg.items()}
+    dec = stages["sparse_structure_decoder"]
+    stages["copy_of_decoder"] = StageWeights(dec.weights, dec.name, dec.args)
+    write_pipeline_folder(tmp_path / "p", stages)
+    _keep_inference_stages(tmp_path / "p")
+    folder = open_pipeline_folder(tmp_path / "p")
+    assert set(folder.stages) == {"sparse_structure_decoder", "copy_of_decoder"}
+    assert folder.stages["copy_of_decoder"].stem == folder.stages["sparse_structure_decoder"].stem
+    assert sorted(p.name for p in (tmp_path / "p" / "ckpts").iterdir()) == ["sparse_structure_decoder.json",
+                                                                           "sparse_structure_decoder.safetensors"]
+    torch.testing.assert_close(folder.load("copy_of_decoder").state_dict(), dec.weights.state_dict())

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pixal3d.data.dataset import ViewDataset, collate_views
+from pixal3d.errors import UserError
 from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.models.pipeline_folder import open_pipeline_folder
 from pixal3d.training.config import parse_config
@@ -178,3 +179,32 @@ def test_checkpoints_carry_stages_and_latent_normalization(tiny_data, tmp_path):
     assert not torch.allclose(expected6[0], expected[0])
     assert set(updated.stages) == set(folder.stages)
     assert sc_vae_main(["stats", "--pipeline", str(tmp_path / "none"), "--data", str(tiny_data)]) == 2
+
+
+def test_crop_keeps_one_aligned_window_per_item(tiny_data):
+    from pixal3d.training.sc_vae import crop_batch
+
+    trainer = make_trainer(load_tiny_config("shape_vae_tiny"), tiny_data)
+    batch = collate_views([trainer.dataset[i] for i in range(3)])
+    gens = item_generators(0, 0, [0, 1, 2])
+    cropped = crop_batch(batch, 16, gens)
+    assert 0 < len(cropped["coords"]) < len(batch["coords"])
+    for key in ("dual_vertices", "intersected", "split_weight", "attrs"):
+        assert len(cropped[key]) == len(cropped["coords"])
+    rows = {tuple(c): i for i, c in enumerate(batch["coords"].tolist())}
+    for b in range(3):  # every item keeps voxels, all inside one 16³ window at a multiple of 16, with their values
+        mine = cropped["coords"][cropped["coords"][:, 0] == b, 1:]
+        assert len(mine) and torch.equal(mine.min(0).values // 16, mine.max(0).values // 16)
+    picked = torch.tensor([rows[tuple(c)] for c in cropped["coords"].tolist()])
+    assert torch.equal(cropped["dual_vertices"], batch["dual_vertices"][picked])
+    # the same generators give the same windows; a window as large as the grid keeps everything
+    assert torch.equal(crop_batch(batch, 16, item_generators(0, 0, [0, 1, 2]))["coords"], cropped["coords"])
+    assert torch.equal(crop_batch(batch, RES, gens)["coords"], batch["coords"])
+    with pytest.raises(UserError, match="multiple of the latent cell"):
+        crop_batch(batch, 24, gens)
+    # the trainer trains on windows when asked
+    cfg = load_tiny_config("shape_vae_tiny", max_steps=1, trainer_args={"crop": 16})
+    cropping = make_trainer(cfg, tiny_data)
+    assert len(cropping.training_batch(batch, item_generators(0, 0, [0, 1, 2]))["coords"]) == len(cropped["coords"])
+    loss, _ = cropping.compute_loss(batch, item_generators(0, 0, [0, 1, 2]))
+    assert torch.isfinite(loss)
