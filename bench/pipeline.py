@@ -13,7 +13,10 @@ Rows (each in a fresh process, see ``bench/runner.py``):
   forward passes); the 12-step time is extrapolated from the official schedule (guided steps = two
   passes, the others one).
 
-Usage: ``python bench/pipeline.py [bench_tiny] [bench_official_512]``. The official row writes ~6 GB
+* ``bench_default_model``: the shipped default model (``models/pixal3d-small``) on the bundled 512²
+  example image, as ``inference.py`` runs it: load, generate (default steps and CFG), GLB export.
+
+Usage: ``python bench/pipeline.py [bench_tiny] [bench_official_512] [bench_default_model]``. The official row writes ~6 GB
 of weights to a temporary folder (removed afterwards) and takes several minutes on 2 cores.
 """
 
@@ -173,5 +176,25 @@ def bench_official_512() -> dict:
                     f"{_stage_seconds(times)}; {torch.get_num_threads()} threads"}
 
 
+def bench_default_model() -> dict:
+    """The default model end to end on ``examples/example.png`` (512²): generation + GLB, load timed apart."""
+    import torch
+
+    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+    folder = REPO / "models" / "pixal3d-small"
+    start = time.perf_counter()
+    pipe = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+    load = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = pipe.generate(str(REPO / "examples" / "example.png"), GenerationOptions(seed=42), progress=False)
+        generated = time.perf_counter() - start
+        result.save_glb(Path(tmp) / "out.glb")
+        total = time.perf_counter() - start
+    return {"name": "default model (pixal3d-small), example.png 512² → GLB", "time_s": total,
+            "note": f"load {load:.1f}s (not counted), generation {generated:.1f}s, GLB {total - generated:.1f}s; "
+                    f"peak RSS of the whole process {maxrss_mb():.0f} MB; {torch.get_num_threads()} threads"}
+
+
 if __name__ == "__main__":
-    main([bench_tiny, bench_official_512])
+    main([bench_tiny, bench_official_512, bench_default_model])

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
                                           "train each unfinished run in order and export the last checkpoint as the "
                                           "model folder (fp16 weights). Rerun to continue after an interruption.")
     p.add_argument("--recipe", default=None, help="recipe JSON (default: configs/train/small/recipe.json)")
-    p.add_argument("--steps", choices=["all", "data", "check", "train", "export"], default="all",
+    p.add_argument("--steps", choices=["all", "data", "check", "train", "export", "card"], default="all",
                    help="only this part (default: all of them in order)")
     p.add_argument("--max_steps", type=int, default=None, help="override every run's max_steps (smoke runs)")
     p.add_argument("--num_gpus", type=int, default=-1, help="as train.py: -1 all visible GPUs, 0 CPU")
@@ -47,4 +47,8 @@ def _train_default(args) -> int:
         print(f"trained: {', '.join(trained) or 'nothing (every run finished)'}", file=sys.stderr)
     if args.steps in ("all", "export"):
         print(f"model folder: {export_model(recipe, max_steps=args.max_steps)}")
+    if args.steps == "card":
+        from pixal3d.training.card import write_card
+
+        print(f"model card: {write_card(recipe, args.max_steps)}")
     return 0

@@ -1,0 +1,190 @@
+"""The default model's card: what each stage is, what it was trained on and how long, read off the runs.
+
+:func:`model_facts` collects, from a recipe's finished runs and its dataset, the numbers a model card states
+(parameters and class per stage, steps, batch, samples seen, training wall-clock, last logged loss terms,
+data counts per source and licence); :func:`card_tables` renders them as markdown tables and
+:func:`plot_losses` draws every run's loss curve in one figure. ``pixal3d train-default --steps card`` (:func:`write_card`)
+writes both into the model folder, between the markers of its hand-written ``README.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pixal3d.training.recipe import Recipe
+from pixal3d.training.trainer import LOG_FILE, resolve_pipeline
+
+
+@dataclass
+class RunFacts:
+    """One finished run: its trainer, the stages it trained, and its training history."""
+
+    name: str
+    trainer: str
+    stages: dict[str, dict[str, Any]]  # stage key → {"class", "params"}
+    steps: int
+    batch_size: int
+    seconds: float  # training steps only (from log.csv's samples/s per logging window; checkpoints excluded)
+    last: dict[str, float] = field(default_factory=dict)  # last logged loss terms
+
+    @property
+    def samples(self) -> int:
+        return self.steps * self.batch_size
+
+
+def _log_rows(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / LOG_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_facts(run_dir: Path, config) -> RunFacts:
+    """:class:`RunFacts` of a finished run folder trained with ``config`` (a :class:`TrainConfig`)."""
+    from safetensors import safe_open
+
+    folder = resolve_pipeline(run_dir)
+    stages = {}
+    for key, spec in config.models.items():
+        with safe_open(folder / "ckpts" / f"{key}.safetensors", "pt") as f:
+            params = sum(_numel(f.get_slice(name).get_shape()) for name in f.keys())
+        stages[key] = {"class": spec["name"], "params": params}
+    encoder = config.trainer_args.get("image_encoder")
+    if isinstance(encoder, dict) and (folder / "ckpts" / "image_encoder.safetensors").is_file():  # trained here
+        with safe_open(folder / "ckpts" / "image_encoder.safetensors", "pt") as f:
+            stages["image_encoder"] = {"class": encoder.get("name", "?"), "params": sum(
+                _numel(f.get_slice(name).get_shape()) for name in f.keys())}
+    rows = _log_rows(run_dir)
+    seconds, previous = 0.0, 0
+    for row in rows:
+        step = int(row["step"])
+        rate = float(row.get("samples_per_s") or 0)
+        if rate > 0:
+            seconds += (step - previous) * config.batch_size / rate
+        previous = step
+    skip = {"step", "lr", "grad_norm", "samples_per_s"}
+    last = {k: float(v) for k, v in (rows[-1] if rows else {}).items() if k not in skip and v not in ("", None)}
+    return RunFacts(run_dir.name, config.trainer_name, stages, config.max_steps, config.batch_size, seconds, last)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def data_facts(recipe: Recipe) -> dict[str, Any]:
+    """Counts of the recipe's dataset: assets and views built per source folder, and imported models per licence."""
+    from pixal3d.data.build import load_manifest
+
+    manifest = load_manifest(recipe.data)
+    per_source: Counter = Counter()
+    views = 0
+    for asset in manifest["assets"].values():
+        if asset.get("status") != "ok":
+            continue
+        parts = Path(asset["source"]).parts
+        per_source[parts[0] if len(parts) > 1 else "."] += 1
+        views += len(asset.get("views", []))
+    licences: Counter = Counter()
+    sources = recipe.assets / "sh3d" / "sources.json"
+    if sources.is_file():
+        for entry in json.loads(sources.read_text()).get("assets", []):
+            licences[entry.get("licence", "unknown")] += 1
+    return {"assets": sum(per_source.values()), "views": views, "per_source": dict(per_source),
+            "licences": dict(licences), "config": manifest.get("config", {})}
+
+
+def model_facts(recipe: Recipe, max_steps: int | None = None) -> tuple[list[RunFacts], dict[str, Any]]:
+    """Facts of every finished run of the recipe (chain, then ablations; ``max_steps`` as in
+    :meth:`Recipe.chain`) and of its data."""
+    from pixal3d.training.recipe import run_finished
+
+    runs = [run_facts(run.output_dir, run.config) for run in recipe.chain(max_steps)
+            if run_finished(run.output_dir, run.config.max_steps)]
+    return runs, data_facts(recipe)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def card_tables(runs: list[RunFacts], data: dict[str, Any], ablations: list[str]) -> str:
+    """Markdown: one row per trained stage, one per run, and the data counts."""
+    lines = ["| stage | class | parameters | trained in |", "|---|---|---|---|"]
+    for run in runs:
+        if run.name in ablations:
+            continue
+        for key, stage in run.stages.items():
+            lines.append(f"| `{key}` | `{stage['class']}` | {stage['params'] / 1e6:.2f} M | `{run.name}` |")
+    lines += ["", "| run | trainer | steps × batch | samples seen | wall-clock (steps) | last logged terms |",
+              "|---|---|---|---|---|---|"]
+    for run in runs:
+        terms = ", ".join(f"{k} {v:.3g}" for k, v in run.last.items())
+        tag = " (ablation)" if run.name in ablations else ""
+        lines.append(f"| `{run.name}`{tag} | {run.trainer} | {run.steps} × {run.batch_size} | {run.samples:,} | "
+                     f"{_minutes(run.seconds)} | {terms} |")
+    cfg = data["config"]
+    sources = ", ".join(f"{n} from `{s}`" for s, n in sorted(data["per_source"].items()))
+    licences = ", ".join(f"{n} {lic}" for lic, n in sorted(data["licences"].items()))
+    lines += ["", f"Data: {data['assets']} assets ({sources}), {data['views']} views; R = {cfg.get('resolution')}, "
+                  f"{cfg.get('views')} views of {cfg.get('image_size')}² per asset. Imported models by licence: {licences}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_losses(recipe: Recipe, path: Path) -> Path:
+    """Every finished run's logged loss against the step, one panel per run, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in recipe.chain() if _log_rows(r.output_dir)]
+    cols = 4
+    rows = max(1, (len(runs) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, run in zip(axes.flat, runs):
+        log = _log_rows(run.output_dir)
+        steps = [int(r["step"]) for r in log]
+        ax.plot(steps, [float(r["loss"]) for r in log])
+        ax.set_yscale("log")
+        ax.set_title(run.name, fontsize=10)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+#: the generated part of the model card's README.md lies between these lines
+FACTS_BEGIN, FACTS_END = "<!-- facts: written by pixal3d train-default --steps card -->", "<!-- /facts -->"
+
+
+def write_card(recipe: Recipe, max_steps: int | None = None) -> Path:
+    """Refresh the facts block of ``<model>/README.md`` (which must hold the two :data:`FACTS_BEGIN` /
+    :data:`FACTS_END` lines) and ``<model>/loss.png``. Returns the README's path."""
+    from pixal3d.errors import UserError
+    from pixal3d.utils.files import atomic_output
+
+    readme = recipe.model / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    if FACTS_BEGIN not in text or FACTS_END not in text:
+        raise UserError(f"{readme} has no facts block ({FACTS_BEGIN} … {FACTS_END}); add the two lines where the tables go")
+    runs, data = model_facts(recipe, max_steps)
+    head, rest = text.split(FACTS_BEGIN, 1)
+    _, tail = rest.split(FACTS_END, 1)
+    plot_losses(recipe, recipe.model / "loss.png")
+    with atomic_output(readme) as tmp:
+        tmp.write_text(f"{head}{FACTS_BEGIN}\n{card_tables(runs, data, recipe.ablations)}\n![loss curves](loss.png)\n"
+                       f"{FACTS_END}{tail}")
+    return readme
