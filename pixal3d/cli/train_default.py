@@ -30,7 +30,8 @@ def register(subparsers) -> None:
 
 def _train_default(args) -> int:
     from pixal3d.training.chain import check_chain
-    from pixal3d.training.recipe import DEFAULT_RECIPE, build_data, export_model, load_recipe, train_chain
+    from pixal3d.training.recipe import (DEFAULT_RECIPE, build_data, export_ablation, export_model, load_recipe,
+                                         run_finished, train_chain)
 
     if args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {args.jobs}")
@@ -47,6 +48,9 @@ def _train_default(args) -> int:
         print(f"trained: {', '.join(trained) or 'nothing (every run finished)'}", file=sys.stderr)
     if args.steps in ("all", "export"):
         print(f"model folder: {export_model(recipe, max_steps=args.max_steps)}")
+        for name in recipe.ablations:
+            if run_finished(recipe.runs / name, next(r for r in recipe.chain(args.max_steps) if r.name == name).config.max_steps):
+                print(f"ablation {name}: {export_ablation(recipe, name, args.max_steps)}")
     if args.steps == "card":
         from pixal3d.training.card import write_card
 

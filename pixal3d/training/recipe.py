@@ -192,8 +192,6 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
     """Copy the last run's latest checkpoint to the recipe's model folder (float weights stored as fp16 when
     ``half``; they load back as float32), with the asset credits; every run of the chain must have reached its
     ``max_steps`` (the configs', or the override ``max_steps``). Returns the model folder."""
-    from safetensors.torch import load_file, save_file
-
     from pixal3d.training.trainer import resolve_pipeline
 
     last = recipe.runs / recipe.stages[-1]
@@ -210,8 +208,7 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
     _keep_inference_stages(staging)
     if half:
         for path in staging.rglob("*.safetensors"):
-            tensors = load_file(path)
-            save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, path)
+            _store_half(path)
     credits = recipe.assets / "sh3d" / "CREDITS.md"
     if credits.is_file():
         shutil.copyfile(credits, staging / "CREDITS.md")
@@ -222,6 +219,41 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
         shutil.rmtree(target)
     staging.rename(target)
     return target
+
+
+def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None) -> Path:
+    """The exported model with the stages ablation run ``name`` trained swapped in, at ``runs/<name>.model``
+    (for ``pixal3d evaluate``; not shipped). The model folder must exist (:func:`export_model`)."""
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+    from pixal3d.training.trainer import resolve_pipeline
+
+    run = next((r for r in recipe.chain(max_steps) if r.name == name), None)
+    if run is None or name not in recipe.ablations:
+        raise UserError(f"{name} is not an ablation of recipe {recipe.path.name}")
+    if not run_finished(run.output_dir, run.config.max_steps):
+        raise UserError(f"ablation {name} has not finished; train it first")
+    if not (recipe.model / "pipeline.json").is_file():
+        raise UserError(f"export the model first: {recipe.model} has no pipeline.json")
+    source = open_pipeline_folder(resolve_pipeline(run.output_dir))
+    target = recipe.runs / f"{name}.model"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(recipe.model, target)
+    config = json.loads((target / "pipeline.json").read_text())
+    for key in run.config.models:
+        stem = config["args"]["models"][key]
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))
+        _store_half((target / stem).with_suffix(".safetensors"))  # as the model's own weights
+    return target
+
+
+def _store_half(path: Path) -> None:
+    """Rewrite a safetensors file with its floating-point tensors in fp16 (they load back as float32)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, path)
 
 
 #: stages a checkpoint holds for training only (generation decodes, it never encodes): left out of the model folder

@@ -48,9 +48,11 @@ def test_default_recipe_chain_is_consistent():
     recipe = load_recipe()
     holds = check_chain(recipe.chain(), recipe.root)
     assert recipe.stages[0] == "ss_vae" and "tex_slat_flow_model_1024" in holds[recipe.stages[-1]]
-    # the cross-attention ablation trains on the same base as the back-projection SS flow, at the same budget
+    # the cross-attention ablation: the back-projection SS flow's run (its image encoder, frozen) as base, at the
+    # same budget, so the exported model with its SS flow swapped differs in that flow only
     runs = {r.name: r.config for r in recipe.chain()}
-    assert runs["ss_flow_cross"].trainer_args["base_pipeline"] == runs["ss_flow"].trainer_args["base_pipeline"]
+    assert runs["ss_flow_cross"].trainer_args["base_pipeline"] == "runs/small/ss_flow"
+    assert runs["ss_flow_cross"].trainer_args["image_encoder"] == "base"
     assert runs["ss_flow_cross"].max_steps == runs["ss_flow"].max_steps
     assert runs["ss_flow_cross"].models["sparse_structure_flow_model"]["args"]["image_attn_mode"] == "cross"
     assert recipe.build["resolution"] >= 128
