@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--views-per-mesh", type=_positive_int, default=4, help="cameras per mesh for --subset full (default 4)")
     p.add_argument("--seed", type=_non_negative, default=0, help="camera seed (default 0)")
     p.add_argument("--subset", choices=("quick", "full"), default="full",
-                   help="quick: 8 fixed meshes x 1 view (see README); full: every mesh x K views")
+                   help="quick: 8 fixed meshes x 1 view (see docs/evaluation.md); full: every mesh x K views")
     p.add_argument("--baseline", action="append", default=None, metavar="NAME",
                    help=f"score a baseline ({', '.join(BASELINES)}); repeat or comma-separate. Without --model only the "
                         "baselines run; with a model the default is sphere,silhouette_hull")

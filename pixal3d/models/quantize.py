@@ -5,7 +5,7 @@ Linear (``torch.ao.quantization.quantize_dynamic``): weights are stored as int8 
 channel, activations are quantised per batch on the fly, products accumulate in int32 and come back as
 float32. Attention products, norms and everything outside the Linear layers stay float32, and so do the
 VAE decoders and the image encoder. The numbers change (it is opt-in, ``--quantize int8``); what it costs in
-fidelity is measured in ``bench/quantize.py`` and the README. CPU only: PyTorch has no CUDA/MPS kernels for it.
+fidelity is measured in ``bench/quantize.py`` (docs/benchmarks.md). CPU only: PyTorch has no CUDA/MPS kernels for it.
 """
 
 from __future__ import annotations

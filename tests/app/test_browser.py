@@ -1,6 +1,6 @@
 """The app in a real browser (Debian Chromium, Playwright): an example run end to end, and a bad upload.
 
-Set ``PIXAL3D_APP_SCREENSHOT=docs/app.png`` to also keep the screenshot (the README's is taken this way).
+Set ``PIXAL3D_APP_SCREENSHOT=docs/app.png`` to also keep the screenshot (the README's screenshot is taken this way).
 """
 
 from __future__ import annotations

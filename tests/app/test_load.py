@@ -2,7 +2,7 @@
 
 All must queue and complete (the app's concurrency limit is 1 on CPU: they are worked on one at a time), none may
 crash the server, every output must be a valid GLB. Throughput and latency percentiles are printed as a markdown
-table (and written to ``$PIXAL3D_LOAD_REPORT`` when set); the README's figures come from this test.
+table (and written to ``$PIXAL3D_LOAD_REPORT`` when set); the figures in docs/testing.md come from this test.
 """
 
 from __future__ import annotations

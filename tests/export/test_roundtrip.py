@@ -41,7 +41,7 @@ def test_spot_roundtrip(tmp_path):
     cam = glb_camera(out)
     a, b = render(source, cam, 128, "mask"), render(exported, cam, 128, "mask")
     assert (a & b).sum() / (a | b).sum() >= 0.97
-    # texture fidelity from 4 views around +Y (R=256 reaches ≥ 25 dB, see README)
+    # texture fidelity from 4 views around +Y (R=256 reaches ≥ 25 dB, see docs/export.md)
     scores = [psnr(render(source, c, 128)[..., :3], render(exported, c, 128)[..., :3])
               for c in turntable_cameras(source, 4)]
     assert min(scores) >= 24.0, scores

@@ -572,4 +572,9 @@ CASES: list[Case] = [
       r"no loadable checkpoint in .*trainer_state.pt is damaged", _corrupt_checkpoint_run),
     C("train-output-is-a-file", "training", "train", lambda ctx: train_args(ctx), r"--output_dir .*run is a file",
       write("run", "a file where the run folder should be")),
+    C("train-default-no-jobs", "training", "cli", lambda ctx: ["train-default", "--steps", "check", "--jobs", "0"],
+      r"--jobs must be at least 1"),
+    C("train-default-not-a-recipe", "training", "cli", lambda ctx: ["train-default", "--steps", "check", "--recipe",
+                                                                    str(ctx.tmp / "r.json")],
+      r"not a pixal3d recipe", write("r.json", '{"format": "something else"}')),
 ]

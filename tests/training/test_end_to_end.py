@@ -1,5 +1,5 @@
 """From meshes to a model folder to a GLB: synth → build (R 64, 2 views, 128² images) → the shipped tiny configs
-through ``train.py`` exactly as the README runs them (chained by their own ``base_pipeline``s, 2 steps each via
+through ``train.py`` exactly as docs/training.md runs them (chained by their own ``base_pipeline``s, 2 steps each via
 ``--max_steps``) → ``inference.py`` on a training view."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pixal3d.training.chain import ChainRun, check_chain
 from pixal3d.training.config import load_config
 from tests.training.conftest import CONFIGS, REPO
 
-#: (config, run folder) in training order, as the README's Training section runs them
+#: (config, run folder) in training order, as docs/training.md runs them
 CHAIN = [("ss_vae_tiny", "ss_vae"), ("shape_vae_tiny", "shape_vae"), ("tex_vae_tiny", "tex_vae"),
          ("ss_flow_tiny", "ss_flow"), ("shape_flow_tiny", "shape_flow"), ("tex_flow_tiny", "tex_flow")]
 
