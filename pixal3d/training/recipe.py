@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -128,7 +127,7 @@ def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1
     root so the configs' relative bases resolve). A run starts once the runs it stands on have finished; up to
     ``jobs`` runs train at once (in recipe order), each with ``cores // jobs`` torch threads unless
     ``OMP_NUM_THREADS`` is set, and with ``jobs > 1`` each logs to ``runs/<run>.log``. A failed run stops the
-    others (they resume from their last checkpoint). Returns the names of the runs trained."""
+    others (``SIGTERM``; they resume from their last checkpoint). Returns the names of the runs trained."""
     runs = recipe.chain(max_steps)
     check_chain(runs, recipe.root)
     waits = {run.name: base_runs(run, runs, recipe.root) for run in runs}
@@ -151,8 +150,8 @@ def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1
             done.add(name)
             trained.append(name)
     finally:
-        for proc in running.values():
-            proc.send_signal(signal.SIGINT)
+        for proc in running.values():  # SIGTERM: background jobs of a shell ignore SIGINT
+            proc.terminate()
             proc.wait()
     return trained
 

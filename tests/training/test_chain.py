@@ -122,14 +122,14 @@ class _FakeRun:
     """Stands in for a ``train.py`` process: exits with ``code`` at its second poll."""
 
     def __init__(self, code: int = 0):
-        self.code, self.polls, self.signals = code, 0, []
+        self.code, self.polls, self.terminated = code, 0, False
 
     def poll(self):
         self.polls += 1
         return self.code if self.polls > 1 else None
 
-    def send_signal(self, sig):
-        self.signals.append(sig)
+    def terminate(self):
+        self.terminated = True
 
     def wait(self):
         return self.code
@@ -162,6 +162,13 @@ def test_jobs_start_runs_when_their_bases_are_done(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "_start_run", lambda *a: _FakeRun(code=3))
     with pytest.raises(UserError, match="run ss_vae failed"):
         R.train_chain(recipe, jobs=1)
+    # … and the runs still training beside it are stopped
+    procs = {"ss_vae": _FakeRun(code=0), "shape_vae": _FakeRun(code=3)}
+    procs["ss_vae"].poll = lambda: None  # never ends by itself
+    monkeypatch.setattr(R, "_start_run", lambda recipe_, run, *a: procs[run.name])
+    with pytest.raises(UserError, match="run shape_vae failed"):
+        R.train_chain(recipe, jobs=2)
+    assert procs["ss_vae"].terminated and not procs["shape_vae"].terminated
 
 
 def test_export_keeps_inference_stages_once(tmp_path):
