@@ -16,6 +16,7 @@ import trimesh
 from PIL import Image
 
 from pixal3d.export.render import RenderMesh, ViewCamera, render, scene_render_meshes
+from pixal3d import paths
 from pixal3d.pipelines import scene as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,13 +97,9 @@ def test_ideal_objects_are_placed_where_they_stand(rendered):
     result = S.generate_scene(picture, masks, FOV, _ideal_generator(objects), HEIGHT, PITCH, size=128)
     truth = np.concatenate([m.vertices for m in objects])
     scene_size = float(np.linalg.norm(truth.max(0) - truth.min(0)))
-    placed = trimesh.load(io.BytesIO(result.glb), file_type="glb", force="scene", process=False)
-    for k, name in enumerate(result.names):
-        nodes = [n for n in placed.graph.nodes_geometry if n.startswith(f"{name}_mesh")]
-        verts = np.concatenate([trimesh.transform_points(placed.geometry[placed.graph[n][1]].vertices, placed.graph[n][0])
-                                for n in nodes])
-        error = np.linalg.norm(verts.mean(0) @ S.FLIP_YZ - objects[k].vertices.mean(0))
-        assert error < 0.1 * scene_size, (name, error, scene_size)
+    for k, centre in enumerate(_placed_centroids(result.glb, result.names)):
+        error = np.linalg.norm(centre - objects[k].vertices.mean(0))
+        assert error < 0.1 * scene_size, (result.names[k], error, scene_size)
     assert result.iou["union"] > 0.95 and min(result.iou[n] for n in result.names) > 0.9, result.iou
     gltf = json.loads(result.glb[20:20 + int.from_bytes(result.glb[12:16], "little")])
     names = {n.get("name") for n in gltf["nodes"]}
@@ -139,3 +136,40 @@ def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
                           "--masks", str(tmp_path / "nope.png"), "--output", str(tmp_path / "x.glb")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.glb").exists()
+
+
+def _placed_centroids(glb: bytes, names: list[str]) -> list[np.ndarray]:
+    """Each named object's vertex centroid in the composed GLB, in the camera's OpenCV frame."""
+    placed = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
+    out = []
+    for name in names:
+        nodes = [n for n in placed.graph.nodes_geometry if n.startswith(f"{name}_mesh")]
+        verts = np.concatenate([trimesh.transform_points(placed.geometry[placed.graph[n][1]].vertices, placed.graph[n][0])
+                                for n in nodes])
+        out.append(verts.mean(0) @ S.FLIP_YZ)
+    return out
+
+
+@pytest.mark.skipif(not paths.component_path("pixal3d-small").exists(), reason="the default model is not installed")
+def test_scene_with_the_default_model(rendered, tmp_path):
+    from tests.clients import assert_valid_gltf
+
+    objects, picture, masks = rendered
+    picture.save(tmp_path / "scene.png")
+    mdir = tmp_path / "masks"
+    mdir.mkdir()
+    for name, mask in masks:
+        Image.fromarray(mask.astype(np.uint8) * 255).save(mdir / f"{name}.png")
+    out = tmp_path / "scene.glb"
+    proc = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
+                           "--masks-dir", str(mdir), "--output", str(out), "--pitch", str(PITCH), "--fov", "50deg",
+                           "--camera-height", str(HEIGHT), "--min_component_area", "0"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_valid_gltf(out)
+    union = float(proc.stderr.split("union silhouette IoU ")[1].split(";")[0])
+    assert union >= 0.9, proc.stderr
+    truth = np.concatenate([m.vertices for m in objects])
+    scene_size = float(np.linalg.norm(truth.max(0) - truth.min(0)))
+    for k, centre in enumerate(_placed_centroids(out.read_bytes(), [n for n, _ in masks])):
+        assert np.linalg.norm(centre - objects[k].vertices.mean(0)) < 0.1 * scene_size
