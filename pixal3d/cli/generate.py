@@ -194,7 +194,7 @@ def resolve_model(name: str | None) -> Path:
 
 def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:
     """The world-frame cameras of a multi-view run (``--cameras`` or ``--azimuths``), or None for one image."""
-    from pixal3d.conditioning.camera import DEFAULT_FOV_X, distance_from_fov, orbit_cameras, read_transforms
+    from pixal3d.core.camera import DEFAULT_FOV_X, distance_from_fov, orbit_cameras, read_transforms
 
     sizes = [p.size for p in pictures]
     if args.cameras:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pixal3d.errors import UserError
-from pixal3d.export.render import render_glb, save_png
+from pixal3d.core.render import render_glb, save_png
 from pixal3d.utils.files import check_output_path
 
 

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 def _scene(args) -> int:
     from pixal3d.cli.export import export_options
     from pixal3d.cli.generate import resolve_model
-    from pixal3d.conditioning.camera import DEFAULT_FOV_X
+    from pixal3d.core.camera import DEFAULT_FOV_X
     from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
     from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_masks

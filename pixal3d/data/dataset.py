@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pixal3d.conditioning.camera import Camera
+from pixal3d.core.camera import Camera
 from pixal3d.data.build import load_manifest
 from pixal3d.errors import UserError
-from pixal3d.export.asset import VoxelAsset
+from pixal3d.core.asset import VoxelAsset
 
 SPLITS = ("train", "val", "all")
 #: what a :class:`ViewDataset` can read per item
@@ -73,7 +73,7 @@ class ViewDataset(Dataset):
     * ``asset_id`` (str), ``view`` (int);
     * ``image`` ``[3, S, S]`` float32 in [0, 1], RGB composited on black (the official preprocessing's
       background); ``alpha`` ``[1, S, S]`` float32;
-    * ``camera``: :class:`~pixal3d.conditioning.camera.Camera` (true FOV, distance, ``mesh_scale`` 1);
+    * ``camera``: :class:`~pixal3d.core.camera.Camera` (true FOV, distance, ``mesh_scale`` 1);
     * ``coords`` ``[N, 3]`` int32 voxel indices at ``resolution``; ``dual_vertices`` ``[N, 3]`` float32 offsets in
       [0, 1] voxel units; ``intersected`` ``[N, 3]`` bool; ``split_weight`` ``[N]`` float32; ``attrs`` ``[N, 6]``
       float32 PBR (base RGB, metallic, roughness, alpha) in [0, 1];

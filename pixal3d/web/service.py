@@ -331,7 +331,7 @@ class Service:
     # --- the pictures and downloads of a result ---------------------------------------------------------
     def _finish(self, folder: Path, glb: Path, photo, overlay, files: list[Path], timings: dict[str, float],
                 facts: list[str], seed: int, report: Report | None, started: float) -> Outcome:
-        from pixal3d.export.render import load_render_meshes
+        from pixal3d.core.render import load_render_meshes
         from pixal3d.export.views import blend, save_rgb, turntable_gif
 
         t = time.perf_counter()
@@ -488,7 +488,7 @@ class Service:
         as ``pixal3d scene``)."""
         import numpy as np
 
-        from pixal3d.conditioning.camera import DEFAULT_FOV_X
+        from pixal3d.core.camera import DEFAULT_FOV_X
         from pixal3d.export.formats import format_files
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image
