@@ -198,3 +198,27 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for key in _SPARSE_KEYS:
             batch[key] = torch.cat([s[key] for s in samples])
     return batch
+
+
+def data_roots(data_dir: str) -> list[Path]:
+    """Dataset folders named by ``--data_dir``: a folder, or JSON text / a JSON file with a folder or a list."""
+    path = Path(data_dir)
+    if path.is_dir():
+        return [path]
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UserError(f"data dir {data_dir} not found")
+        text = path.read_text()
+    else:
+        text = data_dir
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        raise UserError(f"data dir {data_dir} not found") from None
+    roots = [value] if isinstance(value, str) else value
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
+        raise UserError("--data_dir JSON must be a folder path or a non-empty list of folder paths")
+    missing = [r for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise UserError(f"data dir {missing[0]} not found")
+    return [Path(r) for r in roots]

@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from pixal3d.data.build import load_manifest
         from pixal3d.data.dataset import ViewDataset, collate_views
-        from pixal3d.training.run import data_roots
+        from pixal3d.data.dataset import data_roots
         from pixal3d.training.trainer import resolve_pipeline
 
         if args.items < 1 or args.batch < 1:

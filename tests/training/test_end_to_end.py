@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pixal3d.models.pipeline_folder import PIXAL3D_STAGES, open_pipeline_folder
-from pixal3d.training.run import main as train_main
+from pixal3d.cli.train import main as train_main
 from tests.clients import assert_valid_gltf
 from pixal3d.training.chain import ChainRun, check_chain
 from pixal3d.training.config import load_config
