@@ -1,5 +1,5 @@
-"""Previews of textured PBR scenes for the data tools: contact sheets, ``pixal3d data preview`` and
-the conditioning views of ``pixal3d data build``.
+"""Previews of textured PBR scenes for the data tools: contact sheets, the ``front`` / ``three_quarter`` cameras of
+``pixal3d render`` and the conditioning views of ``pixal3d data build``.
 
 Rendering is :func:`pixal3d.core.render.render` (the one CPU renderer: smooth normals, metallic /
 roughness preview shading, MASK and order-independent BLEND transparency, supersampling); this module
