@@ -16,7 +16,7 @@ from pixal3d.errors import UserError
 def register(subparsers) -> None:
     """Add ``scene`` to the ``pixal3d`` parser."""
     from pixal3d.cli.export import add_export_arguments
-    from pixal3d.cli.generate import parse_fov
+    from pixal3d.cli.options import parse_fov
 
     p = subparsers.add_parser("scene", help="one picture of several objects → one GLB with a node per object",
                               description="Segment the objects (a label image, a folder of masks, or the connected "

@@ -438,7 +438,8 @@ class Service:
                   report: Report | None = None) -> Outcome:
         """Several views of one object with turntable azimuths or a ``transforms.json`` (``view_cameras``, as
         ``pixal3d generate --image … --azimuths|--cameras``); the output is in the first view's frame."""
-        from pixal3d.cli.generate import _azimuths, view_cameras, write_result
+        from pixal3d.cli.generate import view_cameras, write_result
+        from pixal3d.cli.options import azimuths as parse_azimuths
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image
 
@@ -460,7 +461,7 @@ class Service:
             if _blank(azimuths):
                 raise UserError("give the views' azimuths (degrees, e.g. 0,90,180,270) or a transforms.json")
             try:
-                parsed = _azimuths(str(azimuths))
+                parsed = parse_azimuths(str(azimuths))
             except argparse.ArgumentTypeError as exc:
                 raise UserError(str(exc)) from None
             if len(parsed) != len(checked):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pixal3d.cli.generate import parse_fov
+from pixal3d.cli.options import parse_fov
 
 REPO = Path(__file__).resolve().parents[2]
 
