@@ -178,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--shard is for batches (--input-dir DIR --output-dir OUT)")
     device = select_device(args.device)
     image_paths, output, model = check_paths(args)
+    from pixal3d.core.cascade import CascadeConfig
     from pixal3d.image.io import load_image
     from pixal3d.models.pipeline_folder import open_pipeline_folder
-    from pixal3d.core.cascade import CascadeConfig
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
 
     folder = open_pipeline_folder(model)

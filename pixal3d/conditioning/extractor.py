@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
-from pixal3d.core.camera import Camera, PinholeCamera
 from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor
 from pixal3d.conditioning.naf import NAF, NAFGuide
+from pixal3d.core.camera import Camera, PinholeCamera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 

@@ -285,8 +285,8 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
     import trimesh
     from PIL import Image
 
-    from pixal3d.data.preview import render_scene
     from pixal3d.core.asset import AssetCamera
+    from pixal3d.data.preview import render_scene
     from pixal3d.mesh.io import load_mesh
     from pixal3d.mesh.voxelize import voxelize
 

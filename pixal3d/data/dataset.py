@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import Camera
 from pixal3d.data.build import load_manifest
 from pixal3d.errors import UserError
-from pixal3d.core.asset import VoxelAsset
 
 SPLITS = ("train", "val", "all")
 #: what a :class:`ViewDataset` can read per item

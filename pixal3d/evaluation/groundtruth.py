@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixal3d.core.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
 from pixal3d.data.build import FILL, ViewParams, draw_views, view_distance, view_mesh, view_rotation
 from pixal3d.data.overlap import file_sha256
 from pixal3d.errors import UserError
-from pixal3d.core.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
 
 #: base colour RGBA, metallic, roughness of geometry-only meshes (and of predictions without colour)
 NEUTRAL_MATERIAL = (np.array([0.75, 0.75, 0.75, 1.0], dtype=np.float32), 0.0, 1.0)

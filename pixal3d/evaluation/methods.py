@@ -29,10 +29,10 @@ from typing import Callable
 
 import numpy as np
 
+from pixal3d.core.render import RenderMesh
 from pixal3d.errors import UserError
 from pixal3d.evaluation import baselines
 from pixal3d.evaluation.groundtruth import NEUTRAL_MATERIAL, GroundTruthView, on_black, render_extra_inputs
-from pixal3d.core.render import RenderMesh
 from pixal3d.utils.files import atomic_output
 
 #: names accepted by ``--baseline`` (``ground_truth`` is the harness self-check: the GT mesh itself)

@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from pixal3d.ovoxel.voxel_lookup import trilinear
 from pixal3d.core.render import rasterize
 from pixal3d.mesh.uv import UVLayout
+from pixal3d.ovoxel.voxel_lookup import trilinear
 
 #: width (texels) of the band around charts that Telea inpainting re-fills after the nearest fill
 INPAINT_BAND = 2

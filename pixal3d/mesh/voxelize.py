@@ -35,10 +35,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from pixal3d.ovoxel.dual_grid import dual_grid_quads
 from pixal3d.core.asset import AssetCamera, VoxelAsset
 from pixal3d.errors import UserError
 from pixal3d.mesh.io import LoadedMesh
+from pixal3d.ovoxel.dual_grid import dual_grid_quads
 
 #: triangles longer than this (voxel units) are subdivided before rasterising grid lines
 MAX_EDGE_VOXELS = 8.0

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pixal3d.core.asset import AssetCamera, VoxelAsset
 from pixal3d.core.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
+from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeConfig
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
-from pixal3d.core.asset import AssetCamera, VoxelAsset
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
 from pixal3d.models.sparse.tensor import SparseTensor
-from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeConfig
 from pixal3d.pipelines.cascade import CascadeChoice, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,

@@ -11,8 +11,8 @@ import torch
 from pixal3d.cli import main as cli_main
 from pixal3d.data.dataset import ViewDataset, collate_views
 from pixal3d.errors import UserError
-from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.models.pipeline_folder import open_pipeline_folder
+from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.training.config import parse_config
 from pixal3d.training.registry import trainer_class
 from pixal3d.training.sc_vae import (
