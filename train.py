@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from pixal3d.training.run import main
+from pixal3d.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

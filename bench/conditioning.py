@@ -22,7 +22,8 @@ def bench_sparse_backprojection() -> dict:
     """Sparse back-projection of 50k voxels x 2048 channels (G=64 grid, S=1024, 64x64 map)."""
     import torch
 
-    from pixal3d.conditioning import Camera, backproject_sparse
+    from pixal3d.conditioning import backproject_sparse
+    from pixal3d.core.camera import Camera
 
     torch.manual_seed(0)
     G, S, N, C = 64, 1024, 50_000, 2048

@@ -44,11 +44,11 @@ def export_rows() -> list[dict]:
     import numpy as np
     import trimesh
 
+    from pixal3d.core.asset import AssetCamera
+    from pixal3d.core.render import glb_camera, load_render_meshes, render, turntable_cameras
     from pixal3d.export import glb
-    from pixal3d.export.asset import AssetCamera
     from pixal3d.export.bake import bake
     from pixal3d.export.glb import ExportOptions, asset_to_glb
-    from pixal3d.export.render import glb_camera, load_render_meshes, render, turntable_cameras
 
     src = EVALSETS / "meshes" / "keenan_spot.glb"
     mesh = load_mesh(src)

@@ -48,7 +48,7 @@ def bench_tiny() -> dict:
     import torch
     from PIL import Image
 
-    from pixal3d.conditioning.camera import Camera
+    from pixal3d.core.camera import Camera
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline, stage_sampler_params
     from tests.helpers import Fixture
     from tests.pipelines.tiny_folder import write_tiny_pipeline
@@ -114,10 +114,10 @@ def bench_official_512() -> dict:
     import torch
     from PIL import Image
 
-    from pixal3d.conditioning.camera import Camera
     from pixal3d.conditioning.dinov3 import DINOv3Encoder
     from pixal3d.conditioning.extractor import ConditionExtractor
     from pixal3d.conditioning.naf import NAF
+    from pixal3d.core.camera import Camera
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
     from pixal3d.sampling.flow_euler import STAGE_DEFAULTS, draw_noise

@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pixal3d.conditioning.camera import distance_from_fov, orbit_cameras  # noqa: E402
+from pixal3d.core.camera import distance_from_fov, orbit_cameras  # noqa: E402
+from pixal3d.core.render import ViewCamera, look_at, render, save_png, scene_render_meshes  # noqa: E402
 from pixal3d.data.synth import generate  # noqa: E402
-from pixal3d.export.render import ViewCamera, look_at, render, save_png, scene_render_meshes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 #: the official default input camera: horizontal FOV 2·atan(16/35)

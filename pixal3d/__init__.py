@@ -2,11 +2,12 @@
 
 The package folders follow the data flow of one image to one GLB:
 
-``image`` (load, background removal, crop) → ``conditioning`` (cameras, image features,
-pixel back-projection) → ``models`` (sparse tensors, transformers, VAEs, checkpoint loading) →
-``sampling`` (flow-matching Euler with guidance) → ``decoding`` (latents → dual-grid mesh and
-PBR voxels) → ``mesh`` (cleanup, remesh, simplify, UV, voxelise) → ``export`` (texture baking,
-GLB, previews). ``pipelines`` joins them; ``data`` and ``training`` build datasets and train.
+``image`` (load, background removal, crop) → ``conditioning`` (image features, pixel back-projection) →
+``models`` (sparse tensors, transformers, VAEs, checkpoint loading) → ``sampling`` (flow-matching Euler with
+guidance) → ``ovoxel`` (latents → dual-grid mesh and PBR voxels) → ``mesh`` (cleanup, remesh, simplify, UV,
+voxelise) → ``export`` (texture baking, GLB). ``core`` holds what they share (cameras, the voxel asset, the CPU
+renderer, the cascade config); ``pipelines`` joins them; ``data`` and ``training`` build datasets and train.
+The packages are layered (docs/architecture.md, "Package layout"; checked by tests/test_layers.py).
 """
 
 __version__ = "0.1.0"

@@ -60,10 +60,10 @@ def run_batch(args, export, options, formats: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from pixal3d.cli.generate import check_output_path, resolve_model, write_result
+    from pixal3d.core.cascade import CascadeConfig
     from pixal3d.devices import select_device
     from pixal3d.export.formats import planned_names
     from pixal3d.models.pipeline_folder import open_pipeline_folder
-    from pixal3d.pipelines.cascade import CascadeConfig
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
     from pixal3d.utils.files import write_json
 

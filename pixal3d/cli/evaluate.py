@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pixal3d.cli.generate import _checked_number, _positive_int
+from pixal3d.cli.options import non_negative_int, positive_int
 from pixal3d.errors import UserError
-
-
-def _non_negative(text: str) -> int:
-    return _checked_number(text, int, lambda v: v >= 0, "non-negative")
 
 
 def _view_counts(text: str) -> tuple[int, ...]:
@@ -34,8 +30,8 @@ def register(subparsers) -> None:
                         "unless only --baseline is given")
     p.add_argument("--meshes", default=None, help=f"folder of OBJ/PLY/GLB/glTF meshes or one file (default {DEFAULT_MESHES})")
     p.add_argument("-o", "--output", required=True, help="output folder (results.json, results.md, sheet.png, glb/)")
-    p.add_argument("--views-per-mesh", type=_positive_int, default=4, help="cameras per mesh for --subset full (default 4)")
-    p.add_argument("--seed", type=_non_negative, default=0, help="camera seed (default 0)")
+    p.add_argument("--views-per-mesh", type=positive_int, default=4, help="cameras per mesh for --subset full (default 4)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="camera seed (default 0)")
     p.add_argument("--subset", choices=("quick", "full"), default="full",
                    help="quick: 8 fixed meshes x 1 view (see docs/evaluation.md); full: every mesh x K views")
     p.add_argument("--baseline", action="append", default=None, metavar="NAME",
@@ -46,14 +42,14 @@ def register(subparsers) -> None:
                         "then a scale+translation alignment")
     p.add_argument("--num-views", type=_view_counts, default=(1,),
                    help="multi-view protocol, e.g. 1,2,4,6 (view counts > 1 need a multi-view method)")
-    p.add_argument("--image-size", type=_positive_int, default=512, help="render size in pixels (default 512)")
-    p.add_argument("--held-out", type=_non_negative, default=4, help="held-out cameras around the object (default 4)")
-    p.add_argument("--points", type=_positive_int, default=50_000, help="surface samples per surface (default 50000)")
+    p.add_argument("--image-size", type=positive_int, default=512, help="render size in pixels (default 512)")
+    p.add_argument("--held-out", type=non_negative_int, default=4, help="held-out cameras around the object (default 4)")
+    p.add_argument("--points", type=positive_int, default=50_000, help="surface samples per surface (default 50000)")
     p.add_argument("--up", default=None, help="up axis of every mesh (+y, +z, ...); default: per file from a "
                                               "manifest.json beside the meshes, else +y")
     p.add_argument("--generation-seed", type=int, default=42, help="the model's sampling seed (default 42)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampling steps of every flow (default: the model's)")
-    p.add_argument("--resolution", type=_positive_int, default=None, help="final voxel resolution (default: the model's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampling steps of every flow (default: the model's)")
+    p.add_argument("--resolution", type=positive_int, default=None, help="final voxel resolution (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     p.add_argument("--no-sheet", action="store_true", help="do not draw sheet.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

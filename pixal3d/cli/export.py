@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pixal3d.export.asset import VoxelAsset
+from pixal3d.core.asset import VoxelAsset
 from pixal3d.export.glb import ExportOptions, asset_to_glb
 from pixal3d.mesh.cleanup import MIN_COMPONENT_AREA
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET

@@ -4,69 +4,15 @@ pixel-aligned PBR GLB out."""
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import sys
 import time
 from pathlib import Path
 
 from pixal3d import paths
+from pixal3d.cli import options
 from pixal3d.cli.export import add_export_arguments, export_options
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_outputs, check_output_path
-
-def parse_fov(text: str) -> float:
-    """Horizontal FOV from the command line → radians.
-
-    A plain number is radians (as the official ``--fov``); a ``deg`` / ``°`` suffix means degrees and
-    ``rad`` radians, e.g. ``0.2``, ``0.2rad``, ``40deg``.
-    """
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(deg|°|rad)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a field of view: {text!r} (e.g. 0.2, 0.2rad or 40deg)")
-    value = float(match.group(1))
-    if match.group(2) in ("deg", "°"):
-        value = math.radians(value)
-    if not 0.0 < value < math.pi:
-        raise argparse.ArgumentTypeError(f"field of view must be between 0 and 180 degrees, got {text!r}")
-    return value
-
-
-def _checked_number(text: str, kind: type, valid, requirement: str):
-    """Parse ``text`` as ``kind`` and check ``valid(value)``; argparse errors name the ``requirement``."""
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-    if not valid(value):
-        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _checked_number(text, int, lambda v: v > 0, "positive")
-
-
-def _non_negative_float(text: str) -> float:
-    return _checked_number(text, float, lambda v: math.isfinite(v) and v >= 0, "a non-negative number")
-
-
-def _azimuths(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"azimuths must be comma-separated degrees, got {text!r}") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"azimuths must be comma-separated degrees, got {text!r}")
-    return values
-
-
-def _shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise argparse.ArgumentTypeError(f"shard must be I/N with 1 <= I <= N (e.g. 1/4), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``inference.py`` / ``pixal3d generate`` (upstream flags first)."""
@@ -79,31 +25,31 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None,
                         help="batch: folder of the outputs (<image stem>.glb …); finished images are skipped, so a "
                              "stopped batch resumes; a summary table is printed and written to summary[.shard-I-of-N].json")
-    parser.add_argument("--shard", type=_shard, default=None,
+    parser.add_argument("--shard", type=options.shard, default=None,
                         help="batch: process only shard I of N (1-based, e.g. 1/4): every N-th image of the sorted list")
     parser.add_argument("--format", action="append", default=None,
                         help="also write these formats beside the GLB: obj (+ .mtl + _basecolor.png), ply (vertex colours), "
                              "stl, usdz (needs usd-core); repeat or comma-separate, e.g. --format obj,usdz")
     parser.add_argument("--low_vram", action="store_true", help="keep one stage on the device at a time (and 1024 cascade by default)")
-    parser.add_argument("--resolution", type=_positive_int, default=None,
+    parser.add_argument("--resolution", type=options.positive_int, default=None,
                         help="final voxel resolution: 1024 or 1536 for official weights (default: 1536, 1024 with --low_vram; "
                              "a model folder may define others)")
     parser.add_argument("--model", default=None,
                         help="model folder (pipeline.json + ckpts/), or a folder name under the models root (e.g. Pixal3D); "
                              f"default: {paths.component_path('pixal3d-small')}")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42, as upstream)")
-    parser.add_argument("--fov", type=parse_fov, default=None,
+    parser.add_argument("--fov", type=options.parse_fov, default=None,
                         help="horizontal field of view: radians (0.2) or degrees (40deg); default: estimated if MoGe-2 is installed, else the official default")
     parser.add_argument("--cameras", default=None,
                         help="multi-view: NeRF/Blender transforms.json, one frame per --image in order "
                              "(transform_matrix c2w, camera_angle_x or fov per frame or top level, optional mesh_scale)")
-    parser.add_argument("--azimuths", type=_azimuths, default=None,
+    parser.add_argument("--azimuths", type=options.azimuths, default=None,
                         help="multi-view turntable shorthand: camera azimuths in degrees, one per --image, e.g. 0,90,180,270 "
                              "(with --elevation and --fov; distance from the FOV as for one image)")
     parser.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees for --azimuths (default 0)")
-    parser.add_argument("--steps", type=_positive_int, default=None, help="sampling steps for every flow (default: the model's, 12 for official weights)")
-    parser.add_argument("--guidance", type=_non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
-    parser.add_argument("--max_num_tokens", type=_positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
+    parser.add_argument("--steps", type=options.positive_int, default=None, help="sampling steps for every flow (default: the model's, 12 for official weights)")
+    parser.add_argument("--guidance", type=options.non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
+    parser.add_argument("--max_num_tokens", type=options.positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available, or $PIXAL3D_DEVICE)")
     parser.add_argument("--quantize", choices=["none", "int8"], default="none",
                         help="int8: the flows' Linear layers as PyTorch dynamic int8 on the CPU (opt-in, changes the "
@@ -194,7 +140,7 @@ def resolve_model(name: str | None) -> Path:
 
 def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:
     """The world-frame cameras of a multi-view run (``--cameras`` or ``--azimuths``), or None for one image."""
-    from pixal3d.conditioning.camera import DEFAULT_FOV_X, distance_from_fov, orbit_cameras, read_transforms
+    from pixal3d.core.camera import DEFAULT_FOV_X, distance_from_fov, orbit_cameras, read_transforms
 
     sizes = [p.size for p in pictures]
     if args.cameras:
@@ -232,9 +178,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--shard is for batches (--input-dir DIR --output-dir OUT)")
     device = select_device(args.device)
     image_paths, output, model = check_paths(args)
+    from pixal3d.core.cascade import CascadeConfig
     from pixal3d.image.io import load_image
     from pixal3d.models.pipeline_folder import open_pipeline_folder
-    from pixal3d.pipelines.cascade import CascadeConfig
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
 
     folder = open_pipeline_folder(model)

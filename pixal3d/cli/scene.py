@@ -16,7 +16,7 @@ from pixal3d.errors import UserError
 def register(subparsers) -> None:
     """Add ``scene`` to the ``pixal3d`` parser."""
     from pixal3d.cli.export import add_export_arguments
-    from pixal3d.cli.generate import parse_fov
+    from pixal3d.cli.options import parse_fov
 
     p = subparsers.add_parser("scene", help="one picture of several objects → one GLB with a node per object",
                               description="Segment the objects (a label image, a folder of masks, or the connected "
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
 def _scene(args) -> int:
     from pixal3d.cli.export import export_options
     from pixal3d.cli.generate import resolve_model
-    from pixal3d.conditioning.camera import DEFAULT_FOV_X
+    from pixal3d.core.camera import DEFAULT_FOV_X
     from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
     from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_masks

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import time
 
-from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera
+from pixal3d.core.asset import AssetCamera
+from pixal3d.core.camera import DEFAULT_FOV_X, Camera
 from pixal3d.errors import UserError
-from pixal3d.export.asset import AssetCamera
 from pixal3d.mesh.io import load_mesh
 from pixal3d.mesh.voxelize import voxelize
 from pixal3d.utils.files import check_output_path

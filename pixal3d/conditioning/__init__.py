@@ -1,6 +1,6 @@
-"""Image conditioning: cameras, pixel back-projection and (elsewhere in this package) DINOv3/NAF features.
+"""Image conditioning: pixel back-projection and (elsewhere in this package) DINOv3/NAF features.
 
-Frames are documented in :mod:`pixal3d.conditioning.camera`; back-projection in
+The camera model and frames are :mod:`pixal3d.core.camera`; back-projection is
 :mod:`pixal3d.conditioning.backprojection`.
 """
 
@@ -18,21 +18,9 @@ from pixal3d.conditioning.backprojection import (
     sampling_grid,
     voxel_world_points,
 )
-from pixal3d.conditioning.camera import (
-    DEFAULT_DISTANCE,
-    DEFAULT_FOV_X,
-    Camera,
-    PinholeCamera,
-    canonicalize_views,
-    distance_from_fov,
-    focal_pixels,
-    front_view_matrix,
-    voxel_to_world_matrix,
-)
 
 __all__ = [
-    "Camera", "PinholeCamera", "DEFAULT_FOV_X", "DEFAULT_DISTANCE", "distance_from_fov", "focal_pixels",
-    "front_view_matrix", "voxel_to_world_matrix", "canonicalize_views", "grid_points", "voxel_world_points",
+    "grid_points", "voxel_world_points",
     "project_points", "normalize_pixels", "sampling_grid", "backproject_dense", "backproject_sparse",
     "bilinear_taps", "backproject_dense_multiview", "backproject_sparse_multiview",
 ]

@@ -2,7 +2,7 @@
 
 This is the official ``ProjGrid`` (spec §3.3) in plain PyTorch, plus a sparse path that projects
 only the requested voxels and a multi-view mean (§3.6). Frames are those of
-:mod:`pixal3d.conditioning.camera`: grid index ``(i, j, k)`` (x right, y up, z toward the input
+:mod:`pixal3d.core.camera`: grid index ``(i, j, k)`` (x right, y up, z toward the input
 camera) → world ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)``; image
 pixels u right, v down; sampling coordinate ``g = (uv + 0.5) / S * 2 - 1`` read with
 ``F.grid_sample(mode='bilinear', align_corners=False, padding_mode='border')``.
@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from pixal3d.conditioning.camera import AnyCamera, Camera, PinholeCamera, as_pinhole
+from pixal3d.core.camera import AnyCamera, Camera, PinholeCamera, as_pinhole
 from pixal3d.errors import UserError
 
 CameraArg = AnyCamera | Sequence[AnyCamera]

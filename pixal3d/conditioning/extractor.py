@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
-from pixal3d.conditioning.camera import Camera, PinholeCamera
 from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor
 from pixal3d.conditioning.naf import NAF, NAFGuide
+from pixal3d.core.camera import Camera, PinholeCamera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 
@@ -153,7 +153,7 @@ class ConditionExtractor:
         ``C' = 2C`` (``[lr ‖ hr]``) for NAF stages of a NAF encoder, else ``C``. All float32.
 
         Multi-view (lists of V images and V cameras in the canonical frame of view 0, see
-        :func:`~pixal3d.conditioning.camera.canonicalize_views`): every view's condition is computed as for
+        :func:`~pixal3d.core.camera.canonicalize_views`): every view's condition is computed as for
         one image and the views are averaged (``proj`` and ``global``, unweighted, out-of-view samples
         border-clamped: the official ``multiview_fusion="average"``), so shapes do not depend on V and
         the flows are unchanged. One view given as a list is exactly the single-view condition.

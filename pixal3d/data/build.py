@@ -7,7 +7,7 @@ views, this writes
   from a random camera, with the CPU preview rasteriser (:mod:`pixal3d.data.preview`, 2× supersampled);
 * ``DATA/<asset_id>/view_{k:02d}.npz`` — the mesh rotated into that view's voxel frame and voxelised at
   ``R`` (:func:`pixal3d.mesh.voxelize.voxelize`: coords, dual-grid attributes, PBR attributes, occupancy
-  grids 64³/32³) with the true camera (:class:`~pixal3d.export.asset.AssetCamera`, ``mesh_scale`` 1).
+  grids 64³/32³) with the true camera (:class:`~pixal3d.core.asset.AssetCamera`, ``mesh_scale`` 1).
 
 Camera convention (Pixal3D training: "random object-centric rotation, rendered from the front with varying FOV
 and distance"). The mesh is loaded into its canonical frame (``+y`` up, front toward ``+z``, see
@@ -227,7 +227,7 @@ def fit_distance(vertices: np.ndarray, fov_x: float) -> float:
 def view_distance(vertices: np.ndarray, params: ViewParams) -> float:
     """The camera distance of a view: ``distance_from_fov(fov) · distance_factor``, pushed back to
     :func:`fit_distance` of the view-frame ``vertices [V,3]`` when that is farther."""
-    from pixal3d.conditioning.camera import distance_from_fov
+    from pixal3d.core.camera import distance_from_fov
 
     return max(distance_from_fov(params.fov_x) * params.distance_factor, fit_distance(vertices, params.fov_x))
 
@@ -285,8 +285,8 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
     import trimesh
     from PIL import Image
 
+    from pixal3d.core.asset import AssetCamera
     from pixal3d.data.preview import render_scene
-    from pixal3d.export.asset import AssetCamera
     from pixal3d.mesh.io import load_mesh
     from pixal3d.mesh.voxelize import voxelize
 

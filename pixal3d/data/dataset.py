@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pixal3d.conditioning.camera import Camera
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import Camera
 from pixal3d.data.build import load_manifest
 from pixal3d.errors import UserError
-from pixal3d.export.asset import VoxelAsset
 
 SPLITS = ("train", "val", "all")
 #: what a :class:`ViewDataset` can read per item
@@ -73,7 +73,7 @@ class ViewDataset(Dataset):
     * ``asset_id`` (str), ``view`` (int);
     * ``image`` ``[3, S, S]`` float32 in [0, 1], RGB composited on black (the official preprocessing's
       background); ``alpha`` ``[1, S, S]`` float32;
-    * ``camera``: :class:`~pixal3d.conditioning.camera.Camera` (true FOV, distance, ``mesh_scale`` 1);
+    * ``camera``: :class:`~pixal3d.core.camera.Camera` (true FOV, distance, ``mesh_scale`` 1);
     * ``coords`` ``[N, 3]`` int32 voxel indices at ``resolution``; ``dual_vertices`` ``[N, 3]`` float32 offsets in
       [0, 1] voxel units; ``intersected`` ``[N, 3]`` bool; ``split_weight`` ``[N]`` float32; ``attrs`` ``[N, 6]``
       float32 PBR (base RGB, metallic, roughness, alpha) in [0, 1];
@@ -198,3 +198,27 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
         for key in _SPARSE_KEYS:
             batch[key] = torch.cat([s[key] for s in samples])
     return batch
+
+
+def data_roots(data_dir: str) -> list[Path]:
+    """Dataset folders named by ``--data_dir``: a folder, or JSON text / a JSON file with a folder or a list."""
+    path = Path(data_dir)
+    if path.is_dir():
+        return [path]
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UserError(f"data dir {data_dir} not found")
+        text = path.read_text()
+    else:
+        text = data_dir
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        raise UserError(f"data dir {data_dir} not found") from None
+    roots = [value] if isinstance(value, str) else value
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
+        raise UserError("--data_dir JSON must be a folder path or a non-empty list of folder paths")
+    missing = [r for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise UserError(f"data dir {missing[0]} not found")
+    return [Path(r) for r in roots]

@@ -1,7 +1,7 @@
-"""Previews of textured PBR scenes for the data tools: contact sheets, ``pixal3d data preview`` and
-the conditioning views of ``pixal3d data build``.
+"""Previews of textured PBR scenes for the data tools: contact sheets, the ``front`` / ``three_quarter`` cameras of
+``pixal3d render`` and the conditioning views of ``pixal3d data build``.
 
-Rendering is :func:`pixal3d.export.render.render` (the one CPU renderer: smooth normals, metallic /
+Rendering is :func:`pixal3d.core.render.render` (the one CPU renderer: smooth normals, metallic /
 roughness preview shading, MASK and order-independent BLEND transparency, supersampling); this module
 holds the data tools' cameras and turns their renders into straight-alpha RGBA ``uint8`` images.
 
@@ -19,7 +19,7 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
 
-from pixal3d.export.render import ViewCamera, look_at, render, scene_render_meshes
+from pixal3d.core.render import ViewCamera, look_at, render, scene_render_meshes
 
 #: official default horizontal field of view (radians), 2·atan(16/35)
 DEFAULT_FOV_X = 0.8575560450553894

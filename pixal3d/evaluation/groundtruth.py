@@ -11,12 +11,12 @@ Frames and cameras follow the training convention of :mod:`pixal3d.data.build` e
 * the mesh is rotated into the view frame (x image right, y up, z toward the camera) and re-normalised
   (:func:`~pixal3d.data.build.view_mesh`, longest side 0.98); the input camera sits at ``(0, 0, d)``
   looking at the origin with ``mesh_scale`` 1 (:func:`~pixal3d.data.build.view_distance`), which is
-  the :class:`pixal3d.conditioning.camera.Camera` the model is given and the frame its output lives in.
+  the :class:`pixal3d.core.camera.Camera` the model is given and the frame its output lives in.
 
 Held-out cameras turn the input camera about the object's up axis (the canonical +y expressed in the
 view frame) through the cube centre by ``360°·j/(H+1)``, ``j = 1..H``, with the same FOV and distance.
 
-Renders use the project's one renderer (:func:`pixal3d.export.render.render_passes`) and the same
+Renders use the project's one renderer (:func:`pixal3d.core.render.render_passes`) and the same
 camera-fixed light rig for ground truth and predictions. The input view is 2× supersampled like the
 training images: shaded RGBA (straight alpha; the input image), albedo, mask (alpha ≥ 0.5),
 camera-frame geometric normals and depth; held-out views render the same passes without supersampling
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixal3d.core.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
 from pixal3d.data.build import FILL, ViewParams, draw_views, view_distance, view_mesh, view_rotation
 from pixal3d.data.overlap import file_sha256
 from pixal3d.errors import UserError
-from pixal3d.export.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
 
 #: base colour RGBA, metallic, roughness of geometry-only meshes (and of predictions without colour)
 NEUTRAL_MATERIAL = (np.array([0.75, 0.75, 0.75, 1.0], dtype=np.float32), 0.0, 1.0)
@@ -276,7 +276,7 @@ class GroundTruthView:
 
     def camera(self):
         """The conditioning camera of the input view (``mesh_scale`` 1: the training convention)."""
-        from pixal3d.conditioning.camera import Camera
+        from pixal3d.core.camera import Camera
 
         return Camera(self.params.fov_x, self.distance, 1.0)
 

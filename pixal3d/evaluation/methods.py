@@ -29,10 +29,10 @@ from typing import Callable
 
 import numpy as np
 
+from pixal3d.core.render import RenderMesh
 from pixal3d.errors import UserError
 from pixal3d.evaluation import baselines
 from pixal3d.evaluation.groundtruth import NEUTRAL_MATERIAL, GroundTruthView, on_black, render_extra_inputs
-from pixal3d.export.render import RenderMesh
 from pixal3d.utils.files import atomic_output
 
 #: names accepted by ``--baseline`` (``ground_truth`` is the harness self-check: the GT mesh itself)
@@ -183,7 +183,7 @@ class ModelMethod(Method):
         if num_views != 1:
             import torch
 
-            from pixal3d.conditioning.camera import PinholeCamera
+            from pixal3d.core.camera import PinholeCamera
 
             cameras, renders = render_extra_inputs(gt, num_views)
             image = [on_black(r["shaded"]) for r in renders]

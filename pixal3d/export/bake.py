@@ -6,7 +6,7 @@
 3. Snap it to the closest point of the pre-simplification surface (exact closest point through
    libigl's AABB tree).
 4. Look the 6 PBR channels up with the sparse trilinear voxel lookup (renormalised over existing
-   voxels, :func:`pixal3d.decoding.voxel_lookup.trilinear`).
+   voxels, :func:`pixal3d.ovoxel.voxel_lookup.trilinear`).
 5. uint8 by ``clip(x·255)`` (truncation, as the reference); uncovered texels near charts are filled by
    OpenCV Telea inpainting (radius 3 for base colour, 1 for metallic/roughness/alpha) on top of a
    nearest-texel fill of every empty texel, so mip-maps never bleed black.
@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from pixal3d.decoding.voxel_lookup import trilinear
-from pixal3d.export.render import rasterize
+from pixal3d.core.render import rasterize
 from pixal3d.mesh.uv import UVLayout
+from pixal3d.ovoxel.voxel_lookup import trilinear
 
 #: width (texels) of the band around charts that Telea inpainting re-fills after the nearest fill
 INPAINT_BAND = 2

@@ -31,14 +31,14 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
+from pixal3d.core.asset import AssetCamera, VoxelAsset
 from pixal3d.errors import UserError
-from pixal3d.export.asset import AssetCamera, VoxelAsset
 from pixal3d.export.bake import BakedTextures, bake, texture_image
 from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
 from pixal3d.mesh.remesh import remesh_narrow_band
 from pixal3d.mesh.simplify import DEFAULT_FACE_BUDGET, simplify_mesh
 from pixal3d.mesh.uv import UVLayout, unwrap
+from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.utils.files import atomic_output
 
 #: file orientation matrices applied to voxel-frame positions and normals (``p_file = M @ p``)

@@ -1,6 +1,6 @@
 """Pictures of a result for people: the alignment view (the output seen through the input camera, laid over the
 input photo) and a turntable animation (GIF, Pillow's encoder). Both use the CPU renderer
-(:mod:`pixal3d.export.render`) and read only the written GLB, so they show what a user downloads.
+(:mod:`pixal3d.core.render`) and read only the written GLB, so they show what a user downloads.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixal3d.export.render import ViewCamera, glb_camera, load_render_meshes, render, turntable_cameras
+from pixal3d.core.render import ViewCamera, glb_camera, load_render_meshes, render, turntable_cameras
 from pixal3d.utils.files import atomic_output
 
 #: backdrop of photos with transparency in the alignment view (mid grey) and of the turntable frames
@@ -63,7 +63,7 @@ def save_rgb(image: np.ndarray, path: str | Path) -> Path:
 
 def turntable_gif(glb: str | Path, path: str | Path, frames: int = 24, size: int = 256, seconds: float = 3.0,
                   meshes=None) -> Path:
-    """A looping GIF of ``frames`` views around +Y (:func:`~pixal3d.export.render.turntable_cameras`: the first
+    """A looping GIF of ``frames`` views around +Y (:func:`~pixal3d.core.render.turntable_cameras`: the first
     from the input side, 20° above), ``size²`` pixels, one turn in ``seconds``; written atomically."""
     meshes = meshes if meshes is not None else load_render_meshes(glb)
     pictures = []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from pixal3d.decoding.dual_grid import EDGE_QUAD_OFFSETS
+from pixal3d.ovoxel.dual_grid import EDGE_QUAD_OFFSETS
 from pixal3d.utils.coords import CoordIndex
 
 _CUBE = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=np.int64)  # corner c = 4i+2j+k

@@ -9,7 +9,7 @@ Definitions follow the official training data (``o_voxel.convert.mesh_to_flexibl
   flag is set when the edge is crossed an odd number of times (the official code sets it for any
   crossing; a double crossing inside one edge would then open a hole in closed surfaces).
 * **Active voxels** are the 4 voxels sharing each crossed edge — exactly the voxels the dual-grid
-  extraction (:mod:`pixal3d.decoding.dual_grid`, §6.2) joins into a quad, so every crossing becomes
+  extraction (:mod:`pixal3d.ovoxel.dual_grid`, §6.2) joins into a quad, so every crossing becomes
   a quad again.
 * **Dual vertex**: minimiser, inside the voxel's box, of the QEF ``Σ (n·x + d)²`` over the planes of
   the triangles crossing the voxel's edges (one term per crossing), regularised by
@@ -35,10 +35,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from pixal3d.decoding.dual_grid import dual_grid_quads
-from pixal3d.export.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import AssetCamera, VoxelAsset
 from pixal3d.errors import UserError
 from pixal3d.mesh.io import LoadedMesh
+from pixal3d.ovoxel.dual_grid import dual_grid_quads
 
 #: triangles longer than this (voxel units) are subdivided before rasterising grid lines
 MAX_EDGE_VOXELS = 8.0
@@ -68,7 +68,7 @@ class Crossings:
 
 @dataclass
 class DualGrid:
-    """Flexible dual grid of a mesh at ``resolution``; arrays as in :class:`~pixal3d.export.asset.VoxelAsset`."""
+    """Flexible dual grid of a mesh at ``resolution``; arrays as in :class:`~pixal3d.core.asset.VoxelAsset`."""
 
     resolution: int
     coords: np.ndarray  # [N,3] int32

@@ -8,7 +8,7 @@ children exist is decided by subdivision logits (``> 0``): predicted by the shap
 
 The mesh extraction of the official ``FlexiDualGridVaeDecoder.forward`` is not part of the model here:
 ``forward`` returns the raw 7-channel output and :meth:`FlexiDualGridVaeDecoder.heads` turns it into the
-dual-grid quantities consumed by ``pixal3d.decoding.dual_grid``.
+dual-grid quantities consumed by ``pixal3d.ovoxel.dual_grid``.
 """
 
 from __future__ import annotations

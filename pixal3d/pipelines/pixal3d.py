@@ -13,7 +13,7 @@ Stages (official ``Pixal3DImageTo3DPipeline.run``, §1 of the architecture notes
 6. decoders: shape → dual-grid attributes at ``R³`` + subdivisions; texture (guided by those
    subdivisions) → 6 PBR channels ``×0.5 + 0.5``.
 
-The result is a :class:`~pixal3d.export.asset.VoxelAsset` in the input camera's voxel frame (x right,
+The result is a :class:`~pixal3d.core.asset.VoxelAsset` in the input camera's voxel frame (x right,
 y up, z toward the camera, unit cube) that :func:`pixal3d.export.glb.asset_to_glb` turns into a GLB.
 Every stage's conditioning is the pixel back-projection of the image features
 (:class:`pixal3d.conditioning.extractor.ConditionExtractor`).
@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixal3d.conditioning.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
+from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
+from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeConfig
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
-from pixal3d.export.asset import AssetCamera, VoxelAsset
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
 from pixal3d.models.sparse.tensor import SparseTensor
-from pixal3d.pipelines.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeChoice, CascadeConfig, choose_cascade_resolution
+from pixal3d.pipelines.cascade import CascadeChoice, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,
     FlowEulerGuidanceIntervalSampler,
@@ -75,8 +76,8 @@ class GenerationOptions:
     seed: int = 42
     fov: float | None = None  # horizontal FOV, radians; None → estimated (MoGe-2) or the official default
     camera: Camera | None = None  # a full camera overrides ``fov``
-    #: multi-view: one world-frame camera per image (e.g. :func:`~pixal3d.conditioning.camera.read_transforms` or
-    #: :func:`~pixal3d.conditioning.camera.orbit_cameras`); the output is in the first view's camera frame
+    #: multi-view: one world-frame camera per image (e.g. :func:`~pixal3d.core.camera.read_transforms` or
+    #: :func:`~pixal3d.core.camera.orbit_cameras`); the output is in the first view's camera frame
     cameras: list[PinholeCamera] | None = None
     pipeline_type: str | None = None  # '1024_cascade' or '1536_cascade'
     steps: int | None = None  # every flow
@@ -152,7 +153,7 @@ class GenerationResult:
 
     def save_preview(self, path: str | Path, glb_path: str | Path, size: int = 512) -> None:
         """Render the written GLB through its input camera to a PNG (written atomically)."""
-        from pixal3d.export.render import render_glb, save_png
+        from pixal3d.core.render import render_glb, save_png
 
         save_png(render_glb(glb_path, camera="input", size=size), path)
 

@@ -37,7 +37,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from pixal3d.conditioning.camera import Camera
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_output
 
@@ -192,7 +192,7 @@ class SceneResult:
 def scene_masks_iou(glb: bytes, masks: list[np.ndarray], names: list[str]) -> dict[str, float]:
     """Render ``glb`` through its camera node, one flat colour per object node, and compare each object's visible
     pixels with its mask (IoU), plus the union of all against the union of the masks (``"union"``)."""
-    from pixal3d.export.render import RenderMesh, glb_camera, render, scene_render_meshes
+    from pixal3d.core.render import RenderMesh, glb_camera, render, scene_render_meshes
 
     size = masks[0].shape[0]
     scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse
-from pixal3d.conditioning.camera import Camera
 from pixal3d.conditioning.encoders import ImageEncoder
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from pixal3d.errors import UserError
 from pixal3d.utils.files import read_json
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 MIXED_PRECISION = ("none", "bf16")
 
@@ -127,3 +131,25 @@ def parse_config(data: Any, source: str = "config") -> TrainConfig:
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read and validate a training config JSON file."""
     return parse_config(read_json(path, "config file"), str(path))
+
+
+def build_dataset(cfg: TrainConfig, roots: list[Path]) -> tuple[Dataset, Callable]:
+    """The config's dataset over every root (concatenated) and its collate function; each item holds what the
+    trainer reads (:attr:`Trainer.dataset_fields`, unless the config's dataset args name ``fields``)."""
+    from torch.utils.data import ConcatDataset
+
+    from pixal3d.data.dataset import ViewDataset, collate_views
+    from pixal3d.training.registry import trainer_class  # the trainers import this module
+
+    name, args = cfg.dataset["name"], dict(cfg.dataset.get("args") or {})
+    if name != "ViewDataset":
+        raise UserError(f"unknown dataset {name!r} (known: ViewDataset)")
+    args.setdefault("fields", trainer_class(cfg.trainer_name).dataset_fields)
+    try:
+        parts = [ViewDataset(root, **args) for root in roots]
+    except TypeError as exc:
+        raise UserError(f"bad dataset args {args}: {exc}") from exc
+    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    if len(dataset) == 0:
+        raise UserError(f"no training samples in {', '.join(map(str, roots))}")
+    return dataset, collate_views

@@ -26,15 +26,13 @@ spaced over the dataset, with the EMA encoder and writes the per-channel mean/st
 latent voxels as ``shape_slat_normalization`` / ``tex_slat_normalization`` in ``pipeline.json``
 (:func:`latent_statistics`). For an existing pipeline folder::
 
-    python -m pixal3d.training.sc_vae stats --pipeline DIR --data DATA [--kind shape_slat] [--items 64]
+    pixal3d latents stats --pipeline DIR --data DATA [--kind shape_slat] [--items 64]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -373,49 +371,3 @@ class TexVaeTrainer(_ScVaeTrainer):
         loss = self.lambda_l1 * l1 + self.lambda_l2 * l2 + self.lambda_kl * kl
         return loss, {"l1": l1, "l2": l2, "kl": kl, "attr_mae": (0.5 * err.abs().mean()).detach()}
 
-
-# --------------------------------------------------------------------------------------------------
-# command line: statistics of an existing pipeline folder
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pixal3d.training.sc_vae stats --pipeline DIR --data DATA``; exit 2 with one line on bad input."""
-    p = argparse.ArgumentParser(prog="python -m pixal3d.training.sc_vae",
-                                description="Latent normalisation statistics of a pipeline folder's SC-VAE encoders.")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("stats", help="write <kind>_normalization into DIR/pipeline.json")
-    s.add_argument("--pipeline", required=True, help="pipeline folder, or a training run (its latest checkpoint)")
-    s.add_argument("--data", required=True, help="built dataset folder, or JSON (text or file): a folder or a list")
-    s.add_argument("--kind", action="append", choices=sorted(STAGES), help="latent kind (repeatable; default: all present)")
-    s.add_argument("--items", type=int, default=64, help="dataset items encoded (evenly spaced)")
-    s.add_argument("--batch", type=int, default=4)
-    s.add_argument("--split", default="train", choices=("train", "val", "all"))
-    s.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
-    try:
-        from torch.utils.data import ConcatDataset
-
-        from pixal3d.data.build import load_manifest
-        from pixal3d.data.dataset import ViewDataset, collate_views
-        from pixal3d.training.run import data_roots
-        from pixal3d.training.trainer import resolve_pipeline
-
-        if args.items < 1 or args.batch < 1:
-            raise UserError("--items and --batch must be >= 1")
-        parts = []
-        for root in data_roots(args.data):  # the occupancy grid is unused here: any side dividing R will do
-            resolution = int(load_manifest(root)["config"]["resolution"])
-            parts.append(ViewDataset(root, split=args.split, ss_resolution=math.gcd(64, resolution)))
-        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        folder = resolve_pipeline(args.pipeline)
-        entries = write_latent_normalization(folder, dataset, collate_views, args.kind, args.device, args.items, args.batch)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for kind, entry in entries.items():
-        print(f"{kind}_normalization: {len(entry['mean'])} channels → {folder / 'pipeline.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

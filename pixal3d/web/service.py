@@ -331,7 +331,7 @@ class Service:
     # --- the pictures and downloads of a result ---------------------------------------------------------
     def _finish(self, folder: Path, glb: Path, photo, overlay, files: list[Path], timings: dict[str, float],
                 facts: list[str], seed: int, report: Report | None, started: float) -> Outcome:
-        from pixal3d.export.render import load_render_meshes
+        from pixal3d.core.render import load_render_meshes
         from pixal3d.export.views import blend, save_rgb, turntable_gif
 
         t = time.perf_counter()
@@ -438,7 +438,8 @@ class Service:
                   report: Report | None = None) -> Outcome:
         """Several views of one object with turntable azimuths or a ``transforms.json`` (``view_cameras``, as
         ``pixal3d generate --image … --azimuths|--cameras``); the output is in the first view's frame."""
-        from pixal3d.cli.generate import _azimuths, view_cameras, write_result
+        from pixal3d.cli.generate import view_cameras, write_result
+        from pixal3d.cli.options import azimuths as parse_azimuths
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image
 
@@ -460,7 +461,7 @@ class Service:
             if _blank(azimuths):
                 raise UserError("give the views' azimuths (degrees, e.g. 0,90,180,270) or a transforms.json")
             try:
-                parsed = _azimuths(str(azimuths))
+                parsed = parse_azimuths(str(azimuths))
             except argparse.ArgumentTypeError as exc:
                 raise UserError(str(exc)) from None
             if len(parsed) != len(checked):
@@ -488,7 +489,7 @@ class Service:
         as ``pixal3d scene``)."""
         import numpy as np
 
-        from pixal3d.conditioning.camera import DEFAULT_FOV_X
+        from pixal3d.core.camera import DEFAULT_FOV_X
         from pixal3d.export.formats import format_files
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image

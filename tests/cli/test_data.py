@@ -1,4 +1,4 @@
-"""``pixal3d data synth`` and ``pixal3d data preview``: happy paths and one-line errors."""
+"""``pixal3d data synth`` and its assets through ``pixal3d render --camera front``: happy paths and one-line errors."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_synth_then_preview(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 3 and [a["index"] for a in manifest["assets"]] == [0, 1]
     png = tmp_path / "view.png"
-    assert main(["data", "preview", str(out / "synth_0003_000000.glb"), "-o", str(png), "--size", "48", "--supersample", "1"]) == 0
+    assert main(["render", str(out / "synth_0003_000000.glb"), "-o", str(png), "--camera", "front", "--background", "transparent",
+                 "--size", "48", "--supersample", "1"]) == 0
     image = Image.open(png)
     assert image.size == (48, 48) and image.mode == "RGBA"
     alpha = np.asarray(image)[..., 3]
@@ -53,11 +54,11 @@ def test_synth_unwritable_directory(tmp_path, capsys):
 
 
 def test_preview_errors(tmp_path, capsys):
-    assert main(["data", "preview", str(tmp_path / "missing.glb"), "-o", str(tmp_path / "a.png")]) == 2
-    assert "no such file" in _one_line_error(capsys)
+    assert main(["render", str(tmp_path / "missing.glb"), "-o", str(tmp_path / "a.png"), "--camera", "front"]) == 2
+    assert "not found" in _one_line_error(capsys)
     bad = tmp_path / "bad.glb"
     bad.write_bytes(b"not a glb")
-    assert main(["data", "preview", str(bad), "-o", str(tmp_path / "a.png")]) == 2
+    assert main(["render", str(bad), "-o", str(tmp_path / "a.png"), "--camera", "front"]) == 2
     _one_line_error(capsys)
     assert not (tmp_path / "a.png").exists()
 

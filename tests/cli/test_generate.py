@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pixal3d.cli.generate import parse_fov
+from pixal3d.cli.options import parse_fov
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,7 +120,7 @@ FAST = ["--steps", "2", "--texture_size", "256", "--decimation_target", "4000", 
 
 @pytest.mark.parametrize("layout", ["pixal3d", "trellis2"])
 def test_generates_a_valid_glb_in_both_official_layouts(reference, tmp_path, object_image, layout):
-    from pixal3d.export.asset import VoxelAsset
+    from pixal3d.core.asset import VoxelAsset
     from tests.clients import assert_valid_gltf
     from tests.pipelines.tiny_folder import write_tiny_pipeline
 
@@ -140,7 +140,7 @@ def test_generates_a_valid_glb_in_both_official_layouts(reference, tmp_path, obj
 def test_same_seed_same_output(reference, tmp_path, object_image, tiny_model):
     import numpy as np
 
-    from pixal3d.export.asset import VoxelAsset
+    from pixal3d.core.asset import VoxelAsset
 
     assets = []
     for run in range(2):
@@ -159,7 +159,7 @@ def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model
 
     from PIL import Image
 
-    from pixal3d.conditioning.camera import front_view_matrix
+    from pixal3d.core.camera import front_view_matrix
     from tests.clients import assert_valid_gltf
 
     side = tmp_path / "side.png"

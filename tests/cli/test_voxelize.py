@@ -3,7 +3,7 @@ from __future__ import annotations
 import trimesh
 
 from pixal3d.cli import main
-from pixal3d.export.asset import VoxelAsset
+from pixal3d.core.asset import VoxelAsset
 from tests.helpers import EVALSETS
 
 

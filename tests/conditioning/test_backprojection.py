@@ -20,9 +20,9 @@ from pixal3d.conditioning.backprojection import (
     sampling_grid,
     voxel_world_points,
 )
-from pixal3d.conditioning.camera import Camera, PinholeCamera, canonicalize_views, front_view_matrix
+from pixal3d.core.camera import Camera, PinholeCamera, canonicalize_views, front_view_matrix
 from pixal3d.errors import UserError
-from tests.conditioning.test_camera import _look_at
+from tests.core.test_camera import _look_at
 from tests.helpers import assert_close
 
 

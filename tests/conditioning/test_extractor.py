@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from pixal3d.conditioning import Camera, backproject_dense, backproject_sparse
+from pixal3d.conditioning import backproject_dense, backproject_sparse
 from pixal3d.conditioning.dinov3 import DINOv3Encoder
 from pixal3d.conditioning.encoders import SmallConvEncoder, build_image_encoder
 from pixal3d.conditioning.extractor import STAGES, ConditionExtractor, StageConfig
 from pixal3d.conditioning.naf import NAF
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 from tests.helpers import assert_close

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from pixal3d.conditioning.camera import distance_from_fov
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import distance_from_fov
 from pixal3d.data import build as B
 from pixal3d.data.dataset import ViewDataset, collate_views, occupancy_grid, split_of
 from pixal3d.data.synth import synthesize
 from pixal3d.errors import UserError
-from pixal3d.export.asset import VoxelAsset
 
 CONFIG = B.BuildConfig(views=2, resolution=32, image_size=64, seed=3)
 

@@ -151,9 +151,9 @@ def test_evalset_placeholder_textures_are_geometry_only(name, textured):
 def test_voxelised_ground_truth_lands_on_the_ground_truth(mesh_dir):
     """The model's output frame is the view frame: the O-Voxel of the GT view mesh (what training sees),
     surfaced by the export's dual-grid extraction, covers the GT silhouette."""
-    from pixal3d.export.asset import AssetCamera
+    from pixal3d.core.asset import AssetCamera
+    from pixal3d.core.render import RenderMesh
     from pixal3d.export.glb import asset_surface
-    from pixal3d.export.render import RenderMesh
     from pixal3d.mesh.voxelize import voxelize
 
     source = G.load_source(mesh_dir / "torus.obj", "torus")

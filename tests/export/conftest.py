@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.export.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import AssetCamera, VoxelAsset
 
 FOV = math.radians(40.0)
 DISTANCE = 1.0 / (2.0 * math.tan(FOV / 2.0))

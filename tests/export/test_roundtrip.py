@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.export.asset import AssetCamera
+from pixal3d.core.asset import AssetCamera
+from pixal3d.core.render import glb_camera, load_render_meshes, render, turntable_cameras
 from pixal3d.export.glb import ExportOptions, asset_to_glb
-from pixal3d.export.render import glb_camera, load_render_meshes, render, turntable_cameras
 from pixal3d.mesh.io import load_mesh
 from pixal3d.mesh.voxelize import voxelize
 from tests.clients import assert_valid_gltf

@@ -7,10 +7,10 @@ import trimesh
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.mesh.cleanup import orient_outward
 from pixal3d.mesh.io import load_mesh, normalize, LoadedMesh
 from pixal3d.mesh.voxelize import edge_crossings, mesh_to_dual_grid, occupancy, voxelize
+from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from tests.helpers import EVALSETS
 
 R = 64

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixal3d.conditioning.camera import Camera
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.models.quantize import stage_transform
 from pixal3d.pipelines.pixal3d import Pixal3DPipeline

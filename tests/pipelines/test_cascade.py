@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from pixal3d.core.cascade import CascadeConfig
 from pixal3d.errors import UserError
-from pixal3d.pipelines.cascade import CascadeConfig, choose_cascade_resolution, requantize_coords
+from pixal3d.pipelines.cascade import choose_cascade_resolution, requantize_coords
 
 
 def test_requantisation_matches_official_run(reference):

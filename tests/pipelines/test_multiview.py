@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixal3d.conditioning.camera import (
+from pixal3d.core.camera import (
     Camera,
     PinholeCamera,
     canonicalize_views,

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pixal3d.conditioning.camera import Camera
-from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
+from pixal3d.core.camera import Camera
+from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.pipelines.pixal3d import Pixal3DPipeline, decoded_asset, stage_sampler_params
 from tests.helpers import assert_close
 from tests.pipelines.tiny_folder import write_tiny_pipeline

@@ -15,8 +15,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from pixal3d.export.render import RenderMesh, ViewCamera, render, scene_render_meshes
 from pixal3d import paths
+from pixal3d.core.render import RenderMesh, ViewCamera, render, scene_render_meshes
 from pixal3d.pipelines import scene as S
 
 REPO = Path(__file__).resolve().parents[2]

@@ -363,7 +363,7 @@ def _existing_output(ctx: Ctx) -> None:
 
 
 def _soup_voxelized(ctx: Ctx) -> None:
-    from pixal3d.export.asset import VoxelAsset
+    from pixal3d.core.asset import VoxelAsset
 
     assert len(VoxelAsset.load(ctx.tmp / "soup.npz").coords) > 0
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from pixal3d.cli.train import main as train_main
 from pixal3d.errors import UserError
 from pixal3d.models.registry import build_model
 from pixal3d.training.card import card_tables, data_facts, run_facts
 from pixal3d.training.config import parse_config
 from pixal3d.training.recipe import load_recipe
-from pixal3d.training.run import main as train_main
 from tests.training.conftest import load_tiny_config, write_config
 
 

@@ -10,10 +10,10 @@ import pytest
 from pixal3d.errors import UserError
 import torch
 
+from pixal3d.cli.train import main as train_main
 from pixal3d.training.chain import ChainRun, base_runs, check_chain
 from pixal3d.training.config import load_config
 from pixal3d.training.recipe import load_recipe
-from pixal3d.training.run import main as train_main
 from tests.training.conftest import CONFIGS, REPO, load_tiny_config, write_config
 
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pixal3d.cli.train import main as train_main
 from pixal3d.models.pipeline_folder import PIXAL3D_STAGES, open_pipeline_folder
-from pixal3d.training.run import main as train_main
-from tests.clients import assert_valid_gltf
 from pixal3d.training.chain import ChainRun, check_chain
 from pixal3d.training.config import load_config
+from tests.clients import assert_valid_gltf
 from tests.training.conftest import CONFIGS, REPO
 
 #: (config, run folder) in training order, as docs/training.md runs them

@@ -1,5 +1,5 @@
 """Shape / texture SC-VAE trainers: teacher forcing, posterior draws, overfitting to the target mesh, texture loss,
-pipeline-folder checkpoints with latent normalisation (trainer and ``python -m pixal3d.training.sc_vae stats``)."""
+pipeline-folder checkpoints with latent normalisation (trainer and ``pixal3d latents stats``)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import json
 import pytest
 import torch
 
+from pixal3d.cli import main as cli_main
 from pixal3d.data.dataset import ViewDataset, collate_views
 from pixal3d.errors import UserError
-from pixal3d.decoding.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.models.pipeline_folder import open_pipeline_folder
+from pixal3d.ovoxel.dual_grid import flexible_dual_grid_to_mesh
 from pixal3d.training.config import parse_config
 from pixal3d.training.registry import trainer_class
 from pixal3d.training.sc_vae import (
     encode_batch,
     ground_truth_subdivisions,
     latent_statistics,
-    main as sc_vae_main,
     sample_sparse_posterior,
 )
 from pixal3d.training.trainer import item_generators
@@ -172,13 +172,13 @@ def test_checkpoints_carry_stages_and_latent_normalization(tiny_data, tmp_path):
 
     # the stats command recomputes them for an existing folder (more items: other values) and reads runs too
     data = json.dumps([str(tiny_data)])
-    assert sc_vae_main(["stats", "--pipeline", str(tmp_path / "tex"), "--data", data, "--items", "6", "--split", "all"]) == 0
+    assert cli_main(["latents", "stats", "--pipeline", str(tmp_path / "tex"), "--data", data, "--items", "6", "--split", "all"]) == 0
     updated = open_pipeline_folder(ckpt)
     expected6 = latent_statistics("tex_slat", models["tex_slat_encoder"], tex.dataset, collate_views, max_items=6)
     torch.testing.assert_close(updated.latent_normalization("tex_slat"), expected6)
     assert not torch.allclose(expected6[0], expected[0])
     assert set(updated.stages) == set(folder.stages)
-    assert sc_vae_main(["stats", "--pipeline", str(tmp_path / "none"), "--data", str(tiny_data)]) == 2
+    assert cli_main(["latents", "stats", "--pipeline", str(tmp_path / "none"), "--data", str(tiny_data)]) == 2
 
 
 def test_crop_keeps_one_aligned_window_per_item(tiny_data):

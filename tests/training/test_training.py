@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from pixal3d.cli.train import main
 from pixal3d.data.dataset import ViewDataset, collate_views
 from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import open_pipeline_folder
@@ -16,7 +17,6 @@ from pixal3d.sampling.flow_euler import SIGMA_MIN, FlowEulerGuidanceIntervalSamp
 from pixal3d.training.config import parse_config
 from pixal3d.training.flow_matching import diffuse, sample_t, velocity_target
 from pixal3d.training.registry import trainer_class
-from pixal3d.training.run import main
 from pixal3d.training.trainer import GlobalBatchSampler, item_generators
 from tests.training.conftest import REPO, load_tiny_config, write_config
 

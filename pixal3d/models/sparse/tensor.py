@@ -2,7 +2,7 @@
 
 Coordinates are int32 ``[N, 4]`` = ``(batch, x, y, z)`` in the grid of the current resolution, with
 the rows of one batch item contiguous (the official layout). ``x`` points right in the input image,
-``y`` up and ``z`` toward the input camera (see ``pixal3d.conditioning.camera``).
+``y`` up and ``z`` toward the input camera (see ``pixal3d.core.camera``).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ PBR_CHANNELS = ("base_r", "base_g", "base_b", "metallic", "roughness", "alpha")
 
 @dataclass
 class AssetCamera:
-    """The input camera in the official convention (see ``pixal3d.conditioning.camera``)."""
+    """The input camera in the official convention (see ``pixal3d.core.camera``)."""
 
     fov_x: float  # horizontal field of view, radians
     distance: float  # camera distance from the cube centre, world units

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pixal3d.conditioning.backprojection import grid_points, project_points
-from pixal3d.conditioning.camera import (
+from pixal3d.core.camera import (
     DEFAULT_DISTANCE,
     DEFAULT_FOV_X,
     Camera,

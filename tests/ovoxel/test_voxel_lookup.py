@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from pixal3d.decoding.voxel_lookup import nearest, trilinear
+from pixal3d.ovoxel.voxel_lookup import nearest, trilinear
 from tests.helpers import assert_close
 
 

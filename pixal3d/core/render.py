@@ -2,7 +2,7 @@
 
 No OpenGL, EGL or GPU is needed, so renders look the same on headless Linux, macOS and Windows. It
 serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR tests, and (through
-:mod:`pixal3d.data.preview`) contact sheets, ``pixal3d data preview`` and dataset views; its
+:mod:`pixal3d.data.preview`) contact sheets and dataset views; its
 :func:`rasterize` is also the UV rasteriser of the texture baker.
 
 * :func:`rasterize_fragments` scan-converts triangles in chunks (pixel rows, then the span of pixel
@@ -619,21 +619,23 @@ def turntable_cameras(meshes: list[RenderMesh], views: int, yfov: float = math.r
 
 
 def render_glb(path: str | Path, camera: str = "input", size: int = 512, views: int = 8,
-               mode: str = "shaded", supersample: int = 1) -> np.ndarray:
+               mode: str = "shaded", supersample: int = 1,
+               background: tuple[float, float, float] | None = (1.0, 1.0, 1.0)) -> np.ndarray:
     """Preview a GLB: through its stored camera (``camera="input"``) → ``[size, size, 4]``, or a
     ``turntable`` sheet of ``views`` images around +Y (2 rows) → ``[2·size, ceil(views/2)·size, 4]``.
-    ``mode="mask"`` returns bool silhouettes of the same layout."""
+    ``mode="mask"`` returns bool silhouettes of the same layout; ``background`` as in :func:`render`
+    (``None``: straight alpha on a transparent background)."""
     meshes = load_render_meshes(path)
     if camera == "input":
-        return render(meshes, glb_camera(path), size, mode, supersample=supersample)
+        return render(meshes, glb_camera(path), size, mode, background, supersample)
     if camera != "turntable":
         raise UserError(f"unknown camera {camera!r} (use input or turntable)")
     if views < 1:
         raise UserError(f"views must be at least 1, got {views}")
-    images = [render(meshes, cam, size, mode, supersample=supersample) for cam in turntable_cameras(meshes, views)]
+    images = [render(meshes, cam, size, mode, background, supersample) for cam in turntable_cameras(meshes, views)]
     rows = 1 if views < 4 else 2
     cols = math.ceil(views / rows)
-    blank = np.ones_like(images[0]) if mode != "mask" else np.zeros_like(images[0])
+    blank = np.ones_like(images[0]) if mode != "mask" and background is not None else np.zeros_like(images[0])
     images += [blank] * (rows * cols - views)
     return np.concatenate([np.concatenate(images[r * cols:(r + 1) * cols], axis=1) for r in range(rows)], axis=0)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from pixal3d.decoding.dual_grid import dual_grid_quads, flexible_dual_grid_to_mesh
+from pixal3d.ovoxel.dual_grid import dual_grid_quads, flexible_dual_grid_to_mesh
 
 
 def test_fdg_to_mesh_sphere_exact(reference):

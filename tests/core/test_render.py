@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.export.render import RenderMesh, ViewCamera, look_at, rasterize, rasterize_fragments, render
+from pixal3d.core.render import RenderMesh, ViewCamera, look_at, rasterize, rasterize_fragments, render
 
 
 def test_rasterize_covers_triangle_area_and_interpolates():
@@ -89,7 +89,7 @@ def test_smooth_normals_metallic_shading_and_supersampling():
 
 
 def test_normal_and_depth_passes_share_one_rasterisation():
-    from pixal3d.export.render import render_passes
+    from pixal3d.core.render import render_passes
 
     d = 3.0
     cam = ViewCamera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), math.radians(30))

@@ -1,35 +1,36 @@
-"""``train.py``: command line, datasets, process launch (torch.distributed) and the run of one trainer.
+"""``pixal3d train`` (also ``python train.py``, the upstream interface): command line, process launch
+(torch.distributed) and the run of one trainer.
 
 ``--num_gpus N`` (N ≥ 1) spawns N processes per node, one per GPU, NCCL backend; ``--num_gpus 0`` trains on
 the CPU with ``--nproc`` processes per node (gloo backend; 1 by default). The world size is
 processes-per-node × ``--num_nodes``; rank = ``node_rank`` × processes-per-node + local rank. The config's
-``batch_size`` is the global batch.
+``batch_size`` is the global batch. The datasets are :func:`pixal3d.training.config.build_dataset` over
+:func:`pixal3d.data.dataset.data_roots`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils.data import ConcatDataset, Dataset
 
+from pixal3d.cli import OneLineErrorParser
+from pixal3d.data.dataset import data_roots
 from pixal3d.errors import UserError, run_guarded
-from pixal3d.training.config import TrainConfig, load_config
+from pixal3d.training.config import TrainConfig, build_dataset, load_config
 from pixal3d.training.registry import trainer_class
 from pixal3d.utils.files import write_json
 
+DESCRIPTION = "Train a Pixal3D stage; checkpoints are pipeline folders."
 
-def build_parser() -> argparse.ArgumentParser:
-    from pixal3d.cli import OneLineErrorParser
 
-    p = OneLineErrorParser(prog="train.py", description="Train a Pixal3D stage; checkpoints are pipeline folders.")
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``train.py`` / ``pixal3d train`` (the same in both)."""
     p.add_argument("--config", required=True, help="training config JSON")
     p.add_argument("--output_dir", required=True, help="run folder (ckpts/, log.csv, loss.png)")
     p.add_argument("--data_dir", required=True,
@@ -46,50 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     p.add_argument("--max_steps", type=int, default=None,
                    help="override the config's max_steps (and save_every when larger): smoke runs of a shipped config")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python train.py``."""
+    p = OneLineErrorParser(prog="train.py", description=DESCRIPTION)
+    add_train_arguments(p)
     return p
 
 
-def data_roots(data_dir: str) -> list[Path]:
-    """Dataset folders named by ``--data_dir``: a folder, or JSON text / a JSON file with a folder or a list."""
-    path = Path(data_dir)
-    if path.is_dir():
-        return [path]
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise UserError(f"data dir {data_dir} not found")
-        text = path.read_text()
-    else:
-        text = data_dir
-    try:
-        value: Any = json.loads(text)
-    except json.JSONDecodeError:
-        raise UserError(f"data dir {data_dir} not found") from None
-    roots = [value] if isinstance(value, str) else value
-    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) for r in roots):
-        raise UserError("--data_dir JSON must be a folder path or a non-empty list of folder paths")
-    missing = [r for r in roots if not Path(r).is_dir()]
-    if missing:
-        raise UserError(f"data dir {missing[0]} not found")
-    return [Path(r) for r in roots]
-
-
-def build_dataset(cfg: TrainConfig, roots: list[Path]) -> tuple[Dataset, Callable]:
-    """The config's dataset over every root (concatenated) and its collate function; each item holds what the
-    trainer reads (:attr:`Trainer.dataset_fields`, unless the config's dataset args name ``fields``)."""
-    from pixal3d.data.dataset import ViewDataset, collate_views
-
-    name, args = cfg.dataset["name"], dict(cfg.dataset.get("args") or {})
-    if name != "ViewDataset":
-        raise UserError(f"unknown dataset {name!r} (known: ViewDataset)")
-    args.setdefault("fields", trainer_class(cfg.trainer_name).dataset_fields)
-    try:
-        parts = [ViewDataset(root, **args) for root in roots]
-    except TypeError as exc:
-        raise UserError(f"bad dataset args {args}: {exc}") from exc
-    dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    if len(dataset) == 0:
-        raise UserError(f"no training samples in {', '.join(map(str, roots))}")
-    return dataset, collate_views
+def register(subparsers) -> None:
+    """Add ``train`` (the options of ``train.py``) to the ``pixal3d`` parser."""
+    p = subparsers.add_parser("train", help="train one stage (as train.py); checkpoints are pipeline folders",
+                              description=DESCRIPTION)
+    add_train_arguments(p)
+    p.set_defaults(handler=_run)
 
 
 def _processes_per_node(args: argparse.Namespace) -> tuple[int, bool]:
@@ -144,7 +116,7 @@ def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, npro
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 with a one-line message for bad input, 130 when interrupted;
+    """Entry point of ``train.py``; returns the exit code (2 with a one-line message for bad input, 130 when interrupted;
     see :func:`pixal3d.errors.describe`)."""
     args = build_parser().parse_args(argv)
     return run_guarded(_run, args)
