@@ -24,6 +24,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_command_group(subparsers, name: str, help: str, description: str):
+    """A sub-command ``name`` that only holds sub-commands (``pixal3d data …``); run alone it prints its help and
+    exits 2. Returns the group's sub-parsers, to add its sub-commands to."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    sub = parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+    def show_help(args) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(handler=show_help)
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command found in this package."""
     parser = OneLineErrorParser(prog="pixal3d", description="Pixel-aligned image-to-3D (Pixal3D) in pure PyTorch.")

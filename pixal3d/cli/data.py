@@ -16,15 +16,9 @@ from pixal3d.errors import UserError
 
 def register(subparsers) -> None:
     """Add ``data`` and its sub-commands to the ``pixal3d`` parser."""
-    parser = subparsers.add_parser("data", help="make training data (procedural assets, datasets)",
-                                   description="Training-data tools.")
-    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    from pixal3d.cli import add_command_group
 
-    def show_help(args) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(handler=show_help)
+    sub = add_command_group(subparsers, "data", "make training data (procedural assets, datasets)", "Training-data tools.")
     _register_synth(sub)
     _register_build(sub)
     _register_evalset_signatures(sub)

@@ -14,15 +14,9 @@ def register(subparsers) -> None:
     """Add ``latents`` and its sub-command ``stats`` to the ``pixal3d`` parser."""
     from pixal3d.training.sc_vae import STAGES
 
-    parser = subparsers.add_parser("latents", help="latent statistics of a pipeline folder or run",
-                                   description="Structured-latent tools.")
-    sub = parser.add_subparsers(dest="latents_command", metavar="SUBCOMMAND")
+    from pixal3d.cli import add_command_group
 
-    def show_help(args) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(handler=show_help)
+    sub = add_command_group(subparsers, "latents", "latent statistics of a pipeline folder or run", "Structured-latent tools.")
     s = sub.add_parser("stats", help="write <kind>_normalization into DIR/pipeline.json",
                        description="Latent normalisation statistics of a pipeline folder's SC-VAE encoders.")
     s.add_argument("--pipeline", required=True, help="pipeline folder, or a training run (its latest checkpoint)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,19 +48,13 @@ def _log_rows(run_dir: Path) -> list[dict[str, str]]:
 
 def run_facts(run_dir: Path, config) -> RunFacts:
     """:class:`RunFacts` of a finished run folder trained with ``config`` (a :class:`TrainConfig`)."""
-    from safetensors import safe_open
-
     folder = resolve_pipeline(run_dir)
-    stages = {}
-    for key, spec in config.models.items():
-        with safe_open(folder / "ckpts" / f"{key}.safetensors", "pt") as f:
-            params = sum(_numel(f.get_slice(name).get_shape()) for name in f.keys())
-        stages[key] = {"class": spec["name"], "params": params}
+    stages = {key: {"class": spec["name"], "params": _parameter_count(folder / "ckpts" / f"{key}.safetensors")}
+              for key, spec in config.models.items()}
     encoder = config.trainer_args.get("image_encoder")
     if isinstance(encoder, dict) and (folder / "ckpts" / "image_encoder.safetensors").is_file():  # trained here
-        with safe_open(folder / "ckpts" / "image_encoder.safetensors", "pt") as f:
-            stages["image_encoder"] = {"class": encoder.get("name", "?"), "params": sum(
-                _numel(f.get_slice(name).get_shape()) for name in f.keys())}
+        stages["image_encoder"] = {"class": encoder.get("name", "?"),
+                                   "params": _parameter_count(folder / "ckpts" / "image_encoder.safetensors")}
     rows = _log_rows(run_dir)
     seconds, previous = 0.0, 0
     for row in rows:
@@ -73,11 +68,12 @@ def run_facts(run_dir: Path, config) -> RunFacts:
     return RunFacts(run_dir.name, config.trainer_name, stages, config.max_steps, config.batch_size, seconds, last)
 
 
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
+def _parameter_count(path: Path) -> int:
+    """Number of values stored in a safetensors file (read from its header)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
 
 
 def data_facts(recipe: Recipe) -> dict[str, Any]:

@@ -113,10 +113,8 @@ def test_ground_rule_refuses_objects_above_the_horizon():
         S.ground_depth(mask, S.focal_for(FOV, 64), 32, 32, 1.0, 0.0)
 
 
-def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
-    from tests.clients import assert_valid_gltf
-
-    _, picture, masks = rendered
+def _scene_cli(tmp_path: Path, picture: Image.Image, masks, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``pixal3d scene`` on the rendered scene with its masks as a folder (the test camera's pitch and FOV)."""
     picture.save(tmp_path / "scene.png")
     mdir = tmp_path / "masks"
     mdir.mkdir()
@@ -124,10 +122,17 @@ def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
         Image.fromarray(mask.astype(np.uint8) * 255).save(mdir / f"{name}.png")
     out = tmp_path / "scene.glb"
     proc = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
-                           "--masks-dir", str(mdir), "--output", str(out), "--model", str(tiny_model), "--steps", "2",
-                           "--resolution", "1024", "--texture_size", "256", "--decimation_target", "4000",
-                           "--min_component_area", "0", "--separate", "--pitch", str(PITCH), "--fov", "50deg"],
-                          capture_output=True, text=True, timeout=600)
+                           "--masks-dir", str(mdir), "--output", str(out), "--min_component_area", "0",
+                           "--pitch", str(PITCH), "--fov", "50deg", *extra], capture_output=True, text=True, timeout=900)
+    return proc, out
+
+
+def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
+    from tests.clients import assert_valid_gltf
+
+    _, picture, masks = rendered
+    proc, out = _scene_cli(tmp_path, picture, masks, "--model", str(tiny_model), "--steps", "2", "--resolution", "1024",
+                           "--texture_size", "256", "--decimation_target", "4000", "--separate")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_valid_gltf(out)
     assert all((tmp_path / f"scene_{n}.glb").is_file() for n, _ in masks)
@@ -159,16 +164,7 @@ def test_scene_with_the_default_model(rendered, tmp_path):
     from tests.clients import assert_valid_gltf
 
     objects, picture, masks = rendered
-    picture.save(tmp_path / "scene.png")
-    mdir = tmp_path / "masks"
-    mdir.mkdir()
-    for name, mask in masks:
-        Image.fromarray(mask.astype(np.uint8) * 255).save(mdir / f"{name}.png")
-    out = tmp_path / "scene.glb"
-    proc = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
-                           "--masks-dir", str(mdir), "--output", str(out), "--pitch", str(PITCH), "--fov", "50deg",
-                           "--camera-height", str(HEIGHT), "--min_component_area", "0"],
-                          capture_output=True, text=True, timeout=900)
+    proc, out = _scene_cli(tmp_path, picture, masks, "--camera-height", str(HEIGHT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_valid_gltf(out)
     union = float(proc.stderr.split("union silhouette IoU ")[1].split(";")[0])
