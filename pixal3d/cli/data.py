@@ -82,6 +82,13 @@ def _register_build(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="view sampling seed (default 0)")
     p.add_argument("--up", default="+y", choices=["+x", "-x", "+y", "-y", "+z", "-z"],
                    help="the files' up axis (glTF: +y, the default)")
+    p.add_argument("--environments", metavar="DIR",
+                   help="folder of equirectangular HDR maps (.exr/.hdr) that light a share of the views instead of the "
+                        "camera-fixed lights (Debian: `apt-get install blender-data` gives 8 CC0 maps in "
+                        "/usr/share/blender/datafiles/studiolights/world)")
+    p.add_argument("--environment-fraction", type=float, default=0.5,
+                   help="share of the views lit by a random map, turned at random, exposure log-U(0.8, 2.0) "
+                        "(default 0.5)")
     p.add_argument("--merge", action="store_true", help="only merge the shard manifests of -o into manifest.json")
     p.add_argument("--allow-eval-overlap", action="store_true",
                    help="also build evaluation meshes (refused by default: they are for `pixal3d evaluate` only; "
@@ -100,7 +107,7 @@ def _build(args) -> int:
     if not args.assets:
         raise UserError("--assets is required (unless --merge)")
     config = BuildConfig(views=args.views, resolution=args.resolution, image_size=args.image_size, seed=args.seed,
-                         up=args.up)
+                         up=args.up, environments=args.environments, environment_fraction=args.environment_fraction)
     result = build_dataset(args.assets, args.output, config, workers=args.workers, shard=parse_shard(args.shard),
                            progress=not args.quiet, allow_eval_overlap=args.allow_eval_overlap)
     print(f"{result.built} assets built, {result.kept} kept, {result.failed} failed; manifest {result.manifest}")

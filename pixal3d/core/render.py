@@ -17,7 +17,8 @@ serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR t
   geometric normals and depth (the evaluation renders ground truth and predictions with it).
 * Shading is a preview model, not physically exact: a hemisphere ambient term, two directional lights
   fixed to the camera (Lambert + Blinn-Phong with a roughness-dependent exponent) and a sky-gradient
-  reflection weighted by the Fresnel base reflectance (so metals show their colour).
+  reflection weighted by the Fresnel base reflectance (so metals show their colour); or, given an
+  :class:`~pixal3d.core.environment.Environment`, image-based lighting from an HDR map.
 
 Cameras follow glTF: a camera looks down its local −Z with +Y up; ``yfov`` is the vertical field of
 view (or ``ortho_half`` world units from the image centre to its edge for an orthographic view);
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from pixal3d.core.environment import Environment
 from pixal3d.errors import UserError
 
 
@@ -396,6 +398,7 @@ def render(
     mode: str = "shaded",
     background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
     supersample: int = 1,
+    environment: Environment | None = None,
 ) -> np.ndarray:
     """Render primitives through ``camera``: one pass of :func:`render_passes`.
 
@@ -405,6 +408,7 @@ def render(
         background: RGB the image is composited over, or ``None`` for straight (unpremultiplied)
             alpha on a transparent background.
         supersample: render at ``supersample × size`` and box-filter down (anti-aliasing).
+        environment: light ``shaded`` with this environment map instead of the camera-fixed preview lights.
     Returns:
         ``[size, size, 4]`` float32 RGBA in [0, 1] for ``shaded``/``albedo``/``normal`` (alpha = coverage ×
         material alpha, composited front to back); ``[size, size]`` bool for ``mask`` (alpha ≥ 0.5);
@@ -412,7 +416,7 @@ def render(
     """
     if mode not in PASSES:
         raise ValueError(f"unknown render mode {mode!r}")
-    return render_passes(meshes, camera, size, (mode,), background, supersample)[mode]
+    return render_passes(meshes, camera, size, (mode,), background, supersample, environment)[mode]
 
 
 def render_passes(
@@ -422,6 +426,7 @@ def render_passes(
     passes: tuple[str, ...] = ("shaded",),
     background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
     supersample: int = 1,
+    environment: Environment | None = None,
 ) -> dict[str, np.ndarray]:
     """Several passes of one rasterisation through ``camera`` (same fragments, same coverage).
 
@@ -435,7 +440,8 @@ def render_passes(
     * ``depth``: ``[size, size]`` float32 distance along the viewing axis of the nearest fragment
       (after MASK cut-outs), ``inf`` where nothing is hit; with supersampling the nearest sub-pixel.
 
-    ``background`` applies to the RGBA passes (``None``: straight alpha).
+    ``background`` applies to the RGBA passes (``None``: straight alpha); ``environment`` lights ``shaded``
+    (:mod:`pixal3d.core.environment`) in place of the camera-fixed preview lights.
     """
     unknown = [p for p in passes if p not in PASSES]
     if unknown:
@@ -530,7 +536,8 @@ def render_passes(
     if shaded:
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-20)
         normal = np.where(((normal * to_eye).sum(1) < 0)[:, None], -normal, normal)  # shade the side that is seen
-        colors["shaded"] = _shade(base[:, :3], np.clip(metal, 0, 1), np.clip(rough, 0.03, 1), normal, to_eye, rotation)
+        args = (base[:, :3], np.clip(metal, 0, 1), np.clip(rough, 0.03, 1), normal, to_eye)
+        colors["shaded"] = _shade(*args, rotation) if environment is None else environment.shade(*args)
     if "albedo" in passes:
         colors["albedo"] = base[:, :3]
     if geometric is not None:

@@ -34,6 +34,7 @@ same source-file SHA-256. Sharding: ``--shard i/n`` takes assets ``i, i+n, …``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -67,6 +68,8 @@ DISTANCE_FACTOR = (1.0, 1.2)
 FILL = 0.98
 #: supersampling factor of the conditioning renders
 SUPERSAMPLE = 2
+#: exposure of environment-lit views, log-uniform
+EXPOSURE_RANGE = (0.8, 2.0)
 _SHARD_RE = re.compile(r"^(\d+)/(\d+)$")
 _SHARD_FILE_RE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.json$")
 
@@ -80,9 +83,19 @@ class BuildConfig:
     image_size: int = 512
     seed: int = 0
     up: str = "+y"
+    #: folder of equirectangular HDR maps lighting a share of the views (``None``: camera-fixed lights only)
+    environments: str | None = None
+    #: share of the views lit by a random environment map when ``environments`` is set
+    environment_fraction: float = 0.5
 
     def validate(self) -> None:
         """:class:`UserError` for values out of range."""
+        if not 0.0 <= self.environment_fraction <= 1.0:
+            raise UserError(f"--environment-fraction must be in [0, 1], got {self.environment_fraction}")
+        if self.environments is not None:
+            from pixal3d.core.environment import find_environments
+
+            find_environments(self.environments)
         if not 1 <= self.views <= 64:
             raise UserError(f"--views must be in 1..64, got {self.views}")
         R = self.resolution
@@ -99,7 +112,7 @@ class BuildConfig:
         """The config plus the fixed sampling ranges, as stored in the manifest."""
         return {**dataclasses.asdict(self), "builder_version": BUILDER_VERSION, "fov_range": list(FOV_RANGE),
                 "elevation_range_deg": list(ELEVATION_RANGE_DEG), "distance_factor": list(DISTANCE_FACTOR),
-                "fill": FILL, "supersample": SUPERSAMPLE}
+                "fill": FILL, "supersample": SUPERSAMPLE, "exposure_range": list(EXPOSURE_RANGE)}
 
     def hash(self) -> str:
         """Short SHA-256 of :meth:`as_dict` (stable key order)."""
@@ -199,6 +212,58 @@ def draw_views(rng: np.random.Generator, count: int) -> list[ViewParams]:
             distance_factor=float(rng.uniform(*DISTANCE_FACTOR)),
         ))
     return out
+
+
+@dataclass(frozen=True)
+class ViewLighting:
+    """How one view is lit: ``environment`` (map file name, or ``None`` for the camera-fixed preview lights),
+    ``yaw_deg`` of the map about the view's up axis and ``exposure``."""
+
+    environment: str | None
+    yaw_deg: float = 0.0
+    exposure: float = 1.0
+
+
+def sample_lighting(asset_id: str, config: BuildConfig) -> list[ViewLighting]:
+    """The lighting of each of the ``config.views`` views, from ``default_rng([seed, sha256(asset_id)[:8], 1])``
+    (a stream of its own, so the cameras do not depend on it): with probability ``environment_fraction`` a
+    uniformly chosen map of ``config.environments``, turned by ``U(0°, 360°)``, exposure log-uniform in
+    :data:`EXPOSURE_RANGE`; otherwise the camera-fixed lights. Four draws per view either way."""
+    names = []
+    if config.environments is not None:
+        from pixal3d.core.environment import find_environments
+
+        names = [p.name for p in find_environments(config.environments)]
+    rng = np.random.default_rng([config.seed, _id_hash(asset_id), 1])
+    out = []
+    for _ in range(config.views):
+        use, pick, yaw = rng.random(), rng.random(), rng.uniform(0.0, 360.0)
+        exposure = math.exp(rng.uniform(*np.log(EXPOSURE_RANGE)))
+        if names and use < config.environment_fraction:
+            out.append(ViewLighting(names[min(int(pick * len(names)), len(names) - 1)], float(yaw), float(exposure)))
+        else:
+            out.append(ViewLighting(None))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _environment(folder: str, name: str):
+    from pixal3d.core.environment import load_environment
+
+    return load_environment(Path(folder) / name)
+
+
+def view_environment(lighting: ViewLighting, config: BuildConfig, file_to_view: np.ndarray):
+    """The :class:`~pixal3d.core.environment.Environment` of a view in the file's coordinates (the map upright in
+    the view frame, turned by ``yaw_deg``), or ``None`` for the camera-fixed lights."""
+    if lighting.environment is None:
+        return None
+    from pixal3d.core.environment import yaw_rotation
+
+    linear = file_to_view[:3, :3]
+    file_to_upright = linear / np.cbrt(np.linalg.det(linear))  # the similarity's rotation
+    rotation = yaw_rotation(math.radians(lighting.yaw_deg)) @ file_to_upright
+    return _environment(config.environments, lighting.environment).posed(rotation, lighting.exposure)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,19 +375,20 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
             scene = trimesh.load(str(source), force="scene", process=False)
         except Exception as exc:
             raise UserError(f"cannot read {source.name} for rendering: {exc}") from exc
-        for k, params in enumerate(sample_views(asset_id, config)):
+        for k, (params, lighting) in enumerate(zip(sample_views(asset_id, config), sample_lighting(asset_id, config))):
             if records[k] is not None:
                 continue
             vm = view_mesh(mesh, view_rotation(params.azimuth_deg, params.elevation_deg))
             used = vm.vertices[np.unique(vm.faces)]
             distance = view_distance(used, params)
             image = render_scene(scene, config.image_size, camera=render_camera(vm.transform, distance, params.fov_x),
-                                 supersample=SUPERSAMPLE)
+                                 supersample=SUPERSAMPLE, environment=view_environment(lighting, config, vm.transform))
             if image[..., 3].max() == 0:
                 raise UserError(f"view {k} rendered empty")
             record = {"index": k, "image": f"view_{k:02d}.png", "voxels": f"view_{k:02d}.npz",
                       "azimuth_deg": params.azimuth_deg, "elevation_deg": params.elevation_deg,
                       "fov_x": params.fov_x, "distance": distance, "mesh_scale": 1.0,
+                      "lighting": dataclasses.asdict(lighting),
                       "file_to_view": vm.transform.tolist(), "config_hash": config_hash, "source_sha256": source_sha}
             asset, _ = voxelize(vm, config.resolution, camera=AssetCamera(params.fov_x, distance, 1.0),
                                 source={"asset_id": asset_id, "file": source.name, "view": record})
@@ -336,7 +402,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
             asset.save(folder / record["voxels"])
             records[k] = record
     views = [{key: r[key] for key in ("index", "image", "voxels", "azimuth_deg", "elevation_deg", "fov_x", "distance",
-                                      "mesh_scale", "num_voxels")} for r in records]
+                                      "mesh_scale", "num_voxels", "lighting")} for r in records]
     return {"status": "ok", "error": None, "views": views, "kept": kept}
 
 

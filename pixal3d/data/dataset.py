@@ -67,6 +67,9 @@ class ViewDataset(Dataset):
             ``"voxels"`` (coords and the sparse attributes). A trainer reads only what it uses
             (:attr:`Trainer.dataset_fields`): without ``"voxels"`` the occupancy comes from the stored coarse
             occupancy of the ``.npz`` and the dense attribute arrays are never decompressed.
+        augment: pass each image through :func:`pixal3d.data.augment.photo_augment` (matting edges, colour,
+            blur, noise, JPEG), drawn from ``default_rng([torch.initial_seed(), index])`` — per DataLoader worker
+            and epoch, so a seeded run repeats its draws.
 
     Each item is a dict (the keys of the fields read, plus ``asset_id``, ``view`` and ``camera`` always):
 
@@ -82,7 +85,7 @@ class ViewDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", resolution: int | None = None,
                  val_fraction: float = 0.05, image_size: int | None = None, ss_resolution: int = 64,
-                 fields: tuple[str, ...] | list[str] = FIELDS):
+                 fields: tuple[str, ...] | list[str] = FIELDS, augment: bool = False):
         unknown = set(fields) - set(FIELDS)
         if unknown or not fields:
             raise UserError(f"dataset fields must be a non-empty subset of {', '.join(FIELDS)}, got {list(fields)}")
@@ -100,6 +103,7 @@ class ViewDataset(Dataset):
         if ss_resolution > self.resolution or self.resolution % ss_resolution:
             raise UserError(f"ss_resolution {ss_resolution} must divide the voxel resolution {self.resolution}")
         self.image_size = image_size
+        self.augment = bool(augment)
         self.ss_resolution = int(ss_resolution)
         self.items: list[tuple[str, dict[str, Any]]] = []
         for asset_id, entry in manifest["assets"].items():
@@ -110,15 +114,20 @@ class ViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _image(self, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image(self, path: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         try:
             with Image.open(path) as im:
                 im = im.convert("RGBA")
                 if self.image_size is not None and im.size != (self.image_size, self.image_size):
                     im = im.resize((self.image_size, self.image_size), Image.LANCZOS)
-                rgba = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+                pixels = np.asarray(im)
         except OSError as exc:
             raise UserError(f"cannot read image {path}: {exc}") from exc
+        if self.augment:
+            from pixal3d.data.augment import photo_augment
+
+            pixels = photo_augment(pixels, np.random.default_rng([torch.initial_seed(), index]))
+        rgba = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
         alpha = rgba[3:4]
         return rgba[:3] * alpha, alpha
 
@@ -145,7 +154,7 @@ class ViewDataset(Dataset):
         folder = self.root / asset_id
         item: dict[str, Any] = {"asset_id": asset_id, "view": int(view["index"])}
         if "image" in self.fields:
-            item["image"], item["alpha"] = self._image(folder / view["image"])
+            item["image"], item["alpha"] = self._image(folder / view["image"], index)
         camera = None
         if "voxels" in self.fields:
             asset = VoxelAsset.load(folder / view["voxels"])

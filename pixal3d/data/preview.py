@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
 
+from pixal3d.core.environment import Environment
 from pixal3d.core.render import ViewCamera, look_at, render, scene_render_meshes
 
 #: official default horizontal field of view (radians), 2·atan(16/35)
@@ -59,17 +60,18 @@ def three_quarter_camera(azimuth_deg: float = 35.0, elevation_deg: float = 25.0)
 
 
 def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = "front", camera: Camera | None = None,
-                 supersample: int = 1) -> np.ndarray:
+                 supersample: int = 1, environment: Environment | None = None) -> np.ndarray:
     """Render ``scene`` to an RGBA image ``[size, size, 4]`` uint8 (straight alpha, transparent background).
 
     ``view`` is ``front`` (:func:`front_camera`) or ``three_quarter`` (:func:`three_quarter_camera`)
-    unless ``camera`` is given; ``supersample`` renders at that factor and box-filters down.
+    unless ``camera`` is given; ``supersample`` renders at that factor and box-filters down; ``environment``
+    (in the scene's coordinates) replaces the camera-fixed preview lights.
     """
     cam = camera or {"front": front_camera, "three_quarter": three_quarter_camera}[view]()
     meshes = scene_render_meshes(scene)
     if not meshes:
         return np.zeros((size, size, 4), dtype=np.uint8)
-    image = render(meshes, cam.view(), size, background=None, supersample=supersample)
+    image = render(meshes, cam.view(), size, background=None, supersample=supersample, environment=environment)
     return np.round(image * 255).astype(np.uint8)
 
 

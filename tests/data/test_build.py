@@ -215,3 +215,69 @@ def test_dataset_fields_read_only_what_is_asked(data):
     assert batch["occupancy"].shape == (2, 1, 16, 16, 16) and "coords" not in batch and "image" not in batch
     with pytest.raises(UserError, match="subset"):
         ViewDataset(data, split="all", ss_resolution=16, fields=("pixels",))
+
+
+def _environment_folder(path):
+    import os
+
+    import cv2
+
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    path.mkdir()
+    sky = np.ones((16, 32, 3), np.float32)
+    sky[:8] *= 4.0  # bright upper half
+    for name, tint in (("blue.exr", (1.0, 0.5, 0.2)), ("warm.exr", (0.3, 0.6, 1.0))):  # BGR
+        assert cv2.imwrite(str(path / name), sky * np.array(tint, np.float32))
+    return path
+
+
+def test_lighting_draws_are_their_own_stream(tmp_path):
+    envs = _environment_folder(tmp_path / "envs")
+    none = B.sample_lighting("some/asset", CONFIG)
+    assert none == [B.ViewLighting(None)] * CONFIG.views
+    for fraction, lit in ((0.0, 0), (1.0, CONFIG.views)):
+        config = B.BuildConfig(views=CONFIG.views, resolution=32, image_size=64, seed=3, environments=str(envs),
+                               environment_fraction=fraction)
+        draws = B.sample_lighting("some/asset", config)
+        assert sum(d.environment is not None for d in draws) == lit
+        assert B.sample_views("some/asset", config) == B.sample_views("some/asset", CONFIG)  # cameras unchanged
+        assert config.hash() != CONFIG.hash()
+    many = B.BuildConfig(views=64, environments=str(envs), environment_fraction=0.5)
+    draws = B.sample_lighting("x", many)
+    lit = [d for d in draws if d.environment]
+    assert 16 <= len(lit) <= 48 and {d.environment for d in lit} == {"blue.exr", "warm.exr"}
+    assert all(0 <= d.yaw_deg < 360 and B.EXPOSURE_RANGE[0] <= d.exposure <= B.EXPOSURE_RANGE[1] for d in lit)
+    with pytest.raises(UserError, match="no environment maps"):
+        B.BuildConfig(environments=str(tmp_path)).validate()
+    with pytest.raises(UserError, match="environment-fraction"):
+        B.BuildConfig(environment_fraction=1.5).validate()
+
+
+def test_environment_lit_views_keep_geometry_and_record_their_light(assets, data, tmp_path):
+    envs = _environment_folder(tmp_path / "envs")
+    config = B.BuildConfig(views=2, resolution=32, image_size=64, seed=3, environments=str(envs), environment_fraction=1.0)
+    out = tmp_path / "lit"
+    B.build_dataset(assets, out, config, workers=1)
+    plain, lit = _manifest(data / "manifest.json"), _manifest(out / "manifest.json")
+    asset_id = "synth__synth_0005_000000"
+    for a, b in zip(plain["assets"][asset_id]["views"], lit["assets"][asset_id]["views"]):
+        assert a["lighting"]["environment"] is None and b["lighting"]["environment"] in ("blue.exr", "warm.exr")
+        assert (a["fov_x"], a["distance"], a["num_voxels"]) == (b["fov_x"], b["distance"], b["num_voxels"])
+        from PIL import Image
+
+        ia = np.asarray(Image.open(data / asset_id / a["image"]), dtype=np.float64)
+        ib = np.asarray(Image.open(out / asset_id / b["image"]), dtype=np.float64)
+        assert np.array_equal(ia[..., 3], ib[..., 3])  # same silhouette, same coverage
+        assert np.abs(ia[..., :3] - ib[..., :3])[ia[..., 3] > 0].mean() > 3  # other light
+
+
+def test_view_dataset_augments_only_when_asked_and_repeats_under_a_seed(data):
+    plain = ViewDataset(data, split="all", ss_resolution=32, fields=("image",))
+    augmented = ViewDataset(data, split="all", ss_resolution=32, fields=("image",), augment=True)
+    torch.manual_seed(11)
+    a = [augmented[i]["image"] for i in range(len(augmented))]
+    torch.manual_seed(11)
+    b = [augmented[i]["image"] for i in range(len(augmented))]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, plain[i]["image"]) for i, x in enumerate(a))
+    assert torch.equal(plain[0]["image"], ViewDataset(data, split="all", ss_resolution=32, fields=("image",))[0]["image"])
