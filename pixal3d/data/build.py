@@ -52,7 +52,7 @@ from pixal3d.data.jobs import ignore_interrupts, resolve_workers, writable_folde
 from pixal3d.data.overlap import EvalOverlapGuard, default_evalset_dir, file_sha256
 from pixal3d.errors import UserError
 from pixal3d.utils.failpoints import failpoint
-from pixal3d.utils.files import atomic_output, remove_stale_temporaries
+from pixal3d.utils.files import atomic_output, remove_stale_temporaries, write_json
 
 #: bump when the same config would produce different files
 BUILDER_VERSION = 1
@@ -434,11 +434,6 @@ def _manifest(config: BuildConfig, shard: tuple[int, int], assets: dict[str, dic
             "shard": list(shard), "assets": dict(sorted(assets.items()))}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
-
-
 def load_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """The dataset manifest of ``root``: ``manifest.json`` merged with every ``manifest.shard-i-of-n.json``.
 
@@ -477,7 +472,7 @@ def merge_manifests(root: str | os.PathLike) -> tuple[Path, int]:
     the number of assets."""
     merged = load_manifest(root)
     path = Path(root) / MANIFEST
-    _write_json(path, merged)
+    write_json(path, merged)
     return path, len(merged["assets"])
 
 
@@ -547,7 +542,7 @@ def build_dataset(assets_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     bar.close()
     manifest_path = out / shard_manifest_name(shard)
     assets = {aid: {k: e[k] for k in ("status", "error", "source", "views")} for aid, e in entries.items()}
-    _write_json(manifest_path, _manifest(config, shard, assets))
+    write_json(manifest_path, _manifest(config, shard, assets))
     ok = [e for e in entries.values() if e["status"] == "ok"]
     kept = sum(e["kept"] == config.views for e in ok)
     errors = [f"{aid}: {e['error']}" for aid, e in sorted(entries.items()) if e["status"] != "ok"]

@@ -19,7 +19,6 @@ a catalogue under any other licence is refused, so everything imported is redist
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import zipfile
@@ -30,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from pixal3d.errors import UserError
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import atomic_output, write_json
 
 #: licence id → the phrase of LICENSE.TXT that identifies it (checked in this order)
 _LICENCES = (
@@ -212,8 +211,7 @@ def import_catalogs(catalogs: list[str | os.PathLike], out_dir: str | os.PathLik
                 done += 1
                 if progress:
                     progress(done, total)
-    with atomic_output(out / "sources.json") as tmp:
-        tmp.write_text(json.dumps({"format": "pixal3d-furniture-sources", "assets": sources, "failed": failed}, indent=1))
+    write_json(out / "sources.json", {"format": "pixal3d-furniture-sources", "assets": sources, "failed": failed}, indent=1)
     write_credits(sources, out / "CREDITS.md")
     return counts
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pixal3d.errors import UserError
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import write_json
 
 #: the committed signatures of the evaluation meshes
 SIGNATURE_FILE = Path(__file__).with_name("evalset_signatures.json")
@@ -133,8 +133,7 @@ def write_signatures(mesh_dir: str | os.PathLike, out: str | os.PathLike = SIGNA
     data = {"format": "pixal3d-evalset-signatures", "samples": SAMPLES, "d2_bins": D2_BINS, "d2_range": D2_RANGE,
             "meshes": [{"name": e.name, "sha256": e.sha256, "signature": [round(float(x), 7) for x in e.signature]}
                        for e in entries]}
-    with atomic_output(out) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
+    write_json(out, data, indent=1)
     return len(entries)
 
 

@@ -35,7 +35,7 @@ from pixal3d.data.shapes import EmptySolid, build_node, node_kinds, random_rotat
 from pixal3d.data.jobs import ignore_interrupts, resolve_workers, writable_folder
 from pixal3d.errors import UserError
 from pixal3d.utils.failpoints import failpoint
-from pixal3d.utils.files import atomic_output, remove_stale_temporaries
+from pixal3d.utils.files import atomic_output, remove_stale_temporaries, write_json
 
 #: bump when a change alters what a recipe or a GLB looks like for the same (seed, index)
 GENERATOR_VERSION = 1
@@ -305,8 +305,7 @@ def synthesize(count: int, out_dir: str | os.PathLike, seed: int = 0, workers: i
         "frame": "glTF +Y up, front facing +Z, inside [-0.5, 0.5]^3",
         "assets": [{k: e[k] for k in ("index", "file", "bytes", "sha256", "recipe")} for e in entries],
     }
-    with atomic_output(out / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    write_json(out / MANIFEST, manifest, indent=1)
     skipped = sum(e["skipped"] for e in entries)
     return SynthResult(written=count - skipped, skipped=skipped, manifest=out / MANIFEST, sheet=sheet_path)
 

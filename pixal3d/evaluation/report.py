@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import write_json
 
 #: headline columns of the per-mesh table: (header, input-side key, other-side key, format)
 HEADLINE = (
@@ -50,9 +49,9 @@ def clean_json(value):
     return value
 
 
-def write_json(path: Path, data: dict) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(clean_json(data), indent=1))
+def write_results_json(path: Path, data: dict) -> None:
+    """Write results atomically, non-finite numbers as ``null`` (:func:`clean_json`)."""
+    write_json(path, clean_json(data), indent=1)
 
 
 def software_versions() -> dict:

@@ -331,7 +331,7 @@ def _run(items, out: Path, config: EvalConfig, methods: list[Method], root: Path
         "methods": results,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    report.write_json(out / "results.json", data)
+    report.write_results_json(out / "results.json", data)
     from pixal3d.utils.files import atomic_output
 
     with atomic_output(out / "results.md") as tmp:

@@ -35,7 +35,7 @@ from torch import nn
 from pixal3d import paths
 from pixal3d.errors import UserError
 from pixal3d.models.loading import Checkpoint, check_checkpoint, checkpoint_files, load_model, open_checkpoint, save_model
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import write_json
 
 PIPELINE_FILE = "pipeline.json"
 #: further config files whose ``models`` are listed as extra stages (TRELLIS.2-4B)
@@ -393,6 +393,5 @@ def write_pipeline_folder(
         save_model(stage.weights, folder / stem, stage.name, stage.args)
         models[key] = stem
     pipeline_args["models"] = models
-    with atomic_output(folder / PIPELINE_FILE) as tmp:
-        tmp.write_text(json.dumps({"name": name, "args": pipeline_args}, indent=2) + "\n")
+    write_json(folder / PIPELINE_FILE, {"name": name, "args": pipeline_args})
     return open_pipeline_folder(folder)

@@ -22,7 +22,8 @@ from torch import nn
 
 from pixal3d.models.registry import register_model
 from pixal3d.models.sparse.conv import SparseConv3d
-from pixal3d.models.sparse.nn import LayerNorm32, Linear, SparseLinear, compute_dtype
+from pixal3d.models.modules.norm import LayerNorm32
+from pixal3d.models.sparse.nn import Linear, SparseLinear, compute_dtype
 from pixal3d.models.sparse.spatial import ChannelToSpatial, spatial_to_channel
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.models.ss_vae import Fp16Trunk, sample_gaussian

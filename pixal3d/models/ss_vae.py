@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixal3d.models.registry import register_model
-from pixal3d.models.sparse.nn import LayerNorm32, compute_dtype
+from pixal3d.models.modules.norm import LayerNorm32
+from pixal3d.models.sparse.nn import compute_dtype
 
 
 class Conv3d(nn.Conv3d):

@@ -33,7 +33,7 @@ from typing import Any
 from pixal3d.errors import UserError
 from pixal3d.training.chain import ChainRun, base_runs, check_chain
 from pixal3d.training.config import load_config
-from pixal3d.utils.files import read_json
+from pixal3d.utils.files import read_json, write_json
 
 #: the default model's recipe, in the checkout
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "train" / "small" / "recipe.json"
@@ -160,7 +160,7 @@ def _start_run(recipe: Recipe, run: ChainRun, num_gpus: int, progress: bool, env
                to_log: bool) -> subprocess.Popen:
     config = run.output_dir.parent / f".{run.name}.config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps(run.config.as_dict(), indent=1))
+    write_json(config, run.config.as_dict(), indent=1)
     cmd = [sys.executable, str(recipe.root / "train.py"), "--config", str(config), "--output_dir",
            str(run.output_dir), "--data_dir", str(recipe.data), "--num_gpus", str(num_gpus)]
     if not progress:
@@ -278,4 +278,4 @@ def _keep_inference_stages(folder: Path) -> None:
             models[key] = seen[weights]
         for suffix in (".safetensors", ".json"):
             stem.with_suffix(suffix).unlink()
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    write_json(config_path, config)

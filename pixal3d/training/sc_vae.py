@@ -47,7 +47,7 @@ from pixal3d.models.sparse.spatial import ChannelToSpatial
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.training.trainer import Trainer
 from pixal3d.utils.coords import CoordIndex
-from pixal3d.utils.files import atomic_output
+from pixal3d.utils.files import write_json
 
 #: latent kind → (encoder stage key, decoder stage key)
 STAGES = {"shape_slat": ("shape_slat_encoder", "shape_slat_decoder"),
@@ -228,8 +228,7 @@ def write_latent_normalization(pipeline: str | Path, dataset: Dataset, collate: 
     config = json.loads(path.read_text())
     for kind, entry in entries.items():
         config.setdefault("args", {})[f"{kind}_normalization"] = entry
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+    write_json(path, config)
     return entries
 
 

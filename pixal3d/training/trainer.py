@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import math
 import os
 import random
@@ -632,7 +631,3 @@ def _complete_row(row: dict, fields: list[str] | None) -> bool:
     return str(row["step"]).isdigit()
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -10,10 +10,8 @@ from torch import nn
 
 
 class LayerNorm32(nn.LayerNorm):
-    """LayerNorm over the last axis evaluated in float32, result cast back to the input dtype.
-
-    Affine parameters (when present) stay float32 in every precision mode.
-    """
+    """LayerNorm over the last axis evaluated on the float32 input, result cast back to the input dtype (the
+    sparse VAEs and the flows keep their affine parameters float32 in every precision mode)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.float()).to(x.dtype)

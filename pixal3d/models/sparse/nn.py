@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixal3d.models.modules.norm import LayerNorm32
 from pixal3d.models.sparse.tensor import SparseTensor
 
 
@@ -45,15 +46,6 @@ class SparseLinear(Linear):
 
     def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
         return x.replace(super().forward(x.feats))
-
-
-class LayerNorm32(nn.LayerNorm):
-    """LayerNorm over the last axis computed in float32, result cast back to the input dtype."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class SparseLayerNorm32(LayerNorm32):
