@@ -65,10 +65,10 @@ def bench_tiny() -> dict:
         start = time.perf_counter()
         out = pipe.run(image, camera, seed=42, pipeline_type="1024_cascade", sampler_params=params, progress=False)
         total = time.perf_counter() - start
-        n_vox = len(out["pbr"].coords)
+        n_vox = len(out.decoded.pbr.coords)
     return {"name": "tiny config, 12 steps/flow, 1024 cascade", "time_s": total, "peak_mb": maxrss_mb() - base,
-            "note": f"{len(out['shape_lr.coords'])} LR / {len(out['shape_hr.coords'])} HR tokens, {n_vox} voxels; "
-                    f"{_stage_seconds(out['timings'])}; {torch.get_num_threads()} threads"}
+            "note": f"{len(out.shape_lr.coords)} LR / {len(out.shape_hr.coords)} HR tokens, {n_vox} voxels; "
+                    f"{_stage_seconds(out.timings)}; {torch.get_num_threads()} threads"}
 
 
 def _write_random_stage(folder: Path, key: str, stem: str) -> None:
@@ -161,7 +161,7 @@ def bench_official_512() -> dict:
         pipe.conditioner.condition("shape_512", image, camera, coords=coords_lr)
         times["condition shape_512 (NAF)"] = time.perf_counter() - start
         start = time.perf_counter()
-        pipe.sample_shape("shape_slat_flow_model_512", "shape_512", image, camera, coords_lr, one["shape_slat"], progress=False)
+        pipe.sample_shape("shape_lr", image, camera, coords_lr, one["shape_slat"], progress=False)
         shape_step = time.perf_counter() - start
         d = STAGE_DEFAULTS
         times["SS flow 12 steps (est.)"] = _twelve_step_estimate(ss_step, d["sparse_structure"].rescale_t, d["sparse_structure"].guidance_interval)

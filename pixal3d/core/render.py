@@ -27,9 +27,7 @@ images are square. Pixel ``(col, row)`` has its centre at ``(col + 0.5, row + 0.
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 import trimesh
 
 from pixal3d.core.environment import Environment
+from pixal3d.core.glb import read_glb_json
 from pixal3d.errors import UserError
 
 
@@ -310,19 +309,6 @@ def load_render_meshes(path: str | Path) -> list[RenderMesh]:
     if not meshes:
         raise UserError(f"{path} contains no triangles")
     return meshes
-
-
-def read_glb_json(path: str | Path | bytes) -> dict:
-    """The JSON chunk of a binary glTF file (a path, or the file's bytes); :class:`UserError` if it is not one."""
-    data = path if isinstance(path, bytes) else Path(path).read_bytes()
-    if isinstance(path, bytes):
-        path = "data"
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise UserError(f"{path} is not a binary glTF (GLB) file")
-    length, kind = struct.unpack_from("<I4s", data, 12)
-    if kind != b"JSON":
-        raise UserError(f"{path}: first GLB chunk is not JSON")
-    return json.loads(data[20:20 + length].decode("utf-8"))
 
 
 def glb_camera(path: str | Path | bytes) -> ViewCamera:

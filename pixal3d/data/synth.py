@@ -17,9 +17,7 @@ Output frame: glTF, +Y up, the object's front facing +Z.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import struct
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from pixal3d.data import materials as mats
 from pixal3d.data.recipes import CATEGORIES
 from pixal3d.data.shapes import EmptySolid, build_node, node_kinds, random_rotation
 from pixal3d.data.jobs import ignore_interrupts, resolve_workers, writable_folder
+from pixal3d.core.glb import read_glb_json
 from pixal3d.errors import UserError
 from pixal3d.utils.failpoints import failpoint
 from pixal3d.utils.files import atomic_output, remove_stale_temporaries, write_json
@@ -206,13 +205,8 @@ def glb_bytes(scene: trimesh.Scene) -> bytes:
 def glb_json(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON chunk of a complete binary glTF 2.0 file, or None if the file is missing, truncated or not GLB."""
     try:
-        data = Path(path).read_bytes()
-        magic, version, length = struct.unpack_from("<4sII", data, 0)
-        if magic != b"glTF" or version != 2 or length != len(data):
-            return None
-        chunk_len, chunk_type = struct.unpack_from("<II", data, 12)
-        return json.loads(data[20:20 + chunk_len]) if chunk_type == 0x4E4F534A else None
-    except (OSError, struct.error, ValueError):
+        return read_glb_json(path, complete=True)
+    except UserError:
         return None
 
 

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 import numpy as np
 import trimesh
 
+from pixal3d.core.glb import read_glb_json
 from pixal3d.errors import UserError
 
 #: base R, G, B, metallic, roughness, alpha for geometry without a material
@@ -201,11 +202,10 @@ def declared_faces(path: str | Path) -> int | None:
                     return int(counts[1]) if len(counts) >= 2 else None
                 return None
             if suffix == ".glb" and head[:4] == b"glTF" and len(head) >= 20:
-                length, kind = struct.unpack_from("<II", head, 12)
-                if kind != 0x4E4F534A:
+                try:
+                    tree = read_glb_json(path)
+                except UserError:
                     return None
-                f.seek(20)
-                tree = json.loads(f.read(min(length, 64 << 20)))
                 accessors = tree.get("accessors", [])
                 total = 0
                 for mesh in tree.get("meshes", []):
@@ -299,15 +299,10 @@ def missing_resources(path: str | Path) -> list[str]:
         if suffix == ".gltf":
             tree = json.loads(path.read_text())
         elif suffix == ".glb":
-            with open(path, "rb") as f:
-                head = f.read(20)
-                if head[:4] != b"glTF" or len(head) < 20:
-                    return []
-                length, kind = struct.unpack_from("<II", head, 12)
-                tree = json.loads(f.read(min(length, 64 << 20))) if kind == 0x4E4F534A else {}
+            tree = read_glb_json(path)
         else:
             return []
-    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, UserError):
         return []  # unreadable: trimesh reports it
     if isinstance(tree, dict):
         for key in ("buffers", "images"):

@@ -3,8 +3,9 @@
 Stages (official ``Pixal3DImageTo3DPipeline.run``, §1 of the architecture notes):
 
 1. preprocess (alpha or background removal, square crop ×1.1 on black) and the camera;
-2. ``torch.manual_seed(seed)``; every stage's noise is then drawn on the CPU generator in stage
-   order (SS, LR shape, HR shape, texture) so a seed means the same thing as upstream;
+2. a CPU ``torch.Generator`` seeded with ``seed``; every stage's noise is drawn from it in stage order (SS, LR
+   shape, HR shape, texture) — the stream upstream draws after ``torch.manual_seed(seed)``, so a seed means the
+   same thing as there (and the global generator is left alone);
 3. sparse structure: flow on the dense 16³ latent → decoder → 64³ occupancy → max-pool to the
    512-stage latent grid (32³) → coordinates;
 4. shape flow at 512 (grid 32), then the cascade: decoder upsampling to the 512-grid, requantised to
@@ -54,7 +55,7 @@ from pixal3d.utils.failpoints import failpoint
 MAX_STEPS = 500
 #: largest guidance strength accepted (official 7.5; far above, the samples only saturate)
 MAX_GUIDANCE = 100.0
-#: seeds are unsigned 64-bit integers (what ``torch.manual_seed`` takes)
+#: seeds are unsigned 64-bit integers (what ``torch.Generator.manual_seed`` takes)
 MAX_SEED = 2**64 - 1
 
 #: ``progress`` of :meth:`Pixal3DPipeline.generate` / :meth:`~Pixal3DPipeline.run` / :meth:`GenerationResult.save_glb`:
@@ -131,14 +132,14 @@ def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess:
 
 @dataclass
 class GenerationResult:
-    """What one generation produced, with per-stage timings and the intermediate latents."""
+    """What one generation produced: the asset, the input, per-stage timings and every stage's tensors (``stages``)."""
 
     asset: VoxelAsset
     image: Image.Image  # the preprocessed RGB input (multi-view: the first view)
     camera: Camera
     timings: dict[str, float]
     info: dict[str, Any]
-    latents: dict[str, Any] = field(default_factory=dict, repr=False)
+    stages: GenerationOutput | None = field(default=None, repr=False)
 
     def save_glb(self, path: str | Path, options=None, progress: Progress = True):
         """Clean up/simplify/unwrap/bake and write the GLB atomically with ``options``
@@ -198,6 +199,87 @@ def occupancy_to_coords(logits: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.argwhere(occupied[:, 0] > 0.5).int()
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One flow stage of a generation: the pipeline-folder key of its ``flow``, its ``sampler`` settings key
+    (:func:`stage_sampler_params`), its ``condition`` key (``image_cond_configs``) and its progress ``label``."""
+
+    flow: str
+    sampler: str
+    condition: str
+    label: str
+
+
+#: the four flow stages in sampling order (the random stream draws their noise in this order)
+STAGES = {
+    "structure": Stage("sparse_structure_flow_model", "sparse_structure", "ss", "sparse structure"),
+    "shape_lr": Stage("shape_slat_flow_model_512", "shape_slat", "shape_512", "shape 512"),
+    "shape_hr": Stage("shape_slat_flow_model_1024", "shape_slat", "shape_1024", "shape 1024"),
+    "texture": Stage("tex_slat_flow_model_1024", "tex_slat", "tex_1024", "texture"),
+}
+
+
+@dataclass
+class FlowSample:
+    """What one flow stage drew and produced: ``noise`` (dense ``[1, C, r, r, r]`` or a SparseTensor), ``cond``
+    (the conditioning dict: ``global``, ``proj``), ``samples`` (the normalised sample, same layout as ``noise``),
+    ``slat`` (the denormalised latent of a sparse stage) and ``concat_cond`` (the texture stage's normalised
+    shape latent)."""
+
+    noise: torch.Tensor | SparseTensor
+    cond: dict[str, Any]
+    samples: torch.Tensor | SparseTensor
+    slat: SparseTensor | None = None
+    concat_cond: SparseTensor | None = None
+
+    @property
+    def coords(self) -> torch.Tensor:
+        """``[N, 4]`` int32 (batch, x, y, z) coordinates of a sparse stage."""
+        return self.noise.coords
+
+
+@dataclass
+class StructureSample(FlowSample):
+    """The sparse-structure stage: also the decoder's occupancy ``logits [1, 1, D, D, D]`` and the occupied
+    ``occupied [N, 4]`` int32 coordinates on the structure grid (the first shape stage's tokens)."""
+
+    logits: torch.Tensor | None = None
+    occupied: torch.Tensor | None = None
+
+
+@dataclass
+class DecodedVoxels:
+    """The decoders' output at ``R³``: ``shape_raw`` (7-channel SparseTensor), ``dual_grid`` (its heads: dual-vertex
+    offsets ``[N, 3]``, edge flags ``[N, 3]`` bool, split weights ``[N, 1]``), ``subdivisions`` (one SparseTensor of
+    child logits per up-block) and ``pbr`` (6 channels in [0, 1]: base RGB, metallic, roughness, alpha)."""
+
+    shape_raw: SparseTensor
+    dual_grid: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    subdivisions: list[SparseTensor]
+    pbr: SparseTensor
+
+
+@dataclass
+class GenerationOutput:
+    """Everything :meth:`Pixal3DPipeline.run` computed, one entry per stage in order: ``structure``, ``shape_lr``,
+    ``coords_512`` (the low-res latent upsampled by the shape decoder, ``[M, 4]``), ``cascade`` (the resolution
+    chosen under the token budget), ``shape_hr``, ``texture``, ``decoded``, and ``timings`` (seconds per stage)."""
+
+    structure: StructureSample
+    shape_lr: FlowSample
+    coords_512: torch.Tensor
+    cascade: CascadeChoice
+    shape_hr: FlowSample
+    texture: FlowSample
+    decoded: DecodedVoxels
+    timings: dict[str, float]
+
+    @property
+    def resolution(self) -> int:
+        """The final voxel resolution ``R``."""
+        return int(self.cascade.resolution)
+
+
 class Pixal3DPipeline:
     """Pixal3D image-to-3D from a model folder (official Pixal3D layout or this project's own models).
 
@@ -205,11 +287,9 @@ class Pixal3DPipeline:
     or the lower-level :meth:`run` (preprocessed image + camera → latents and decoded asset).
     """
 
-    #: pipeline keys the cascade needs
-    REQUIRED_STAGES = (
-        "sparse_structure_flow_model", "sparse_structure_decoder", "shape_slat_flow_model_512",
-        "shape_slat_flow_model_1024", "tex_slat_flow_model_1024", "shape_slat_decoder", "tex_slat_decoder",
-    )
+    #: pipeline keys the cascade needs: the flows of :data:`STAGES` and the three decoders
+    REQUIRED_STAGES = (*(stage.flow for stage in STAGES.values()),
+                       "sparse_structure_decoder", "shape_slat_decoder", "tex_slat_decoder")
 
     def __init__(self, folder: PipelineFolder, conditioner, device: torch.device, low_vram: bool = False,
                  quantize: str | None = None):
@@ -289,8 +369,8 @@ class Pixal3DPipeline:
                                 f"the stages do not belong together (another stage's or another model's checkpoint?)")
 
     # --- the stages ------------------------------------------------------------------------------
-    # Each stage method draws its noise from the global CPU generator (seeded once by :meth:`run`), so
-    # calling them in order reproduces the official random stream.
+    # Each stage method draws its noise from ``generator`` (the CPU generator :meth:`run` seeds; the global one
+    # when None), so calling them in order with one generator reproduces the official random stream.
     def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: Progress,
                 **model_kwargs):
         neg = self.conditioner.negative(cond)
@@ -311,31 +391,34 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_sparse_structure(self, image: Image.Image, camera: Camera, params: SamplerParams,
-                                progress: Progress = True) -> dict[str, Any]:
+                                progress: Progress = True, generator: torch.Generator | None = None) -> StructureSample:
         """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³)."""
-        cond = self.conditioner.condition("ss", image, camera)
-        with self.models.use("sparse_structure_flow_model") as flow:
+        stage = STAGES["structure"]
+        cond = self.conditioner.condition(stage.condition, image, camera)
+        with self.models.use(stage.flow) as flow:
             r = flow.resolution
-            noise = draw_noise((1, flow.out_channels, r, r, r), self.device)
-        z = self._sample("sparse_structure_flow_model", "sparse structure", noise, cond, params, progress)
+            noise = draw_noise((1, flow.out_channels, r, r, r), self.device, generator)
+        z = self._sample(stage.flow, stage.label, noise, cond, params, progress)
         with self.models.use("sparse_structure_decoder") as decoder:
             logits = decoder(z)
-        coords = occupancy_to_coords(logits, self.cascade_config.structure_grid)
-        if len(coords) == 0:
+        occupied = occupancy_to_coords(logits, self.cascade_config.structure_grid)
+        if len(occupied) == 0:
             raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
-        return {"ss.noise": noise, "ss.cond": cond, "ss.samples": z, "ss.logits": logits, "shape_lr.coords": coords}
+        return StructureSample(noise, cond, z, logits=logits, occupied=occupied)
 
     @torch.no_grad()
-    def sample_shape(self, key: str, stage: str, image: Image.Image, camera: Camera, coords: torch.Tensor,
-                     params: SamplerParams, grid_resolution: int | None = None, progress: Progress = True) -> dict[str, Any]:
-        """Shape flow ``key`` on ``coords [N, 4]`` → ``{noise, cond, samples (normalised), slat (denormalised)}``."""
+    def sample_shape(self, stage: str, image: Image.Image, camera: Camera, coords: torch.Tensor, params: SamplerParams,
+                     grid_resolution: int | None = None, progress: Progress = True,
+                     generator: torch.Generator | None = None) -> FlowSample:
+        """Shape flow of ``stage`` (``"shape_lr"`` or ``"shape_hr"`` of :data:`STAGES`) on ``coords [N, 4]``."""
+        spec = STAGES[stage]
         mean, std = self.folder.latent_normalization("shape_slat", self.device)
-        cond = self.conditioner.condition(stage, image, camera, coords=coords, grid_resolution=grid_resolution)
-        noise = draw_sparse_noise(coords, self._out_channels(key), self.device)
+        cond = self.conditioner.condition(spec.condition, image, camera, coords=coords, grid_resolution=grid_resolution)
+        noise = draw_sparse_noise(coords, self._out_channels(spec.flow), self.device, generator)
         scale = self.cascade_config.latent_scale
         label = f"shape {(grid_resolution or self.cascade_config.structure_grid) * scale}"
-        samples = self._sample(key, label, noise, cond, params, progress)
-        return {"noise": noise, "cond": cond, "samples": samples, "slat": samples.replace(samples.feats * std + mean)}
+        samples = self._sample(spec.flow, label, noise, cond, params, progress)
+        return FlowSample(noise, cond, samples, slat=samples.replace(samples.feats * std + mean))
 
     @torch.no_grad()
     def cascade(self, shape_lr: SparseTensor, pipeline_type: str, max_num_tokens: int) -> tuple[torch.Tensor, CascadeChoice]:
@@ -347,19 +430,21 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_texture(self, image: Image.Image, camera: Camera, shape_slat: SparseTensor, grid_resolution: int,
-                       params: SamplerParams, progress: Progress = True) -> dict[str, Any]:
+                       params: SamplerParams, progress: Progress = True,
+                       generator: torch.Generator | None = None) -> FlowSample:
         """Texture flow on the shape's coords, conditioned on the normalised shape latent (noise first)."""
+        stage = STAGES["texture"]
         shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
         tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
-        cond = self.conditioner.condition("tex_1024", image, camera, coords=shape_slat.coords, grid_resolution=grid_resolution)
-        noise = draw_sparse_noise(shape_slat.coords, self._out_channels("tex_slat_flow_model_1024"), self.device)
+        cond = self.conditioner.condition(stage.condition, image, camera, coords=shape_slat.coords,
+                                          grid_resolution=grid_resolution)
+        noise = draw_sparse_noise(shape_slat.coords, self._out_channels(stage.flow), self.device, generator)
         concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
-        samples = self._sample("tex_slat_flow_model_1024", "texture", noise, cond, params, progress, concat_cond=concat)
-        return {"noise": noise, "cond": cond, "concat_cond": concat, "samples": samples,
-                "slat": samples.replace(samples.feats * tex_std + tex_mean)}
+        samples = self._sample(stage.flow, stage.label, noise, cond, params, progress, concat_cond=concat)
+        return FlowSample(noise, cond, samples, slat=samples.replace(samples.feats * tex_std + tex_mean), concat_cond=concat)
 
     @torch.no_grad()
-    def decode(self, shape_slat: SparseTensor, tex_slat: SparseTensor, resolution: int) -> dict[str, Any]:
+    def decode(self, shape_slat: SparseTensor, tex_slat: SparseTensor, resolution: int) -> DecodedVoxels:
         """Decoders at ``resolution``: 7-channel shape output, its heads, subdivisions, PBR (×0.5+0.5)."""
         with self.models.use("shape_slat_decoder") as decoder:
             decoder.set_resolution(resolution)
@@ -367,8 +452,7 @@ class Pixal3DPipeline:
             dual_grid = decoder.heads(shape_raw)
         with self.models.use("tex_slat_decoder") as decoder:
             pbr = decoder(tex_slat, guide_subs=subdivisions)
-        return {"shape_raw": shape_raw, "dual_grid": dual_grid, "subdivisions": subdivisions,
-                "pbr": pbr.replace(pbr.feats * 0.5 + 0.5)}
+        return DecodedVoxels(shape_raw, dual_grid, subdivisions, pbr.replace(pbr.feats * 0.5 + 0.5))
 
     def run(
         self,
@@ -379,16 +463,13 @@ class Pixal3DPipeline:
         max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS,
         sampler_params: dict[str, SamplerParams] | None = None,
         progress: Progress = True,
-    ) -> dict[str, Any]:
+    ) -> GenerationOutput:
         """All generation stages on a preprocessed RGB ``image`` seen by ``camera`` — or on lists of views and their
         cameras in the canonical frame of view 0 (multi-view; one view in a list is the single-view result).
 
-        Returns a dict of every stage's tensors (``ss.noise``, ``ss.cond``, ``ss.samples``,
-        ``shape_lr.*``, ``upsample.coords_512``, ``cascade`` (:class:`CascadeChoice`), ``shape_hr.*``,
-        ``tex.*``, ``shape_slat`` / ``tex_slat`` (denormalised SparseTensors), ``subdivisions``,
-        ``shape_raw`` (7-channel decoder output at ``R³``), ``dual_grid`` (its heads: dual-vertex offsets,
-        edge flags, split weights), ``pbr`` (6 channels ×0.5+0.5), ``resolution``) and ``timings``
-        (seconds per stage). ``progress``: see :data:`Progress`.
+        Returns a :class:`GenerationOutput` (one entry per stage; timings in seconds). The noise comes from a CPU
+        ``torch.Generator`` seeded with ``seed`` (the global generator is untouched). ``progress``: see
+        :data:`Progress`.
         """
         if pipeline_type not in self.cascade_config.pipeline_types:
             raise UserError(f"unknown pipeline type {pipeline_type!r} (this model has {', '.join(self.cascade_config.pipeline_types)})")
@@ -403,35 +484,26 @@ class Pixal3DPipeline:
             clock = now
             failpoint("generate.stage")
 
-        torch.manual_seed(seed)
-        out = self.sample_sparse_structure(image, camera, params["sparse_structure"], progress)
-        coords_lr = out["shape_lr.coords"]
-        lap("sparse structure")
-        lr = self.sample_shape("shape_slat_flow_model_512", "shape_512", image, camera, coords_lr, params["shape_slat"],
-                               progress=progress)
-        out.update({f"shape_lr.{k}": v for k, v in lr.items() if k != "slat"})
-        lap("shape 512")
-        coords_512, choice = self.cascade(lr["slat"], pipeline_type, max_num_tokens)
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        structure = self.sample_sparse_structure(image, camera, params[STAGES["structure"].sampler], progress, generator)
+        lap(STAGES["structure"].label)
+        lr = self.sample_shape("shape_lr", image, camera, structure.occupied, params[STAGES["shape_lr"].sampler],
+                               progress=progress, generator=generator)
+        lap(STAGES["shape_lr"].label)
+        coords_512, choice = self.cascade(lr.slat, pipeline_type, max_num_tokens)
         grid_hr = choice.resolution // self.cascade_config.latent_scale
-        out.update({"upsample.coords_512": coords_512, "cascade": choice, "resolution": choice.resolution})
-        coords_hr = choice.coords.to(self.device)
-        hr = self.sample_shape("shape_slat_flow_model_1024", "shape_1024", image, camera, coords_hr, params["shape_slat"],
-                               grid_resolution=grid_hr, progress=progress)
-        out.update({f"shape_hr.{k}": v for k, v in hr.items() if k != "slat"})
-        out.update({"shape_hr.coords": coords_hr, "shape_slat": hr["slat"]})
+        hr = self.sample_shape("shape_hr", image, camera, choice.coords.to(self.device), params[STAGES["shape_hr"].sampler],
+                               grid_resolution=grid_hr, progress=progress, generator=generator)
         lap(f"shape {choice.resolution}")
-        tex = self.sample_texture(image, camera, hr["slat"], grid_hr, params["tex_slat"], progress)
-        out.update({f"tex.{k}": v for k, v in tex.items() if k != "slat"})
-        out["tex_slat"] = tex["slat"]
-        lap("texture")
+        tex = self.sample_texture(image, camera, hr.slat, grid_hr, params[STAGES["texture"].sampler], progress, generator)
+        lap(STAGES["texture"].label)
         if callable(progress):
             progress("decode", 0, 1)
-        out.update(self.decode(hr["slat"], tex["slat"], choice.resolution))
+        decoded = self.decode(hr.slat, tex.slat, choice.resolution)
         lap("decode")
         if callable(progress):
             progress("decode", 1, 1)
-        out["timings"] = timings
-        return out
+        return GenerationOutput(structure, lr, coords_512, choice, hr, tex, decoded, timings)
 
     # --- from an image file to a result ------------------------------------------------------------
     def default_pipeline_type(self) -> str:
@@ -524,22 +596,21 @@ class Pixal3DPipeline:
             max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
             sampler_params=stage_sampler_params(self.folder.samplers, options), progress=progress,
         )
-        choice = out["cascade"]
-        info.update({"resolution": choice.resolution, "tokens": len(choice.coords), "seed": options.seed})
+        info.update({"resolution": out.resolution, "tokens": len(out.cascade.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
-        timings = {"preprocess + camera": preprocess_seconds, **out["timings"]}
+        timings = {"preprocess + camera": preprocess_seconds, **out.timings}
         first = picture[0] if isinstance(picture, list) else picture
-        return GenerationResult(asset, first, camera, timings, info, latents=out)
+        return GenerationResult(asset, first, camera, timings, info, stages=out)
 
 
-def decoded_asset(out: dict[str, Any], camera: Camera, source: dict | None = None) -> VoxelAsset:
+def decoded_asset(out: GenerationOutput, camera: Camera, source: dict | None = None) -> VoxelAsset:
     """The :class:`VoxelAsset` of a :meth:`Pixal3DPipeline.run` output (dual-grid shape + PBR voxels)."""
-    raw, pbr = out["shape_raw"], out["pbr"]
+    raw, pbr = out.decoded.shape_raw, out.decoded.pbr
     if not torch.equal(raw.coords, pbr.coords):
         raise RuntimeError("shape and texture decoders produced different voxels")
-    dual_vertices, intersected, split_weight = out["dual_grid"]
+    dual_vertices, intersected, split_weight = out.decoded.dual_grid
     return VoxelAsset(
-        resolution=int(out["resolution"]),
+        resolution=out.resolution,
         coords=raw.coords[:, 1:].cpu().numpy().astype(np.int32),
         attrs=pbr.feats.float().cpu().numpy().astype(np.float32),
         dual_vertices=dual_vertices.cpu().numpy().astype(np.float32),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.core.render import glb_camera, load_render_meshes, read_glb_json, render
+from pixal3d.core.glb import read_glb_json
+from pixal3d.core.render import glb_camera, load_render_meshes, render
 from pixal3d.export.glb import ExportOptions, asset_to_glb, choose_alpha_mode
 from tests.clients import assert_valid_gltf, blender_import
 from tests.export.conftest import DISTANCE, FOV, sphere_asset

@@ -34,10 +34,10 @@ def test_only_the_flows_are_quantised(runs):
 
 def test_int8_stays_close_to_float(runs):
     exact, int8 = runs[None][1], runs["int8"][1]
-    rel = float((exact["ss.samples"] - int8["ss.samples"]).norm() / exact["ss.samples"].norm())
+    rel = float((exact.structure.samples - int8.structure.samples).norm() / exact.structure.samples.norm())
     assert 0 < rel < 0.1, rel  # measured 0.025 on the tiny fixture
-    a = {tuple(c) for c in exact["shape_lr.coords"].tolist()}
-    b = {tuple(c) for c in int8["shape_lr.coords"].tolist()}
+    a = {tuple(c) for c in exact.structure.occupied.tolist()}
+    b = {tuple(c) for c in int8.structure.occupied.tolist()}
     assert len(a & b) / len(a | b) >= 0.9
 
 

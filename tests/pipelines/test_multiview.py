@@ -57,9 +57,9 @@ def test_one_view_through_the_multiview_path_is_the_single_view_run(tiny):
     pinhole = PinholeCamera.from_fov(camera.fov_x, camera.cam_to_world(), rgb.shape[1], rgb.shape[0], camera.mesh_scale)
     opts = GenerationOptions(seed=3, pipeline_type="1024_cascade", cameras=[pinhole])
     multi = pipeline.generate([rgba], opts, progress=False)
-    out = multi.latents
-    for key in ("ss.samples", "shape_lr.samples", "shape_hr.samples", "tex.samples"):
-        assert _same(out[key], single[key]), key
+    out = multi.stages
+    for stage in ("structure", "shape_lr", "shape_hr", "texture"):
+        assert _same(getattr(out, stage).samples, getattr(single, stage).samples), stage
     assert multi.info["views"] == 1 and abs(multi.camera.fov_x - camera.fov_x) < 1e-6
 
 

@@ -28,25 +28,31 @@ def run_1024(tiny):
     return pipeline.run(image, camera, seed=42, pipeline_type="1024_cascade", progress=False)
 
 
+#: the run's stages and the prefixes the official run's tensors were recorded under
+FIXTURE_STAGES = {"structure": "ss", "shape_lr": "shape_lr", "shape_hr": "shape_hr", "texture": "tex"}
+
+
 def _feats(x):
     return x.feats if hasattr(x, "feats") else x
 
 
 def test_every_stage_matches_the_official_run(tiny, run_1024):
     e2e, out = tiny[0], run_1024
-    assert out["resolution"] == e2e.meta["result_1024"]["resolution"]
-    for stage in ("ss", "shape_lr", "shape_hr", "tex"):
-        assert_close(_feats(out[f"{stage}.noise"]), e2e[f"{stage}.noise"], 0, f"{stage}.noise")
-        assert_close(out[f"{stage}.cond"]["global"], e2e[f"{stage}.cond_global"], 1e-4, f"{stage}.cond_global")
-        assert_close(_feats(out[f"{stage}.cond"]["proj"]), e2e[f"{stage}.cond_proj"], 1e-4, f"{stage}.cond_proj")
-        assert_close(_feats(out[f"{stage}.samples"]), e2e[f"{stage}.samples"], 1e-4, f"{stage}.samples")
-    assert torch.equal(out["shape_lr.coords"], e2e["shape_lr.coords"])
-    assert torch.equal(out["upsample.coords_512"], e2e["upsample.coords_512"])
-    assert torch.equal(out["shape_hr.coords"], e2e["shape_hr.coords"])
-    assert_close(_feats(out["tex.concat_cond"]), e2e["tex.concat_cond"], 1e-4, "tex.concat_cond")
-    assert_close(out["shape_slat"].feats, e2e["shape_slat_denorm"], 1e-4, "shape_slat")
-    assert_close(out["tex_slat"].feats, e2e["tex_slat_denorm"], 1e-4, "tex_slat")
-    for i, sub in enumerate(out["subdivisions"]):
+    assert out.resolution == e2e.meta["result_1024"]["resolution"]
+    for stage, recorded in FIXTURE_STAGES.items():
+        sample = getattr(out, stage)
+        assert_close(_feats(sample.noise), e2e[f"{recorded}.noise"], 0, f"{recorded}.noise")
+        assert_close(sample.cond["global"], e2e[f"{recorded}.cond_global"], 1e-4, f"{recorded}.cond_global")
+        assert_close(_feats(sample.cond["proj"]), e2e[f"{recorded}.cond_proj"], 1e-4, f"{recorded}.cond_proj")
+        assert_close(_feats(sample.samples), e2e[f"{recorded}.samples"], 1e-4, f"{recorded}.samples")
+    assert torch.equal(out.structure.occupied, e2e["shape_lr.coords"])
+    assert torch.equal(out.shape_lr.coords, e2e["shape_lr.coords"])
+    assert torch.equal(out.coords_512, e2e["upsample.coords_512"])
+    assert torch.equal(out.shape_hr.coords, e2e["shape_hr.coords"])
+    assert_close(_feats(out.texture.concat_cond), e2e["tex.concat_cond"], 1e-4, "tex.concat_cond")
+    assert_close(out.shape_hr.slat.feats, e2e["shape_slat_denorm"], 1e-4, "shape_slat")
+    assert_close(out.texture.slat.feats, e2e["tex_slat_denorm"], 1e-4, "tex_slat")
+    for i, sub in enumerate(out.decoded.subdivisions):
         assert torch.equal(sub.coords, e2e[f"decode.sub{i}_coords"])
         assert_close(sub.feats, e2e[f"decode.sub{i}_logits"], 1e-4, f"sub{i}")
 
@@ -67,9 +73,9 @@ def test_progress_callback_reports_every_stage_and_changes_nothing(tiny, run_102
     e2e, pipeline, camera, image = tiny
     events = []
     out = pipeline.run(image, camera, seed=42, pipeline_type="1024_cascade", progress=lambda *e: events.append(e))
-    for key in ("ss.samples", "shape_lr.samples", "shape_hr.samples", "tex.samples"):
-        assert torch.equal(_feats(out[key]), _feats(run_1024[key])), key  # bit for bit
-    assert torch.equal(out["pbr"].feats, run_1024["pbr"].feats)
+    for stage in FIXTURE_STAGES:
+        assert torch.equal(_feats(getattr(out, stage).samples), _feats(getattr(run_1024, stage).samples)), stage  # bit for bit
+    assert torch.equal(out.decoded.pbr.feats, run_1024.decoded.pbr.feats)
     stages = list(dict.fromkeys(stage for stage, _, _ in events))
     assert stages == ["sparse structure", "shape 512", "shape 1024", "texture", "decode"]
     for stage in stages:
@@ -81,10 +87,10 @@ def test_progress_callback_reports_every_stage_and_changes_nothing(tiny, run_102
 def test_1536_cascade_steps_down_under_the_token_budget(tiny):
     e2e, pipeline, camera, image = tiny
     out = pipeline.run(image, camera, seed=42, pipeline_type="1536_cascade", max_num_tokens=222, progress=False)
-    assert out["resolution"] == e2e.meta["result_1536"]["resolution"] == 1280
-    assert torch.equal(out["shape_hr.coords"], e2e["c1536.shape_slat_coords"])
-    assert_close(out["shape_slat"].feats, e2e["c1536.shape_slat_denorm"], 1e-4, "c1536 shape")
-    assert_close(out["tex_slat"].feats, e2e["c1536.tex_slat_denorm"], 1e-4, "c1536 tex")
+    assert out.resolution == e2e.meta["result_1536"]["resolution"] == 1280
+    assert torch.equal(out.shape_hr.coords, e2e["c1536.shape_slat_coords"])
+    assert_close(out.shape_hr.slat.feats, e2e["c1536.shape_slat_denorm"], 1e-4, "c1536 shape")
+    assert_close(out.texture.slat.feats, e2e["c1536.tex_slat_denorm"], 1e-4, "c1536 tex")
     asset = decoded_asset(out, camera)
     assert (torch.from_numpy(asset.coords) == e2e["c1536.voxel.coords"]).all()
     assert_close(torch.from_numpy(asset.attrs), e2e["c1536.voxel.attrs"], 1e-4, "c1536 attrs")
