@@ -162,6 +162,38 @@ def plot_losses(recipe: Recipe, path: Path) -> Path:
     return path
 
 
+def sample_sheet(model: Path, images: list[Path], out: Path, size: int = 160, seed: int = 42) -> Path:
+    """Generate every image of ``images`` with the model folder ``model`` (default options, ``seed``) and write a PNG
+    sheet to ``out``: one row per image — the input, the GLB rendered through the input camera, and from the side
+    (90° about the up axis). Returns ``out``."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from pixal3d.core.render import load_render_meshes, render, render_glb, turntable_cameras
+    from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+    from pixal3d.utils.files import atomic_output
+
+    pipe = Pixal3DPipeline.from_pretrained(model)
+    sheet = Image.new("RGB", (3 * size, len(images) * size), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    with tempfile.TemporaryDirectory() as tmp:
+        for row, image in enumerate(images):
+            result = pipe.generate(str(image), GenerationOptions(seed=seed), progress=False)
+            glb = Path(tmp) / f"{row}.glb"
+            result.save_glb(glb, progress=False)
+            side = render(load_render_meshes(glb), turntable_cameras(load_render_meshes(glb), 4)[1], size)
+            tiles = [np.asarray(result.image.convert("RGB").resize((size, size)), dtype=np.float32) / 255,
+                     render_glb(glb, "input", size)[..., :3], side[..., :3]]
+            for col, tile in enumerate(tiles):
+                sheet.paste(Image.fromarray(np.round(np.clip(tile, 0, 1) * 255).astype(np.uint8)), (col * size, row * size))
+            draw.text((3, row * size + 2), image.name[:28], fill=(255, 80, 40))
+    with atomic_output(out) as tmp_out:
+        sheet.save(tmp_out, format="PNG")
+    return out
+
+
 #: the generated part of the model card's README.md lies between these lines
 FACTS_BEGIN, FACTS_END = "<!-- facts: written by pixal3d train-default --steps card -->", "<!-- /facts -->"
 

@@ -220,26 +220,34 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
     return target
 
 
-def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None) -> Path:
-    """The exported model with the stages ablation run ``name`` trained swapped in, at ``runs/<name>.model``
-    (for ``pixal3d evaluate``; not shipped). The model folder must exist (:func:`export_model`)."""
+def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, step: int | None = None) -> Path:
+    """The exported model with the stages of run ``name`` swapped in, at ``runs/<name>.model`` — or, with ``step``,
+    from that run's checkpoint at ``step`` into ``runs/<name>@<step>.model`` (an equal-budget comparison of an
+    ablation and its counterpart run of the chain). For ``pixal3d evaluate``; not shipped. ``name`` is an ablation
+    (finished, unless ``step`` is given) or, with ``step``, a run of the chain. The model folder must exist
+    (:func:`export_model`)."""
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.training.trainer import resolve_pipeline
 
     run = next((r for r in recipe.chain(max_steps) if r.name == name), None)
-    if run is None or name not in recipe.ablations:
+    if run is None or (name not in recipe.ablations and step is None):
         raise UserError(f"{name} is not an ablation of recipe {recipe.path.name}")
-    if not run_finished(run.output_dir, run.config.max_steps):
+    if step is None and not run_finished(run.output_dir, run.config.max_steps):
         raise UserError(f"ablation {name} has not finished; train it first")
+    checkpoint = run.output_dir / "ckpts" / f"step_{int(step or 0):07d}"
+    if step is not None and not (checkpoint / "pipeline.json").is_file():
+        raise UserError(f"run {name} has no checkpoint at step {step} ({checkpoint})")
     if not (recipe.model / "pipeline.json").is_file():
         raise UserError(f"export the model first: {recipe.model} has no pipeline.json")
-    source = open_pipeline_folder(resolve_pipeline(run.output_dir))
-    target = recipe.runs / f"{name}.model"
+    source = open_pipeline_folder(checkpoint if step is not None else resolve_pipeline(run.output_dir))
+    target = recipe.runs / (f"{name}@{step}.model" if step is not None else f"{name}.model")
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(recipe.model, target)
     config = json.loads((target / "pipeline.json").read_text())
     for key in run.config.models:
+        if key not in config["args"]["models"]:
+            continue  # a training-only stage (an encoder) that the model does not ship
         stem = config["args"]["models"][key]
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))

@@ -189,3 +189,50 @@ def test_export_keeps_inference_stages_once(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p" / "ckpts").iterdir()) == ["sparse_structure_decoder.json",
                                                                            "sparse_structure_decoder.safetensors"]
     torch.testing.assert_close(folder.load("copy_of_decoder").state_dict(), dec.weights.state_dict())
+
+
+def test_ablation_export_swaps_its_stages_in_at_a_chosen_step(tmp_path):
+    """``export_ablation``: a copy of the model with the run's stages from its latest checkpoint, or from the checkpoint
+    at ``step`` (``runs/<run>@<step>.model``, also for a run of the chain: its equal-budget counterpart)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
+    from pixal3d.models.registry import build_model
+    from pixal3d.training.recipe import export_ablation
+
+    folder = tmp_path / "configs" / "train" / "r"
+    folder.mkdir(parents=True)
+    for name in ("ss_vae", "ss_vae_alt"):
+        shutil.copyfile(CONFIGS / "ss_vae_tiny.json", folder / f"{name}.json")
+    (folder / "recipe.json").write_text(json.dumps({"format": "pixal3d-recipe", "model": "model", "assets": "assets",
+                                                    "data": "data", "runs": "runs", "stages": ["ss_vae"],
+                                                    "ablations": ["ss_vae_alt"]}))
+    recipe = load_recipe(folder / "recipe.json")
+    spec = load_tiny_config("ss_vae_tiny")["models"]["sparse_structure_decoder"]
+    max_steps = recipe.chain()[0].config.max_steps
+    for run, steps in (("ss_vae", (1, max_steps)), ("ss_vae_alt", (1, max_steps))):
+        for step in steps:
+            torch.manual_seed(step + 10 * (run == "ss_vae_alt"))
+            stage = StageWeights(build_model(spec["name"], spec["args"]), spec["name"], spec["args"])
+            write_pipeline_folder(tmp_path / "runs" / run / "ckpts" / f"step_{step:07d}", {"sparse_structure_decoder": stage})
+        (tmp_path / "runs" / run / "ckpts" / "latest").write_text(f"step_{max_steps:07d}")
+    shutil.copytree(tmp_path / "runs" / "ss_vae" / "ckpts" / f"step_{max_steps:07d}", tmp_path / "model")
+
+    def weights(model, run, step):
+        key = "sparse_structure_decoder"
+        got = load_file(model / "ckpts" / f"{key}.safetensors")
+        want = load_file(tmp_path / "runs" / run / "ckpts" / f"step_{step:07d}" / "ckpts" / f"{key}.safetensors")
+        return all(torch.equal(got[k].float(), want[k].half().float()) for k in want)  # stored as fp16
+
+    latest = export_ablation(recipe, "ss_vae_alt")
+    assert latest == tmp_path / "runs" / "ss_vae_alt.model" and weights(latest, "ss_vae_alt", max_steps)
+    early = export_ablation(recipe, "ss_vae_alt", step=1)
+    assert early.name == "ss_vae_alt@1.model" and weights(early, "ss_vae_alt", 1)
+    counterpart = export_ablation(recipe, "ss_vae", step=1)
+    assert counterpart.name == "ss_vae@1.model" and weights(counterpart, "ss_vae", 1)
+    with pytest.raises(UserError, match="no checkpoint at step 7"):
+        export_ablation(recipe, "ss_vae", step=7)
+    with pytest.raises(UserError, match="not an ablation"):
+        export_ablation(recipe, "ss_vae")
