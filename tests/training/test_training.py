@@ -159,10 +159,12 @@ def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
     one = torch.load(tmp_path / "one/ckpts/step_0000003/trainer_state.pt", weights_only=False)["weights"]
     two = torch.load(tmp_path / "two/ckpts/step_0000003/trainer_state.pt", weights_only=False)["weights"]
     init = make_trainer(load_tiny_config("ss_vae_tiny"), tiny_data).trainable.state_dict()
-    # Adam turns reduction-order noise in near-zero gradients into small update noise: allow half an lr step
+    # Adam turns reduction-order noise in near-zero gradients into small update noise: allow one lr step over the
+    # three steps (0.66 lr measured on an AMD EPYC, under 0.5 on the machine the test was written on); training moves
+    # the weights by more than 2 lr (asserted below)
     lr = load_tiny_config("ss_vae_tiny")["optimizer"]["lr"]
     for name, x in one.items():
-        torch.testing.assert_close(two[name], x, rtol=0, atol=0.5 * lr, msg=name)
+        torch.testing.assert_close(two[name], x, rtol=0, atol=1.0 * lr, msg=name)
     assert max((one[k] - init[k]).abs().max().item() for k in one) > 2 * lr  # the runs did train
 
 
