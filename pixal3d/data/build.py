@@ -229,11 +229,7 @@ def sample_lighting(asset_id: str, config: BuildConfig) -> list[ViewLighting]:
     (a stream of its own, so the cameras do not depend on it): with probability ``environment_fraction`` a
     uniformly chosen map of ``config.environments``, turned by ``U(0°, 360°)``, exposure log-uniform in
     :data:`EXPOSURE_RANGE`; otherwise the camera-fixed lights. Four draws per view either way."""
-    names = []
-    if config.environments is not None:
-        from pixal3d.core.environment import find_environments
-
-        names = [p.name for p in find_environments(config.environments)]
+    names = _environment_names(config.environments) if config.environments is not None else []
     rng = np.random.default_rng([config.seed, _id_hash(asset_id), 1])
     out = []
     for _ in range(config.views):
@@ -244,6 +240,13 @@ def sample_lighting(asset_id: str, config: BuildConfig) -> list[ViewLighting]:
         else:
             out.append(ViewLighting(None))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_names(folder: str) -> list[str]:
+    from pixal3d.core.environment import find_environments
+
+    return [p.name for p in find_environments(folder)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -171,7 +171,7 @@ def sample_sheet(model: Path, images: list[Path], out: Path, size: int = 160, se
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from pixal3d.core.render import load_render_meshes, render, render_glb, turntable_cameras
+    from pixal3d.core.render import glb_camera, load_render_meshes, render, turntable_cameras
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
     from pixal3d.utils.files import atomic_output
 
@@ -183,9 +183,10 @@ def sample_sheet(model: Path, images: list[Path], out: Path, size: int = 160, se
             result = pipe.generate(str(image), GenerationOptions(seed=seed), progress=False)
             glb = Path(tmp) / f"{row}.glb"
             result.save_glb(glb, progress=False)
-            side = render(load_render_meshes(glb), turntable_cameras(load_render_meshes(glb), 4)[1], size)
+            meshes = load_render_meshes(glb)
             tiles = [np.asarray(result.image.convert("RGB").resize((size, size)), dtype=np.float32) / 255,
-                     render_glb(glb, "input", size)[..., :3], side[..., :3]]
+                     render(meshes, glb_camera(glb), size)[..., :3],
+                     render(meshes, turntable_cameras(meshes, 4)[1], size)[..., :3]]
             for col, tile in enumerate(tiles):
                 sheet.paste(Image.fromarray(np.round(np.clip(tile, 0, 1) * 255).astype(np.uint8)), (col * size, row * size))
             draw.text((3, row * size + 2), image.name[:28], fill=(255, 80, 40))
