@@ -23,6 +23,7 @@ of weights to a temporary folder (removed afterwards) and takes several minutes 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -30,8 +31,11 @@ from pathlib import Path
 
 from runner import REPO, main, maxrss_mb
 
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("PIXAL3D_SHARED", REPO.parent / "shared"))  # as the tests: override with PIXAL3D_SHARED
 MANIFESTS = SHARED / "reference" / "manifests"
+#: DINOv3 ViT-L/16 (the official image encoder), for random-weight benchmarks
+DINOV3_VITL16 = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                 "num_register_tokens": 4, "patch_size": 16, "rope_theta": 100.0, "layer_norm_eps": 1e-5}
 OFFICIAL_STAGES = {
     "sparse_structure_flow_model": "ss_flow_img_dit_1_3B_64_bf16",
     "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
@@ -71,34 +75,43 @@ def bench_tiny() -> dict:
                     f"{_stage_seconds(out.timings)}; {torch.get_num_threads()} threads"}
 
 
-def _write_random_stage(folder: Path, key: str, stem: str) -> None:
-    """Random weights for one official checkpoint (shapes and dtypes of its manifest), official file names."""
+def write_random_stage(folder: Path, stem: str, device: str = "cpu") -> None:
+    """Random weights for one official checkpoint (shapes and dtypes of its manifest), official file names.
+    ``device``: where the random numbers are drawn (``cuda`` draws the 1.3B flows in seconds)."""
     import torch
 
     from pixal3d.models.loading import build_on_meta, save_model
 
     manifest = json.loads((MANIFESTS / f"{stem}.json").read_text())
     model = build_on_meta(manifest["name"], manifest["args"])
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device).manual_seed(0)
     state = {}
     for name, tensor in model.state_dict().items():
         if name.endswith("rope_phases"):
             continue
-        value = torch.randn(tensor.shape, generator=gen) * (0.02 if tensor.ndim > 1 else 0.1)
+        value = torch.randn(tensor.shape, generator=gen, device=device) * (0.02 if tensor.ndim > 1 else 0.1)
         if name.endswith(("norm.weight", "norm1.weight", "norm2.weight", "gamma")):
             value += 1.0
-        state[name] = value.to(tensor.dtype)
+        state[name] = value.to(tensor.dtype).cpu()
     save_model(state, folder / "ckpts" / stem, manifest["name"], manifest["args"])
 
 
-def _bunny_coords_32() -> "torch.Tensor":
+def bunny_coords(resolution: int = 32) -> "torch.Tensor":
+    """``[N, 4]`` int32 ``(0, x, y, z)``: the Stanford bunny of the evaluation set voxelised at ``resolution``³, a
+    realistic token set for benchmarks. Cached in ``outputs/bench/`` (git-ignored), so a machine without
+    ``../shared`` (a lent GPU machine) can use a copy of the cache."""
+    import numpy as np
     import torch
 
-    from pixal3d.mesh.io import load_mesh
-    from pixal3d.mesh.voxelize import voxelize
+    cache = REPO / "outputs" / "bench" / f"bunny_coords_{resolution}.npy"
+    if not cache.is_file():
+        from pixal3d.mesh.io import load_mesh
+        from pixal3d.mesh.voxelize import voxelize
 
-    asset, _ = voxelize(load_mesh(SHARED / "evalsets" / "meshes" / "stanford_bunny.obj"), 32)
-    coords = torch.from_numpy(asset.coords).int()
+        asset, _ = voxelize(load_mesh(SHARED / "evalsets" / "meshes" / "stanford_bunny.obj"), resolution)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, asset.coords.astype(np.int32))
+    coords = torch.from_numpy(np.load(cache)).int()
     return torch.cat([torch.zeros(len(coords), 1, dtype=torch.int32), coords], 1)
 
 
@@ -127,16 +140,14 @@ def bench_official_512() -> dict:
         pipeline_json = {"name": "Trellis2ImageTo3DPipeline", "args": {
             "models": {k: f"ckpts/{v}" for k, v in OFFICIAL_STAGES.items()},
             "shape_slat_normalization": {"mean": [0.0] * 32, "std": [1.0] * 32}}}
-        for key, stem in OFFICIAL_STAGES.items():
-            _write_random_stage(tmp, key, stem)
+        for stem in OFFICIAL_STAGES.values():
+            write_random_stage(tmp, stem)
         (tmp / "pipeline.json").write_text(json.dumps(pipeline_json))
-        dino = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
-                "num_register_tokens": 4, "patch_size": 16, "rope_theta": 100.0, "layer_norm_eps": 1e-5}
-        coords_lr = _bunny_coords_32()
+        coords_lr = bunny_coords(32)
         base = maxrss_mb()
         times: dict[str, float] = {}
         start = time.perf_counter()
-        conditioner = ConditionExtractor(DINOv3Encoder.from_config(dino), NAF(), device="cpu")
+        conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
         pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
         image = Image.new("RGB", (518, 518), (128, 96, 64))
         camera = Camera.from_fov(0.8575560450553894)

@@ -1,8 +1,12 @@
-"""Training throughput (samples/s) of each stage's tiny config on the CPU: ``python bench/train.py [rows]``.
+"""Training throughput (samples/s) of each stage: ``python bench/train.py [rows]``.
 
-Each row builds a small dataset (3 synthetic assets × 2 views, 32³ voxels, 64² images) in a temporary
-folder, then times ``STEPS`` optimiser steps of the stage's ``configs/train/*_tiny.json`` after one warm-up
-step (data loading included, no checkpoint writes).
+The ``*_tiny`` rows build a small dataset (3 synthetic assets × 2 views, 32³ voxels, 64² images) in a temporary
+folder, then time ``STEPS`` optimiser steps of the stage's ``configs/train/*_tiny.json`` after one warm-up
+step (data loading included, no checkpoint writes). The ``*_small`` rows do the same for the default model's
+recipe (``configs/train/small/``, its batch sizes) on a dataset built like the recipe's (R = 128, 128² images;
+``$PIXAL3D_BENCH_DATA`` names a built one, else 3 synthetic assets are built), each on untrained bases.
+
+The device is pixal3d's usual choice (``$PIXAL3D_DEVICE``, else CUDA → MPS → CPU); every row's note names it.
 """
 
 from __future__ import annotations
@@ -27,8 +31,15 @@ def _dataset(root: Path, resolution: int = 32) -> Path:
     return root / "data"
 
 
+def _device() -> str:
+    from pixal3d.devices import select_device
+
+    return str(select_device())
+
+
 def _trainer(config: str, data: Path, out: Path, model_args: dict[str, dict] | None = None, **trainer_args):
-    """The trainer of ``configs/train/<config>.json`` with ``trainer_args`` and per-stage ``model_args`` overrides."""
+    """The trainer of ``configs/train/<config>.json`` with ``trainer_args`` and per-stage ``model_args`` overrides,
+    on :func:`_device`."""
     from pixal3d.data.dataset import ViewDataset, collate_views
     from pixal3d.training.config import parse_config
     from pixal3d.training.registry import trainer_class
@@ -40,16 +51,24 @@ def _trainer(config: str, data: Path, out: Path, model_args: dict[str, dict] | N
     raw["max_steps"] = STEPS + 1
     cfg = parse_config(raw)
     dataset = ViewDataset(data, **cfg.dataset["args"])
-    return trainer_class(cfg.trainer_name)(cfg, dataset, collate_views, out, progress=False), cfg
+    return trainer_class(cfg.trainer_name)(cfg, dataset, collate_views, out, device=_device(), progress=False), cfg
 
 
 def _time(trainer, cfg, name: str, note: str) -> dict:
+    import torch
+
+    def sync() -> None:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+
     trainer.train(max_steps=1, write=False)  # warm-up
+    sync()
     start = time.perf_counter()
     trainer.train(max_steps=STEPS + 1, write=False)
+    sync()
     elapsed = time.perf_counter() - start
     return {"name": name, "time_s": elapsed, "samples_per_s": STEPS * cfg.batch_size / elapsed,
-            "note": f"{STEPS} steps, batch {cfg.batch_size}; {note}"}
+            "note": f"{STEPS} steps, batch {cfg.batch_size}, {trainer.device.type}; {note}"}
 
 
 def bench_ss_vae_tiny() -> dict:
@@ -122,8 +141,75 @@ def bench_tex_flow_tiny() -> dict:
                       "frozen shape + texture SC-VAE encoders (concat shape latent)")
 
 
+def _small_data(root: Path) -> Path:
+    """The recipe-like dataset: ``$PIXAL3D_BENCH_DATA`` when set, else 3 synthetic assets × 1 view built at R = 128."""
+    import os
+
+    if os.environ.get("PIXAL3D_BENCH_DATA"):
+        return Path(os.environ["PIXAL3D_BENCH_DATA"])
+    from pixal3d.data import build as B
+    from pixal3d.data.synth import synthesize
+
+    synthesize(3, root / "synth", seed=11, workers=1, sheet=False)
+    B.build_dataset(root / "synth", root / "data", B.BuildConfig(views=1, resolution=128, image_size=128, seed=0),
+                    workers=1)
+    return root / "data"
+
+
+#: the recipe's runs in training order, each with the runs its base folder stands on
+SMALL_CHAIN = {"ss_vae": (), "shape_vae": (), "ss_flow": ("ss_vae",), "tex_vae": (),
+               "shape_flow": ("ss_flow", "shape_vae"), "tex_flow": ("shape_flow", "tex_vae")}
+
+
+def _small(run: str, note: str) -> dict:
+    """A row of the recipe's run ``run``, its bases saved untrained in a temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _small_data(Path(tmp))
+        saved: dict[str, str] = {}
+
+        def base(name: str) -> str:
+            if name not in saved:
+                trainer, _ = build(name)
+                trainer.save_checkpoint()
+                saved[name] = str(Path(tmp) / name)
+            return saved[name]
+
+        def build(name: str):
+            bases = [base(b) for b in SMALL_CHAIN[name]]
+            args = {"base_pipeline": bases if len(bases) > 1 else bases[0]} if bases else {}
+            return _trainer(f"small/{name}", data, Path(tmp) / name, **args)
+
+        trainer, cfg = build(run)
+        return _time(trainer, cfg, f"{run} (recipe config)", note)
+
+
+def bench_ss_vae_small() -> dict:
+    return _small("ss_vae", "16³ occupancy → 8×4³")
+
+
+def bench_shape_vae_small() -> dict:
+    return _small("shape_vae", "5-level dual-grid SC-VAE, 64³ crops of R = 128")
+
+
+def bench_ss_flow_small() -> dict:
+    return _small("ss_flow", "width 128, trains the small conv image encoder")
+
+
+def bench_tex_vae_small() -> dict:
+    return _small("tex_vae", "PBR SC-VAE, 64³ crops")
+
+
+def bench_shape_flow_small() -> dict:
+    return _small("shape_flow", "width 192, 6 blocks, 8³ latent grid")
+
+
+def bench_tex_flow_small() -> dict:
+    return _small("tex_flow", "width 192, 6 blocks, concat shape latent")
+
+
 BENCHMARKS = [bench_ss_vae_tiny, bench_ss_flow_tiny, bench_ss_flow_tiny_cross, bench_shape_vae_tiny, bench_tex_vae_tiny,
-              bench_shape_flow_tiny, bench_tex_flow_tiny]
+              bench_shape_flow_tiny, bench_tex_flow_tiny, bench_ss_vae_small, bench_shape_vae_small, bench_ss_flow_small,
+              bench_tex_vae_small, bench_shape_flow_small, bench_tex_flow_small]
 COLUMNS = (("time_s", "time (s)", "{:.1f}"), ("samples_per_s", "samples/s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"))
 
 if __name__ == "__main__":
