@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pixal3d.errors import UserError
-from pixal3d.web.service import AppConfig, Service, Settings, find_models
+from pixal3d.web.service import AppConfig, Service, Settings, find_models, resolve_settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: the tiny networks make fragments smaller than the default floater threshold: keep them all
@@ -157,6 +157,15 @@ def test_bad_uploads_are_one_clear_line(service, tmp_path, make, fragment):
         service.single(str(bad), Settings(**FAST))
     message = service.message(info.value, {bad: bad.name})
     assert fragment in message and str(tmp_path) not in message and "\n" not in message
+
+
+def test_texture_size_and_face_budget_default_to_the_resolution():
+    _, export, _, _ = resolve_settings(Settings())
+    assert (export.texture_size, export.decimation_target) == (None, None)  # filled in from the asset's resolution
+    _, export, _, _ = resolve_settings(Settings(texture_size="1024", face_budget=50_000))
+    assert (export.texture_size, export.decimation_target) == (1024, 50_000)
+    with pytest.raises(UserError, match="face budget must be at least 0"):
+        resolve_settings(Settings(face_budget=-5))
 
 
 def test_bad_settings_and_models(service, tmp_path):

@@ -28,9 +28,12 @@ def register(subparsers) -> None:
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """The GLB export options, shared by ``pixal3d export`` and ``pixal3d generate`` / ``inference.py``."""
-    parser.add_argument("--texture_size", type=int, default=2048, help="texture edge in texels (default 2048)")
-    parser.add_argument("--decimation_target", type=int, default=DEFAULT_FACE_BUDGET,
-                        help=f"face budget after simplification (default {DEFAULT_FACE_BUDGET:,})")
+    parser.add_argument("--texture_size", type=int, default=None,
+                        help="texture edge in texels, a power of two (default: 4 texels per voxel edge of the final grid, "
+                             "256–2048: 512 for the default model's 128³, 2048 from 512³ on)")
+    parser.add_argument("--decimation_target", type=int, default=None,
+                        help="face budget after simplification (default: the official 1,000,000 at 1024³ scaled by "
+                             f"(R/1024)², 10,000–{DEFAULT_FACE_BUDGET:,}: 15,625 at 128³, {DEFAULT_FACE_BUDGET:,} from 448³ on)")
     parser.add_argument("--remesh", action="store_true", help="rebuild the surface as a narrow-band offset shell first")
     parser.add_argument("--official_orientation", action="store_true",
                         help="write the official Pixal3D orientation (x,y,z)→(−x,y,−z) instead of input view facing +Z")

@@ -23,7 +23,7 @@ import math
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +49,39 @@ ORIENTATION_OFFICIAL = np.diag([-1.0, 1.0, -1.0])
 OPAQUE_ALPHA = 0.99
 
 
+#: texels per voxel edge of the final grid in the default texture size (the official exporter bakes 4096² for 1024³)
+TEXELS_PER_VOXEL = 4
+#: the default texture size's range (a power of two)
+TEXTURE_SIZE_RANGE = (256, 2048)
+#: the official face budget (1,000,000 at 1024³), which the default budget scales with the surface, ∝ R²
+OFFICIAL_FACES_AT_1024 = 1_000_000
+#: the smallest default face budget
+MIN_DEFAULT_FACES = 10_000
+
+
+def default_texture_size(resolution: int) -> int:
+    """The texture edge for a grid of ``resolution``³: :data:`TEXELS_PER_VOXEL` texels per voxel edge, rounded up to
+    a power of two within :data:`TEXTURE_SIZE_RANGE` (512 at 128³, 1024 at 256³, 2048 from 512³ on): a texture finer
+    than the voxels holds no more colour, only more texels to bake."""
+    size = 1 << max(int(TEXELS_PER_VOXEL * resolution) - 1, 1).bit_length()
+    return int(min(max(size, TEXTURE_SIZE_RANGE[0]), TEXTURE_SIZE_RANGE[1]))
+
+
+def default_face_budget(resolution: int) -> int:
+    """The face budget for a grid of ``resolution``³: the official 1,000,000 faces at 1024³ scaled by ``(R/1024)²``
+    (a surface's face count grows with R²), within [:data:`MIN_DEFAULT_FACES`, :data:`DEFAULT_FACE_BUDGET`]
+    (15,625 at 128³; 200,000 from 448³ on)."""
+    budget = round(OFFICIAL_FACES_AT_1024 * (resolution / 1024) ** 2)
+    return int(min(max(budget, MIN_DEFAULT_FACES), DEFAULT_FACE_BUDGET))
+
+
 @dataclass
 class ExportOptions:
-    """Options of :func:`asset_to_glb` (CLI flags of ``pixal3d export``)."""
+    """Options of :func:`asset_to_glb` (CLI flags of ``pixal3d export``). ``texture_size`` / ``decimation_target``
+    ``None``: chosen from the asset's resolution (:func:`default_texture_size`, :func:`default_face_budget`)."""
 
-    texture_size: int = 2048
-    decimation_target: int = DEFAULT_FACE_BUDGET
+    texture_size: int | None = None
+    decimation_target: int | None = None
     remesh: bool = False
     official_orientation: bool = False
     max_hole_perimeter: float = MAX_HOLE_PERIMETER
@@ -62,16 +89,21 @@ class ExportOptions:
 
     def validate(self) -> None:
         """:class:`UserError` for out-of-range values."""
-        size = int(self.texture_size)
+        size = int(self.texture_size) if self.texture_size is not None else TEXTURE_SIZE_RANGE[1]
         if not 16 <= size <= 8192 or size & (size - 1):
             raise UserError(f"texture_size must be between 16 and 8192 and a power of two (e.g. 1024, 2048), "
                             f"got {self.texture_size}")
-        if int(self.decimation_target) < 4:
+        if self.decimation_target is not None and int(self.decimation_target) < 4:
             raise UserError(f"decimation_target must be at least 4 faces, got {self.decimation_target}")
         if not self.max_hole_perimeter >= 0:
             raise UserError(f"max_hole_perimeter must be ≥ 0, got {self.max_hole_perimeter}")
         if not self.min_component_area >= 0:
             raise UserError(f"min_component_area must be ≥ 0, got {self.min_component_area}")
+
+    def for_resolution(self, resolution: int) -> "ExportOptions":
+        """These options with the texture size and face budget that were left to the asset filled in for ``resolution``."""
+        return replace(self, texture_size=self.texture_size or default_texture_size(resolution),
+                       decimation_target=self.decimation_target or default_face_budget(resolution))
 
 
 @dataclass
@@ -237,6 +269,7 @@ def asset_to_glb(asset: VoxelAsset, path: str | Path, options: ExportOptions | N
     """
     options = options or ExportOptions()
     options.validate()
+    options = options.for_resolution(asset.resolution)
     timings: dict[str, float] = {}
     stages = ["mesh", "cleanup"] + (["remesh"] if options.remesh else []) + ["simplify", "unwrap", "bake", "write"]
     bar = tqdm(stages, desc="export", disable=progress is not True, leave=False)

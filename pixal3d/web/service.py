@@ -38,7 +38,8 @@ from pixal3d import paths
 from pixal3d.errors import UserError, describe
 
 RESOLUTION_CHOICES = ["model default", "1024", "1536"]
-TEXTURE_SIZES = [512, 1024, 2048, 4096]
+#: texture sizes offered; "auto" follows the resolution (pixal3d.export.glb.default_texture_size)
+TEXTURE_SIZES = ["auto", 512, 1024, 2048, 4096]
 #: the optional formats offered beside the GLB
 EXTRA_FORMATS = ["obj", "ply", "stl", "usdz"]
 BACKGROUND_NAMES = {
@@ -84,8 +85,8 @@ class Settings:
     steps: Any = None
     guidance: Any = None
     resolution: str = RESOLUTION_CHOICES[0]
-    texture_size: Any = 2048
-    face_budget: Any = 200_000
+    texture_size: Any = "auto"
+    face_budget: Any = 0  # 0: by resolution (pixal3d.export.glb.default_face_budget)
     min_part_area: Any = None
     formats: list[str] = field(default_factory=list)
 
@@ -170,8 +171,10 @@ def resolve_settings(settings: Settings):
         guidance=None if _blank(settings.guidance) else _number(settings.guidance, "guidance"),
     ).validate()
     area = MIN_COMPONENT_AREA if _blank(settings.min_part_area) else _number(settings.min_part_area, "smallest part", minimum=0)
-    export = ExportOptions(texture_size=_number(settings.texture_size, "texture size", int),
-                           decimation_target=_number(settings.face_budget, "face budget", int), min_component_area=area)
+    texture = None if _blank(settings.texture_size) or settings.texture_size == "auto" else settings.texture_size
+    faces = None if _blank(settings.face_budget) else _number(settings.face_budget, "face budget", int, minimum=0)
+    export = ExportOptions(texture_size=None if texture is None else _number(texture, "texture size", int),
+                           decimation_target=faces or None, min_component_area=area)
     export.validate()
     formats = parse_formats([f for f in settings.formats or [] if f != "glb"])
     if settings.resolution not in RESOLUTION_CHOICES:

@@ -133,8 +133,9 @@ def build_app(service: Service, concurrency: int = 1) -> gr.Blocks:
                         resolution = gr.Dropdown(RESOLUTION_CHOICES, value=RESOLUTION_CHOICES[0],
                                                  label="Final resolution", elem_id="resolution")
                     with gr.Row():
-                        texture_size = gr.Radio(TEXTURE_SIZES, value=2048, label="Texture size", elem_id="texture-size")
-                        face_budget = gr.Slider(10_000, 1_000_000, value=200_000, step=10_000, label="Face budget",
+                        texture_size = gr.Radio(TEXTURE_SIZES, value="auto", label="Texture size (auto: by resolution)",
+                                                elem_id="texture-size")
+                        face_budget = gr.Slider(0, 1_000_000, value=0, step=10_000, label="Face budget (0: by resolution)",
                                                 elem_id="face-budget")
                     with gr.Row():
                         min_part = gr.Textbox("", label="Drop parts smaller than (unit-cube area; 0 keeps all)",

@@ -7,7 +7,8 @@ import trimesh
 
 from pixal3d.core.glb import read_glb_json
 from pixal3d.core.render import glb_camera, load_render_meshes, render
-from pixal3d.export.glb import ExportOptions, asset_to_glb, choose_alpha_mode
+from pixal3d.export.glb import (ExportOptions, asset_to_glb, choose_alpha_mode, default_face_budget,
+                                default_texture_size)
 from tests.clients import assert_valid_gltf, blender_import
 from tests.export.conftest import DISTANCE, FOV, sphere_asset
 
@@ -118,3 +119,21 @@ def test_export_progress_callback(tmp_path):
                           progress=lambda *e: events.append(e))
     total = len(result.timings) - 1  # inpaint is timed inside the bake stage
     assert events == [("export", i, total) for i in range(total + 1)]
+
+
+def test_default_texture_size_and_face_budget_follow_the_resolution():
+    # 4 texels per voxel edge as a power of two in [256, 2048]; the official 1e6 faces at 1024³ scaled by (R/1024)²
+    assert [default_texture_size(r) for r in (32, 64, 128, 256, 512, 1024, 1536)] == [256, 256, 512, 1024, 2048, 2048, 2048]
+    assert [default_face_budget(r) for r in (32, 128, 256, 448, 1024)] == [10_000, 15_625, 62_500, 191_406, 200_000]
+    assert default_face_budget(512) == 200_000  # the former fixed default, kept for official-size grids
+    options = ExportOptions().for_resolution(128)
+    assert (options.texture_size, options.decimation_target) == (512, 15_625)
+    given = ExportOptions(texture_size=64, decimation_target=500).for_resolution(1024)
+    assert (given.texture_size, given.decimation_target) == (64, 500)
+
+
+def test_default_options_bake_the_resolutions_texture_size(tmp_path):
+    path = tmp_path / "auto.glb"
+    asset_to_glb(sphere_asset("opaque", 64), path, progress=False)
+    (mesh,) = trimesh.load(path, force="scene").geometry.values()
+    assert np.asarray(mesh.visual.material.baseColorTexture).shape[:2] == (256, 256)
