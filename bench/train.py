@@ -7,11 +7,14 @@ recipe (``configs/train/small/``, its batch sizes) on a dataset built like the r
 ``$PIXAL3D_BENCH_DATA`` names a built one, else 3 synthetic assets are built), each on untrained bases.
 
 The device is pixal3d's usual choice (``$PIXAL3D_DEVICE``, else CUDA → MPS → CPU); every row's note names it.
+``$PIXAL3D_BENCH_WORKERS`` overrides the configs' data-loading workers and ``$PIXAL3D_BENCH_BATCH_SCALE`` multiplies
+their batch sizes (how a machine with more cores or a GPU would train).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +52,9 @@ def _trainer(config: str, data: Path, out: Path, model_args: dict[str, dict] | N
     for key, args in (model_args or {}).items():
         raw["models"][key]["args"].update(args)
     raw["max_steps"] = STEPS + 1
+    if os.environ.get("PIXAL3D_BENCH_WORKERS"):
+        raw["num_workers"] = int(os.environ["PIXAL3D_BENCH_WORKERS"])
+    raw["batch_size"] = raw["batch_size"] * int(os.environ.get("PIXAL3D_BENCH_BATCH_SCALE", "1"))
     cfg = parse_config(raw)
     dataset = ViewDataset(data, **cfg.dataset["args"])
     return trainer_class(cfg.trainer_name)(cfg, dataset, collate_views, out, device=_device(), progress=False), cfg
@@ -68,7 +74,7 @@ def _time(trainer, cfg, name: str, note: str) -> dict:
     sync()
     elapsed = time.perf_counter() - start
     return {"name": name, "time_s": elapsed, "samples_per_s": STEPS * cfg.batch_size / elapsed,
-            "note": f"{STEPS} steps, batch {cfg.batch_size}, {trainer.device.type}; {note}"}
+            "note": f"{STEPS} steps, batch {cfg.batch_size}, {cfg.num_workers} loader worker(s), {trainer.device.type}; {note}"}
 
 
 def bench_ss_vae_tiny() -> dict:
@@ -143,8 +149,6 @@ def bench_tex_flow_tiny() -> dict:
 
 def _small_data(root: Path) -> Path:
     """The recipe-like dataset: ``$PIXAL3D_BENCH_DATA`` when set, else 3 synthetic assets × 1 view built at R = 128."""
-    import os
-
     if os.environ.get("PIXAL3D_BENCH_DATA"):
         return Path(os.environ["PIXAL3D_BENCH_DATA"])
     from pixal3d.data import build as B
