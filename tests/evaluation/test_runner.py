@@ -162,7 +162,10 @@ def test_multi_view_protocol_with_the_visual_hull(two_meshes, tmp_path, monkeypa
     f = [data["methods"][k]["mean"]["fscore@0.05"] for k in ("silhouette_hull", "silhouette_hull @2 views",
                                                              "silhouette_hull @4 views")]
     assert f[0] < f[1] < f[2]
-    assert "Multi-view protocol" in (tmp_path / "o" / "results.md").read_text()
+    report = (tmp_path / "o" / "results.md").read_text()
+    assert "Multi-view protocol" in report
+    row = next(line for line in report.splitlines() if line.startswith("| silhouette_hull | 4 |"))
+    assert float(row.split("|")[4]) == pytest.approx(data["methods"]["silhouette_hull @4 views"]["mean"]["iou_heldout"], abs=1e-3)
 
 
 def test_multi_view_protocol_renders_and_scores_once(two_meshes, tmp_path, monkeypatch):
