@@ -260,6 +260,8 @@ class GroundTruthView:
     renders: dict[str, dict[str, np.ndarray]]
     size: int
     up_axis: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
+    #: renders of the multi-view protocol's extra input cameras, by yaw in degrees (:func:`render_extra_inputs`)
+    extra_renders: dict[float, dict[str, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def input(self) -> EvalCamera:
@@ -320,7 +322,14 @@ def on_black(rgba: np.ndarray) -> Image.Image:
 
 
 def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[EvalCamera], list[dict[str, np.ndarray]]]:
-    """Cameras and renders of a ``count``-view input (view 0 is the input view itself)."""
+    """Cameras and renders of a ``count``-view input (view 0 is the input view itself). Each extra camera's
+    render is kept on ``gt`` by its yaw, so the methods scored on one view and view counts sharing a camera
+    (180° is in 2, 4 and 6 views) render it once."""
     cameras = gt.extra_input_cameras(count)
-    renders = [gt.renders["input"]] + [render_camera(gt.render_meshes, c, gt.size) for c in cameras[1:]]
+    renders = [gt.renders["input"]]
+    for k, camera in enumerate(cameras[1:], 1):
+        yaw = round(360.0 * k / count, 9)
+        if yaw not in gt.extra_renders:
+            gt.extra_renders[yaw] = render_camera(gt.render_meshes, camera, gt.size)
+        renders.append(gt.extra_renders[yaw])
     return cameras, renders

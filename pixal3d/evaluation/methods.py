@@ -76,6 +76,9 @@ class Method:
     kind = "baseline"
     #: whether it accepts several input views
     multi_view = False
+    #: whether its prediction ignores the input views' count (the runner then scores it once per view and
+    #: reports that score under every view count)
+    view_independent = False
 
     def predict(self, gt: GroundTruthView, num_views: int = 1) -> Prediction:
         raise NotImplementedError
@@ -89,6 +92,7 @@ class Sphere(Method):
 
     name = "sphere"
     multi_view = True
+    view_independent = True
 
     def __init__(self):
         self._mesh = baselines.sphere()
@@ -116,6 +120,7 @@ class GroundTruthSelfCheck(Method):
 
     name = "ground_truth"
     multi_view = True
+    view_independent = True
 
     def predict(self, gt: GroundTruthView, num_views: int = 1) -> Prediction:
         return Prediction(gt.vertices, gt.faces, gt.render_meshes, {"self_check": True})

@@ -141,10 +141,12 @@ def markdown(data: dict) -> str:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     multi = [m for m in methods.values() if m["num_views"] > 1]
     if multi:
-        lines += ["", "Multi-view protocol (3-D metrics as views are added):", "",
-                  "| method | views | CD-L1 | CD-L2 | F@0.05 | F@0.02 | F@0.01 |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "Multi-view protocol (3-D metrics and silhouettes as views are added):", "",
+                  "| method | views | IoU input | IoU held-out | CD-L1 | CD-L2 | F@0.05 | F@0.02 | F@0.01 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for m in sorted(methods.values(), key=lambda m: (m["method"], m["num_views"])):
-            cells = [_fmt(m["mean"].get(k), "{:.4g}") for k in ("chamfer_l1", "chamfer_l2", "fscore@0.05", "fscore@0.02", "fscore@0.01")]
+            cells = [_fmt(m["mean"].get(k), "{:.4g}") for k in ("iou_input", "iou_heldout", "chamfer_l1", "chamfer_l2",
+                                                                 "fscore@0.05", "fscore@0.02", "fscore@0.01")]
             lines.append(f"| {m['method']} | {m['num_views']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

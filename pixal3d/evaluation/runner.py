@@ -279,8 +279,14 @@ def _run(items, out: Path, config: EvalConfig, methods: list[Method], root: Path
                     errors.setdefault(name, f"view {k}: {_one_line(exc)}")
                 continue
             held_names = [c.name for c in gt.held_out]
+            scored: dict[str, str] = {}  # view-independent method → the row name that scored it on this view
             for method, n in keys:
                 name = name_of[(method.name, n)]
+                if method.name in scored:  # the same prediction at every view count: its row, not a rerun
+                    first = per_method[scored[method.name]][-1]
+                    per_method[name].append({**first, "info": {**first["info"], "same_as": scored[method.name]},
+                                             "seconds": 0.0})
+                    continue
                 bar.set_postfix_str(f"{mesh_id[:24]} v{k} {name}")
                 t0 = time.perf_counter()
                 try:
@@ -302,6 +308,8 @@ def _run(items, out: Path, config: EvalConfig, methods: list[Method], root: Path
                 per_method[name].append({"view": k, "camera": gt.camera_info(), "metrics": metrics,
                                          "info": pred.info, "glb": glb_entry,
                                          "seconds": round(time.perf_counter() - t0, 2)})
+                if method.view_independent:
+                    scored[method.name] = name
                 if config.sheet and k == 0 and n == 1:
                     shown = [held_names[0], held_names[len(held_names) // 2]] if len(held_names) > 1 else held_names
                     rows.append(report.sheet_row(f"{mesh_id} | {name}", gt.renders, renders, shown))

@@ -172,12 +172,21 @@ def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model
     assert_valid_gltf(out)
     cams = tmp_path / "transforms.json"
     cams.write_text(json.dumps({"camera_angle_x": 0.7, "frames": [{"transform_matrix": front_view_matrix(2.0).tolist()}]}))
+    flat = front_view_matrix(2.0).clone()
+    flat[:3, 2] = 0.0  # a rank-2 rotation block: no camera pose
+    singular = tmp_path / "singular.json"
+    singular.write_text(json.dumps({"camera_angle_x": 0.7, "frames": [{"transform_matrix": front_view_matrix(2.0).tolist()},
+                                                                      {"transform_matrix": flat.tolist()}]}))
+    small = tmp_path / "small.png"
+    Image.open(side).resize((64, 64)).save(small)
     for args, fragment in [
         (["--image", object_image, "--image", side], "2 images need their cameras"),
         (["--image", object_image, "--image", side, "--azimuths", "0"], "--azimuths has 1 values for 2 images"),
         (["--image", object_image, "--image", side, "--cameras", cams], "1 frames for 2 images"),
         (["--image", object_image, "--cameras", cams, "--azimuths", "0"], "either --cameras or --azimuths"),
         (["--image", object_image, "--azimuths", "0,x"], "--azimuths: azimuths must be comma-separated"),
+        (["--image", object_image, "--image", side, "--cameras", singular], "frame 1 transform_matrix is not an invertible"),
+        (["--image", object_image, "--image", small, "--azimuths", "0,90"], "must all have the same size"),
     ]:
         bad = tmp_path / "bad.glb"
         assert_one_line_error(run_cli(*args, "--output", bad, "--model", tiny_model, *FAST), fragment)

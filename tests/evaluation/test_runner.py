@@ -162,7 +162,35 @@ def test_multi_view_protocol_with_the_visual_hull(two_meshes, tmp_path, monkeypa
     f = [data["methods"][k]["mean"]["fscore@0.05"] for k in ("silhouette_hull", "silhouette_hull @2 views",
                                                              "silhouette_hull @4 views")]
     assert f[0] < f[1] < f[2]
-    assert "Multi-view protocol" in (tmp_path / "o" / "results.md").read_text()
+    report = (tmp_path / "o" / "results.md").read_text()
+    assert "Multi-view protocol" in report
+    row = next(line for line in report.splitlines() if line.startswith("| silhouette_hull | 4 |"))
+    assert float(row.split("|")[4]) == pytest.approx(data["methods"]["silhouette_hull @4 views"]["mean"]["iou_heldout"], abs=1e-3)
+
+
+def test_multi_view_protocol_renders_and_scores_once(two_meshes, tmp_path, monkeypatch):
+    """Each extra input camera is rendered once per mesh view (the hull at 2, 4 and 6 views shares 180°, …), and a
+    method that ignores the view count (the sphere) is scored once and reported under every count."""
+    from pixal3d.evaluation import baselines
+    from pixal3d.evaluation import groundtruth as G
+    from pixal3d.evaluation.methods import Sphere
+
+    monkeypatch.setattr(baselines, "VISUAL_HULL_GRID", 32)
+    rendered, predicted = [], []
+    real_render, real_predict = G.render_camera, Sphere.predict
+    monkeypatch.setattr(G, "render_camera", lambda meshes, camera, *a, **k: (rendered.append(camera.name),
+                                                                              real_render(meshes, camera, *a, **k))[1])
+    monkeypatch.setattr(Sphere, "predict", lambda self, gt, n=1: (predicted.append(n), real_predict(self, gt, n))[1])
+    data = evaluate(two_meshes / "torus.obj", tmp_path / "o",
+                    EvalConfig(**FAST, baselines=("sphere", "silhouette_hull"), num_views=(1, 2, 4, 6)))
+    extra = [n for n in rendered if n.startswith("input_")]
+    assert len(extra) == 7  # yaws 180 | 90, 270 | 60, 120, 240, 300 (2 held-out and the input are rendered apart)
+    assert predicted == [1]
+    rows = [data["methods"][k]["results"][0]["views"][0] for k in ("sphere", "sphere @2 views", "sphere @6 views")]
+    assert rows[0]["metrics"] == rows[1]["metrics"] == rows[2]["metrics"] and rows[0]["metrics"]["chamfer_l1"] > 0
+    assert rows[2]["info"]["same_as"] == "sphere" and rows[2]["glb"] == rows[0]["glb"]
+    hull = [data["methods"][k]["mean"]["iou_heldout"] for k in ("silhouette_hull @2 views", "silhouette_hull @6 views")]
+    assert hull[0] < hull[1]
 
 
 def test_quick_subset_rule(tmp_path):
