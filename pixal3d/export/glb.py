@@ -1,11 +1,11 @@
-"""Decoded asset → production GLB (§7): mesh → cleanup → [remesh] → simplify → UV → bake → GLB.
+"""Decoded asset → production GLB: mesh → cleanup → [remesh] → simplify → UV → bake → GLB.
 
 File conventions:
 
 * **Orientation.** glTF is +Y up. By default the voxel frame is written unchanged,
   ``(x, y, z) → (x, y, z)``: +Y up and the side seen in the input image faces +Z (glTF's "front",
   what most viewers show first). ``official_orientation=True`` writes the official Pixal3D orientation
-  ``(x, y, z) → (−x, y, −z)`` (a 180° turn about +Y, §7.5).
+  ``(x, y, z) → (−x, y, −z)`` (a 180° turn about +Y).
 * **Camera.** When the asset knows its input camera (``fov_x``, ``distance``, ``mesh_scale``) the file
   holds a perspective camera node reproducing the input framing: ``yfov = fov_x``, ``aspectRatio``
   1, placed on the input-view side at ``distance · mesh_scale`` from the centre (the object is stored in

@@ -26,7 +26,7 @@ BIREFNET_SIZE = 1024
 
 
 # --------------------------------------------------------------------------------------------
-# BiRefNet / RMBG-2.0 (§2.11)
+# BiRefNet / RMBG-2.0 (the official background remover)
 # --------------------------------------------------------------------------------------------
 def birefnet_available(folder: str | Path | None = None) -> bool:
     """Whether a BiRefNet / RMBG-2.0 folder (HF layout with ``config.json``) is present locally."""

@@ -1,4 +1,4 @@
-"""Official Pixal3D ``preprocess_image`` (spec §9): alpha or background removal, 1.1x square crop on black."""
+"""Official Pixal3D ``preprocess_image``: alpha or background removal, 1.1x square crop on black."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Definitions follow the official training data (``o_voxel.convert.mesh_to_flexibl
   flag is set when the edge is crossed an odd number of times (the official code sets it for any
   crossing; a double crossing inside one edge would then open a hole in closed surfaces).
 * **Active voxels** are the 4 voxels sharing each crossed edge — exactly the voxels the dual-grid
-  extraction (:mod:`pixal3d.ovoxel.dual_grid`, §6.2) joins into a quad, so every crossing becomes
+  extraction (:mod:`pixal3d.ovoxel.dual_grid`) joins into a quad, so every crossing becomes
   a quad again.
 * **Dual vertex**: minimiser, inside the voxel's box, of the QEF ``Σ (n·x + d)²`` over the planes of
   the triangles crossing the voxel's edges (one term per crossing), regularised by

@@ -1,6 +1,6 @@
 """The image-to-3D pipeline: one image → pixel-aligned PBR voxels and mesh → GLB.
 
-Stages (official ``Pixal3DImageTo3DPipeline.run``, §1 of the architecture notes):
+Stages (official ``Pixal3DImageTo3DPipeline.run``; the stage table of docs/architecture.md):
 
 1. preprocess (alpha or background removal, square crop ×1.1 on black) and the camera;
 2. a CPU ``torch.Generator`` seeded with ``seed``; every stage's noise is drawn from it in stage order (SS, LR
