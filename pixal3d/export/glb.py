@@ -31,7 +31,8 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.export.bake import BakedTextures, bake, texture_image
 from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
@@ -132,7 +133,7 @@ def asset_surface(asset: VoxelAsset) -> tuple[np.ndarray, np.ndarray]:
     return vertices.double().numpy(), faces.long().numpy()
 
 
-def camera_node(camera: AssetCamera, orientation: np.ndarray) -> tuple[dict, dict]:
+def camera_node(camera: Camera, orientation: np.ndarray) -> tuple[dict, dict]:
     """glTF ``(camera, node)`` dicts for the input camera in a file with ``orientation`` (3×3).
 
     In the voxel frame the camera sits at ``(0, 0, distance·mesh_scale)`` looking down −Z with +Y up,
@@ -183,7 +184,7 @@ def build_glb(
     layout: UVLayout,
     normals: np.ndarray,
     textures: BakedTextures,
-    camera: AssetCamera | None = None,
+    camera: Camera | None = None,
     official_orientation: bool = False,
     double_sided: bool = True,
 ) -> tuple[bytes, str]:
