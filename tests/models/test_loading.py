@@ -345,7 +345,7 @@ def test_low_memory_keeps_one_stage_resident(tmp_path):
 
 
 def test_bad_pipeline_json_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="pipeline.json not found"):
+    with pytest.raises(UserError, match="pipeline.json is missing"):
         open_pipeline_folder(tmp_path)
     (tmp_path / "pipeline.json").write_text(json.dumps({"args": {"models": {"a": 3}}}))
     with pytest.raises(UserError, match="args.models"):
