@@ -18,7 +18,6 @@ The training throughput on the same device is ``bench/train.py``'s ``*_small`` r
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -124,6 +123,7 @@ def bench_official_1024_cascade() -> dict:
     from pixal3d.conditioning.extractor import ConditionExtractor
     from pixal3d.conditioning.naf import NAF
     from pixal3d.core.camera import Camera
+    from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
@@ -134,9 +134,8 @@ def bench_official_1024_cascade() -> dict:
         for stem in OFFICIAL_1024.values():
             write_random_stage(tmp, stem, device="cuda")
         unit = {"mean": [0.0] * 32, "std": [1.0] * 32}
-        (tmp / "pipeline.json").write_text(json.dumps({"name": "Pixal3DImageTo3DPipeline", "args": {
-            "models": {k: f"ckpts/{v}" for k, v in OFFICIAL_1024.items()},
-            "shape_slat_normalization": unit, "tex_slat_normalization": unit}}))
+        PipelineConfig(models={k: f"ckpts/{v}" for k, v in OFFICIAL_1024.items()},
+                       normalization={"shape_slat": unit, "tex_slat": unit}).write(tmp / PIPELINE_FILE)
         write_s = time.perf_counter() - start
 
         start = time.perf_counter()

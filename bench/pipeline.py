@@ -65,7 +65,7 @@ def bench_tiny() -> dict:
         cam = e2e.meta["camera_params"]
         camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
         image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
-        params = stage_sampler_params(pipe.folder.samplers, GenerationOptions(steps=12))
+        params = stage_sampler_params(pipe.folder.config.samplers, GenerationOptions(steps=12))
         start = time.perf_counter()
         out = pipe.run(image, camera, seed=42, pipeline_type="1024_cascade", sampler_params=params, progress=False)
         total = time.perf_counter() - start
@@ -131,18 +131,17 @@ def bench_official_512() -> dict:
     from pixal3d.conditioning.extractor import ConditionExtractor
     from pixal3d.conditioning.naf import NAF
     from pixal3d.core.camera import Camera
+    from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
     from pixal3d.sampling.flow_euler import STAGE_DEFAULTS, draw_noise
 
     tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
     try:
-        pipeline_json = {"name": "Trellis2ImageTo3DPipeline", "args": {
-            "models": {k: f"ckpts/{v}" for k, v in OFFICIAL_STAGES.items()},
-            "shape_slat_normalization": {"mean": [0.0] * 32, "std": [1.0] * 32}}}
         for stem in OFFICIAL_STAGES.values():
             write_random_stage(tmp, stem)
-        (tmp / "pipeline.json").write_text(json.dumps(pipeline_json))
+        PipelineConfig("Trellis2ImageTo3DPipeline", models={k: f"ckpts/{v}" for k, v in OFFICIAL_STAGES.items()},
+                       normalization={"shape_slat": {"mean": [0.0] * 32, "std": [1.0] * 32}}).write(tmp / PIPELINE_FILE)
         coords_lr = bunny_coords(32)
         base = maxrss_mb()
         times: dict[str, float] = {}

@@ -60,10 +60,8 @@ def run_batch(args, export, options, formats: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from pixal3d.cli.generate import check_output_path, resolve_model, write_result
-    from pixal3d.core.cascade import CascadeConfig
     from pixal3d.devices import select_device
     from pixal3d.export.formats import planned_names
-    from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
     from pixal3d.utils.files import write_json
 
@@ -91,10 +89,9 @@ def run_batch(args, export, options, formats: list[str]) -> int:
     mine = images[index - 1::count]
     device = select_device(args.device)
     model = resolve_model(args.model)
-    folder = open_pipeline_folder(model)
-    Pixal3DPipeline.check_folder(folder)
+    folder = Pixal3DPipeline.open_folder(model)
     if args.resolution:
-        options.pipeline_type = CascadeConfig.from_args(folder.args.get("cascade")).pipeline_type_for(args.resolution)
+        options.pipeline_type = folder.config.cascade_config.pipeline_type_for(args.resolution)
 
     def targets(image: Path) -> list[Path]:
         stem = names[image]
@@ -118,7 +115,7 @@ def run_batch(args, export, options, formats: list[str]) -> int:
             bar.set_postfix_str(image.name)
             started = time.perf_counter()
             try:
-                result = pipeline.generate(prepare_image(image), options, progress=False)
+                result = pipeline.generate(prepare_image(image, device=device), options, progress=False)
                 write_result(result, Path(item.output), export, formats, preview=args.preview, progress=False)
                 item.status = "done"
             except (KeyboardInterrupt, SystemExit):

@@ -75,14 +75,12 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     model = None
     if args.model is not None or not baselines:
-        from pixal3d.models.pipeline_folder import is_pipeline_folder, resolve_model_folder
+        from pixal3d.models.pipeline_folder import resolve_model_folder
 
         if args.model is None and not paths.component_path("pixal3d-small").exists():
             raise UserError(f"no model installed at {paths.component_path('pixal3d-small')}: pass --model FOLDER, "
                             "or --baseline sphere,silhouette_hull for the baselines alone")
-        model = resolve_model_folder(args.model)
-        if not is_pipeline_folder(model):
-            raise UserError(f"{model} is not a model folder: pipeline.json is missing")
+        model = resolve_model_folder(args.model)  # checked when the model method opens it
     data = evaluate(args.meshes, args.output, config, model=model, progress=not args.quiet)
     for name, method in data["methods"].items():
         mean = method["mean"]

@@ -124,18 +124,16 @@ def write_result(result, output: Path, export, formats: list[str] = ("glb",), sa
 
 
 def resolve_model(name: str | None) -> Path:
-    """The model folder of ``--model`` (default: the default model), checked; :class:`UserError` when absent."""
-    from pixal3d.models.pipeline_folder import is_pipeline_folder, resolve_model_folder
+    """The model folder ``--model`` names (default: the default model); :class:`UserError` when absent. The folder
+    itself is checked when it is opened (:meth:`~pixal3d.pipelines.pixal3d.Pixal3DPipeline.open_folder`)."""
+    from pixal3d.models.pipeline_folder import resolve_model_folder
 
     if name is None and not paths.component_path("pixal3d-small").exists():
         raise UserError(
             f"no model installed: put a model folder (pipeline.json + ckpts/) at {paths.component_path('pixal3d-small')}, "
             f"set ${paths.ENV_VAR}, or pass --model FOLDER (see README, 'Model folders')"
         )
-    model = resolve_model_folder(name)
-    if not is_pipeline_folder(model):
-        raise UserError(f"{model} is not a model folder: pipeline.json is missing (see README, 'Model folders')")
-    return model
+    return resolve_model_folder(name)
 
 
 def view_cameras(args: argparse.Namespace, pictures: list) -> list | None:
@@ -178,21 +176,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--shard is for batches (--input-dir DIR --output-dir OUT)")
     device = select_device(args.device)
     image_paths, output, model = check_paths(args)
-    from pixal3d.core.cascade import CascadeConfig
-    from pixal3d.image.io import load_image
-    from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline, prepare_image
 
-    folder = open_pipeline_folder(model)
-    Pixal3DPipeline.check_folder(folder)  # file headers only: a broken model folder fails in a moment
+    folder = Pixal3DPipeline.open_folder(model)  # file headers only: a broken model folder fails in a moment
     if args.resolution:
-        options.pipeline_type = CascadeConfig.from_args(folder.args.get("cascade")).pipeline_type_for(args.resolution)
+        options.pipeline_type = folder.config.cascade_config.pipeline_type_for(args.resolution)
+    # each image is loaded once, here: a bad image or camera fails before any model is loaded
     if args.cameras or args.azimuths:  # multi-view: the views are not cropped (their cameras stay exact)
-        pictures = [load_image(p) for p in image_paths]  # bad images and cameras fail before any model is loaded
-        options.cameras = view_cameras(args, pictures)
-        inputs = pictures
+        inputs = [prepare_image(p, crop=False, device=device) for p in image_paths]
+        options.cameras = view_cameras(args, [view.image for view in inputs])
     else:
-        inputs = prepare_image(image_paths[0])  # a bad image fails here, before any model is loaded
+        inputs = prepare_image(image_paths[0], device=device)
 
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, low_vram=args.low_vram, quantize=args.quantize)

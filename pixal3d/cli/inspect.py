@@ -127,14 +127,14 @@ def format_table(rows: list[Row], base: Path) -> list[str]:
 
 def settings_lines(folder: PipelineFolder) -> list[str]:
     """The pipeline settings of ``folder`` in a few lines."""
-    lines = [f"pipeline: {folder.name or '-'}  default_pipeline_type: {folder.default_pipeline_type or '-'}"]
-    for stage, sampler in folder.samplers.items():
+    lines = [f"pipeline: {folder.config.name or '-'}  default_pipeline_type: {folder.config.default_pipeline_type or '-'}"]
+    for stage, sampler in folder.config.samplers.items():
         params = ", ".join(f"{k}={v}" for k, v in (sampler.get("params") or {}).items())
         lines.append(f"sampler {stage}: {sampler.get('name', '-')} {sampler.get('args') or {}} {params}".rstrip())
-    for kind, entry in folder.normalization.items():
+    for kind, entry in folder.config.normalization.items():
         lines.append(f"normalization {kind}: {len(entry.get('mean', []))} channels")
-    for label, spec in (("image_encoder", folder.image_encoder), ("image_cond_model", folder.image_cond_model),
-                        ("rembg_model", folder.rembg_model)):
+    for label, spec in (("image_encoder", folder.config.image_encoder), ("image_cond_model", folder.config.image_cond_model),
+                        ("rembg_model", folder.config.rembg_model)):
         if spec is not None:
             lines.append(f"{label}: {spec.get('name', '-') if isinstance(spec, dict) else spec} "
                          f"{spec.get('args', {}) if isinstance(spec, dict) else ''}".rstrip())

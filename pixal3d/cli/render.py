@@ -60,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         from pixal3d.data.preview import front_camera, three_quarter_camera
 
         camera = {"front": front_camera, "three_quarter": three_quarter_camera}[args.camera]()
-        image = render(load_render_meshes(args.glb), camera.view(), args.size, args.mode, background, args.supersample)
+        image = render(load_render_meshes(args.glb), camera, args.size, args.mode, background, args.supersample)
     save_png(image, args.output)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-from pixal3d.core.asset import AssetCamera
 from pixal3d.core.camera import DEFAULT_FOV_X, Camera
 from pixal3d.errors import UserError
 from pixal3d.mesh.io import load_mesh
@@ -23,10 +22,9 @@ def run(args) -> int:
     t0 = time.perf_counter()
     mesh = load_mesh(args.mesh, up=args.up, yaw_degrees=args.yaw, fill=args.fill)
     load_s = time.perf_counter() - t0
-    cam = Camera.from_fov(args.fov)
     source = {"input": str(args.mesh), "up": args.up, "yaw_degrees": args.yaw, "fill": args.fill,
               "file_to_voxel": mesh.transform.tolist()}
-    asset, times = voxelize(mesh, R, camera=AssetCamera(cam.fov_x, cam.distance, cam.mesh_scale), source=source)
+    asset, times = voxelize(mesh, R, camera=Camera.from_fov(args.fov), source=source)
     asset.save(args.output)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in {"load": load_s, **times}.items())
     print(f"{args.output}: {len(asset.coords)} voxels at {R}³ ({stages})")

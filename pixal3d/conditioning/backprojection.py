@@ -1,7 +1,7 @@
 """Pixel back-projection: project 3D grid points into the image and sample per-pixel features.
 
-This is the official ``ProjGrid`` (spec §3.3) in plain PyTorch, plus a sparse path that projects
-only the requested voxels and a multi-view mean (§3.6). Frames are those of
+This is the official ``ProjGrid`` in plain PyTorch, plus a sparse path that projects
+only the requested voxels and a multi-view mean (features averaged over the views of a capture). Frames are those of
 :mod:`pixal3d.core.camera`: grid index ``(i, j, k)`` (x right, y up, z toward the input
 camera) → world ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)``; image
 pixels u right, v down; sampling coordinate ``g = (uv + 0.5) / S * 2 - 1`` read with

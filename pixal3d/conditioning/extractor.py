@@ -78,13 +78,13 @@ class ConditionExtractor:
         here, before any seeding, when the encoder uses it. ``image_cond_configs`` in the folder's
         arguments (``{stage: {image_size, grid_resolution, naf_target_size}}``) overrides the table.
         """
-        spec = folder.image_encoder or {"name": "dinov3"}
+        spec = folder.config.image_encoder or {"name": "dinov3"}
         encoder = build_image_encoder(spec, folder.path)
         naf = None
         if encoder.uses_naf:
             naf = NAF.from_file(Path(folder.path) / spec["naf"] if "naf" in spec else None)
         stages = {}
-        for name, cfg in (folder.args.get("image_cond_configs") or {}).items():
+        for name, cfg in (folder.config.image_cond_configs or {}).items():
             target = cfg.get("naf_target_size") if cfg.get("use_naf_upsample", "naf_target_size" in cfg) else None
             stages[name] = StageConfig(int(cfg["image_size"]), int(cfg["grid_resolution"]),
                                        int(target) if target else None)

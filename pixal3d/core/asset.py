@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.utils.files import atomic_output
 
@@ -23,15 +24,6 @@ VERSION = 1
 
 #: names of the 6 PBR voxel channels, in order
 PBR_CHANNELS = ("base_r", "base_g", "base_b", "metallic", "roughness", "alpha")
-
-
-@dataclass
-class AssetCamera:
-    """The input camera in the official convention (see ``pixal3d.core.camera``)."""
-
-    fov_x: float  # horizontal field of view, radians
-    distance: float  # camera distance from the cube centre, world units
-    mesh_scale: float = 1.0
 
 
 @dataclass
@@ -48,7 +40,8 @@ class VoxelAsset:
         mesh_vertices / mesh_faces: ``[V, 3]`` float32 / ``[F, 3]`` int32 decoded surface in the unit
             cube, or ``None`` (then the mesh is rebuilt from the dual-grid attributes).
         occupancy: resolution → ``[M, 3]`` int32 occupied voxels of coarser grids (e.g. 64, 32).
-        camera: the input camera, or ``None`` when unknown.
+        camera: the input camera (:class:`~pixal3d.core.camera.Camera`: ``fov_x``, ``distance``, ``mesh_scale``),
+            or ``None`` when unknown.
         source: free-form provenance (input file, model, seed, …).
     """
 
@@ -61,7 +54,7 @@ class VoxelAsset:
     mesh_vertices: np.ndarray | None = None
     mesh_faces: np.ndarray | None = None
     occupancy: dict[int, np.ndarray] = field(default_factory=dict)
-    camera: AssetCamera | None = None
+    camera: Camera | None = None
     source: dict = field(default_factory=dict)
 
     _ARRAYS = ("coords", "attrs", "dual_vertices", "intersected", "split_weight", "mesh_vertices", "mesh_faces")
@@ -107,7 +100,7 @@ class VoxelAsset:
         occupancy = {int(k.split("_", 1)[1]): arrays.pop(k) for k in list(arrays) if k.startswith("occupancy_")}
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in arrays.items() if k in known}
-        camera = AssetCamera(**header["camera"]) if header.get("camera") else None
+        camera = Camera(**header["camera"]) if header.get("camera") else None
         asset = cls(resolution=header["resolution"], occupancy=occupancy, camera=camera, source=header.get("source", {}), **kwargs)
         asset.validate(path)
         return asset

@@ -239,7 +239,7 @@ def as_pinhole(camera: AnyCamera, image_size: int | None) -> PinholeCamera:
 
 
 def canonicalize_views(cameras: Sequence[PinholeCamera]) -> list[PinholeCamera]:
-    """Map world-frame cameras of a multi-view capture into the canonical front frame (§3.6).
+    """Map world-frame cameras of a multi-view capture into the canonical front frame of view 0.
 
     View 0 must be the canonical front view. With ``d0 = |t_0|`` (distance of view 0 from the
     origin) and ``F`` the front-view matrix at ``d0``, view ``v`` becomes ``F @ inv(C_0) @ C_v``;

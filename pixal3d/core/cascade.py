@@ -49,6 +49,10 @@ class CascadeConfig:
         raise UserError(f"this model has no {resolution} pipeline (resolutions: "
                         f"{', '.join(map(str, self.pipeline_types.values()))}); pick one of those")
 
+    def to_args(self) -> dict:
+        """The ``pipeline.json`` ``"cascade"`` entry stating every field (read back by :meth:`from_args`)."""
+        return {f.name: dict(v) if isinstance(v := getattr(self, f.name), dict) else v for f in fields(self)}
+
     @classmethod
     def from_args(cls, spec: dict | None) -> "CascadeConfig":
         """From a ``pipeline.json`` ``"cascade"`` entry (missing keys keep the official values)."""

@@ -201,14 +201,41 @@ def rasterize(
 
 @dataclass
 class ViewCamera:
-    """A square view: ``cam_to_world [4,4]`` (glTF convention: looks down −Z, +Y up) and vertical field
-    of view ``yfov`` in radians, or orthographic with ``ortho_half`` world units from the image centre
-    to its edge (``yfov`` is then unused)."""
+    """A square view: ``cam_to_world [4,4]`` float64 (glTF convention: looks down −Z, +Y up) and vertical (= horizontal)
+    field of view ``yfov`` in radians, or orthographic with ``ortho_half`` world units from the image centre
+    to its edge (``yfov`` is then unused); ``name`` labels it (``input``, ``heldout_090`` … in evaluation).
+
+    The renderer's projection of a rendered view; the conditioning camera (official convention, torch) is
+    :class:`pixal3d.core.camera.Camera`."""
 
     cam_to_world: np.ndarray
     yfov: float
     znear: float = 1e-3
     ortho_half: float | None = None
+    name: str = ""
+
+    def focal_pixels(self, size: int) -> float:
+        """Perspective focal length in pixels for a ``size`` image, ``size / (2 tan(yfov/2))`` (float64)."""
+        return size / (2.0 * math.tan(self.yfov / 2.0))
+
+    def project(self, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Perspective ``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates (pixel ``(c, r)`` has its centre
+        at ``(c + 0.5, r + 0.5)``), ``depth [M]`` along the viewing axis)``; NaN pixels behind the camera."""
+        w2c = np.linalg.inv(self.cam_to_world)
+        pc = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+        depth = -pc[:, 2]
+        f = self.focal_pixels(size)
+        safe = np.where(depth > 1e-9, depth, np.nan)
+        xy = np.stack([f * pc[:, 0] / safe + size / 2, -f * pc[:, 1] / safe + size / 2], 1)
+        return xy, depth
+
+    def rays(self, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Perspective world ray origin ``[3]`` and directions ``[M,3]`` through pixel coordinates ``xy [M,2]``,
+        scaled so that the ray parameter is the depth along the viewing axis."""
+        f = self.focal_pixels(size)
+        xy = np.asarray(xy, dtype=np.float64)
+        d_cam = np.stack([(xy[:, 0] - size / 2) / f, -(xy[:, 1] - size / 2) / f, -np.ones(len(xy))], 1)
+        return self.cam_to_world[:3, 3].copy(), d_cam @ self.cam_to_world[:3, :3].T
 
 
 @dataclass

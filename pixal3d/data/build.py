@@ -7,7 +7,7 @@ views, this writes
   from a random camera, with the CPU preview rasteriser (:mod:`pixal3d.data.preview`, 2× supersampled);
 * ``DATA/<asset_id>/view_{k:02d}.npz`` — the mesh rotated into that view's voxel frame and voxelised at
   ``R`` (:func:`pixal3d.mesh.voxelize.voxelize`: coords, dual-grid attributes, PBR attributes, occupancy
-  grids 64³/32³) with the true camera (:class:`~pixal3d.core.asset.AssetCamera`, ``mesh_scale`` 1).
+  grids 64³/32³) with the true camera (:class:`~pixal3d.core.camera.Camera`, ``mesh_scale`` 1).
 
 Camera convention (Pixal3D training: "random object-centric rotation, rendered from the front with varying FOV
 and distance"). The mesh is loaded into its canonical frame (``+y`` up, front toward ``+z``, see
@@ -44,7 +44,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,9 @@ from pixal3d.data.overlap import EvalOverlapGuard, default_evalset_dir, file_sha
 from pixal3d.errors import UserError
 from pixal3d.utils.failpoints import failpoint
 from pixal3d.utils.files import atomic_output, remove_stale_temporaries, write_json
+
+if TYPE_CHECKING:
+    from pixal3d.core.render import ViewCamera
 
 #: bump when the same config would produce different files
 BUILDER_VERSION = 1
@@ -311,16 +314,16 @@ def view_mesh(mesh, rotation: np.ndarray):
     return normalize(out, FILL)
 
 
-def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float):
+def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float) -> "ViewCamera":
     """The preview-rasteriser camera, in the file's coordinates, of the front camera at ``(0, 0, distance)``
     of the view frame (``file_to_view``: ``[4,4]`` similarity file → view)."""
-    from pixal3d.data.preview import Camera as LookAt
+    from pixal3d.core.render import ViewCamera, look_at
 
     inv = np.linalg.inv(file_to_view)
     eye = inv @ np.array([0.0, 0.0, distance, 1.0])
     target = inv @ np.array([0.0, 0.0, 0.0, 1.0])
     up = inv[:3, :3] @ np.array([0.0, 1.0, 0.0])
-    return LookAt(eye[:3], target[:3], up / np.linalg.norm(up), fov_x=fov_x)
+    return ViewCamera(look_at(eye[:3], target[:3], up / np.linalg.norm(up)), yfov=float(fov_x))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -353,7 +356,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
     import trimesh
     from PIL import Image
 
-    from pixal3d.core.asset import AssetCamera
+    from pixal3d.core.camera import Camera
     from pixal3d.data.preview import render_scene
     from pixal3d.mesh.io import load_mesh
     from pixal3d.mesh.voxelize import voxelize
@@ -393,7 +396,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
                       "fov_x": params.fov_x, "distance": distance, "mesh_scale": 1.0,
                       "lighting": dataclasses.asdict(lighting),
                       "file_to_view": vm.transform.tolist(), "config_hash": config_hash, "source_sha256": source_sha}
-            asset, _ = voxelize(vm, config.resolution, camera=AssetCamera(params.fov_x, distance, 1.0),
+            asset, _ = voxelize(vm, config.resolution, camera=Camera(params.fov_x, distance, 1.0),
                                 source={"asset_id": asset_id, "file": source.name, "view": record})
             record["num_voxels"] = int(len(asset.coords))  # `record` is the dict stored in the header
             folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ A material recipe is a JSON-serialisable dict::
      "alpha_mode": "OPAQUE" | "BLEND" | "MASK", "alpha": float, "alpha_texture": None | pattern name,
      "alpha_cutoff": float, "double_sided": bool}
 
-Conventions follow the project's GLB files (architecture §7.5): base colour texture RGBA (A = alpha),
+Conventions follow the project's GLB files (docs/export.md): base colour texture RGBA (A = alpha),
 metallic-roughness texture RGB with R = 0, G = roughness, B = metallic (factors then 1.0).
 UVs use trimesh's convention (v up, the exporter flips to glTF's v down); projections map into
 ``[0, 1]²`` except that faces across the seam of a cylindrical/spherical projection run on past

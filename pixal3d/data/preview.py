@@ -3,7 +3,8 @@
 
 Rendering is :func:`pixal3d.core.render.render` (the one CPU renderer: smooth normals, metallic /
 roughness preview shading, MASK and order-independent BLEND transparency, supersampling); this module
-holds the data tools' cameras and turns their renders into straight-alpha RGBA ``uint8`` images.
+makes the data tools' views (:class:`~pixal3d.core.render.ViewCamera`) and turns their renders into
+straight-alpha RGBA ``uint8`` images.
 
 Frames: scenes are glTF (+Y up). The ``front`` camera looks along −Z from ``(0, 0, d)`` with the
 official default horizontal field of view and ``d = 1 / (2 tan(fov/2))``; ``three_quarter`` is an
@@ -13,53 +14,30 @@ orthographic view from the front-right, above. Images: row 0 at the top, pixel c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
 
+from pixal3d.core.camera import DEFAULT_FOV_X
 from pixal3d.core.environment import Environment
 from pixal3d.core.render import ViewCamera, look_at, render, scene_render_meshes
 
-#: official default horizontal field of view (radians), 2·atan(16/35)
-DEFAULT_FOV_X = 0.8575560450553894
 
-
-@dataclass
-class Camera:
-    """A look-at camera. ``fov_x`` in radians (square images), or None for orthographic with
-    ``ortho_half`` world units from the image centre to its edge."""
-
-    eye: np.ndarray
-    target: np.ndarray
-    up: np.ndarray
-    fov_x: float | None = None
-    ortho_half: float = 0.5
-
-    def view(self) -> ViewCamera:
-        """The renderer's camera (square images, so the vertical field of view is ``fov_x``)."""
-        cam_to_world = look_at(np.asarray(self.eye, dtype=np.float64), np.asarray(self.target, dtype=np.float64),
-                               np.asarray(self.up, dtype=np.float64))
-        if self.fov_x is None:
-            return ViewCamera(cam_to_world, yfov=0.0, ortho_half=float(self.ortho_half))
-        return ViewCamera(cam_to_world, yfov=float(self.fov_x))
-
-
-def front_camera(fov_x: float = DEFAULT_FOV_X) -> Camera:
+def front_camera(fov_x: float = DEFAULT_FOV_X) -> ViewCamera:
     """The official default view of the unit cube: from +Z at ``d = 1/(2 tan(fov_x/2))``, looking along −Z."""
     d = 1.0 / (2.0 * math.tan(fov_x / 2.0))
-    return Camera(np.array([0.0, 0.0, d]), np.zeros(3), np.array([0.0, 1.0, 0.0]), fov_x=fov_x)
+    return ViewCamera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), yfov=float(fov_x))
 
 
-def three_quarter_camera(azimuth_deg: float = 35.0, elevation_deg: float = 25.0) -> Camera:
+def three_quarter_camera(azimuth_deg: float = 35.0, elevation_deg: float = 25.0) -> ViewCamera:
     """Orthographic view from the front-right and above, framing the whole unit cube."""
     az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
     direction = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-    return Camera(direction * 3.0, np.zeros(3), np.array([0.0, 1.0, 0.0]), fov_x=None, ortho_half=0.82)
+    return ViewCamera(look_at(direction * 3.0, np.zeros(3)), yfov=0.0, ortho_half=0.82)
 
 
-def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = "front", camera: Camera | None = None,
+def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = "front", camera: ViewCamera | None = None,
                  supersample: int = 1, environment: Environment | None = None) -> np.ndarray:
     """Render ``scene`` to an RGBA image ``[size, size, 4]`` uint8 (straight alpha, transparent background).
 
@@ -71,7 +49,7 @@ def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = 
     meshes = scene_render_meshes(scene)
     if not meshes:
         return np.zeros((size, size, 4), dtype=np.uint8)
-    image = render(meshes, cam.view(), size, background=None, supersample=supersample, environment=environment)
+    image = render(meshes, cam, size, background=None, supersample=supersample, environment=environment)
     return np.round(image * 255).astype(np.uint8)
 
 

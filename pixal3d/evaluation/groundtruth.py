@@ -69,51 +69,14 @@ def eval_views(sha256: str, seed: int, count: int) -> list[ViewParams]:
 # cameras
 
 
-@dataclass(frozen=True)
-class EvalCamera:
-    """A square perspective camera in the view frame: ``cam_to_world [4,4]`` (glTF: looks down −Z, +Y up),
-    horizontal (= vertical) FOV ``fov_x`` and ``name`` (``input``, ``heldout_090``, …)."""
-
-    name: str
-    cam_to_world: np.ndarray
-    fov_x: float
-
-    def view(self) -> ViewCamera:
-        """The renderer's camera."""
-        return ViewCamera(self.cam_to_world, yfov=float(self.fov_x))
-
-    def focal_pixels(self, size: int) -> float:
-        """Focal length in pixels for a ``size`` image (``size / (2 tan(fov/2))``, the 32 mm sensor formula)."""
-        return size / (2.0 * math.tan(self.fov_x / 2.0))
-
-    def project(self, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates (pixel ``(c, r)`` has its centre at
-        ``(c + 0.5, r + 0.5)``), ``depth [M]`` along the viewing axis)``."""
-        w2c = np.linalg.inv(self.cam_to_world)
-        pc = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
-        depth = -pc[:, 2]
-        f = self.focal_pixels(size)
-        safe = np.where(depth > 1e-9, depth, np.nan)
-        xy = np.stack([f * pc[:, 0] / safe + size / 2, -f * pc[:, 1] / safe + size / 2], 1)
-        return xy, depth
-
-    def rays(self, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """World ray origin ``[3]`` and directions ``[M,3]`` through pixel coordinates ``xy [M,2]``, scaled so
-        that the ray parameter is the depth along the viewing axis."""
-        f = self.focal_pixels(size)
-        xy = np.asarray(xy, dtype=np.float64)
-        d_cam = np.stack([(xy[:, 0] - size / 2) / f, -(xy[:, 1] - size / 2) / f, -np.ones(len(xy))], 1)
-        return self.cam_to_world[:3, 3].copy(), d_cam @ self.cam_to_world[:3, :3].T
-
-
-def input_camera(fov_x: float, distance: float) -> EvalCamera:
-    """The training front camera: at ``(0, 0, distance)`` of the view frame, looking at the origin."""
+def input_camera(fov_x: float, distance: float) -> ViewCamera:
+    """The training front camera ``input``: at ``(0, 0, distance)`` of the view frame, looking at the origin."""
     c2w = np.eye(4)
     c2w[2, 3] = float(distance)
-    return EvalCamera("input", c2w, float(fov_x))
+    return ViewCamera(c2w, float(fov_x), name="input")
 
 
-def orbit_camera(camera: EvalCamera, axis: np.ndarray, yaw_deg: float, name: str | None = None) -> EvalCamera:
+def orbit_camera(camera: ViewCamera, axis: np.ndarray, yaw_deg: float, name: str | None = None) -> ViewCamera:
     """``camera`` turned by ``yaw_deg`` about ``axis`` through the origin (right-handed)."""
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
@@ -121,10 +84,10 @@ def orbit_camera(camera: EvalCamera, axis: np.ndarray, yaw_deg: float, name: str
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     rot = np.eye(4)
     rot[:3, :3] = np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * (k @ k)
-    return EvalCamera(name or f"yaw_{yaw_deg:05.1f}", rot @ camera.cam_to_world, camera.fov_x)
+    return ViewCamera(rot @ camera.cam_to_world, camera.yfov, name=name or f"yaw_{yaw_deg:05.1f}")
 
 
-def render_camera(meshes: list[RenderMesh], camera: EvalCamera, size: int,
+def render_camera(meshes: list[RenderMesh], camera: ViewCamera, size: int,
                   passes: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """The evaluation renders of ``meshes`` through ``camera`` (straight alpha): held-out cameras
     :data:`HELD_OUT_PASSES` at :data:`HELD_OUT_SUPERSAMPLE`, the others ``passes`` (default :data:`PASSES`)
@@ -134,7 +97,7 @@ def render_camera(meshes: list[RenderMesh], camera: EvalCamera, size: int,
     if not meshes or not any(len(m.faces) for m in meshes):
         empty = {"mask": np.zeros((size, size), bool), "depth": np.full((size, size), np.inf, np.float32)}
         return {p: empty.get(p, np.zeros((size, size, 4), np.float32)) for p in passes}
-    return render_passes(meshes, camera.view(), size, passes, background=None,
+    return render_passes(meshes, camera, size, passes, background=None,
                          supersample=HELD_OUT_SUPERSAMPLE if held else SUPERSAMPLE)
 
 
@@ -256,7 +219,7 @@ class GroundTruthView:
     vertices: np.ndarray
     faces: np.ndarray
     render_meshes: list[RenderMesh]
-    cameras: list[EvalCamera]
+    cameras: list[ViewCamera]
     renders: dict[str, dict[str, np.ndarray]]
     size: int
     up_axis: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
@@ -264,11 +227,11 @@ class GroundTruthView:
     extra_renders: dict[float, dict[str, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def input(self) -> EvalCamera:
+    def input(self) -> ViewCamera:
         return self.cameras[0]
 
     @property
-    def held_out(self) -> list[EvalCamera]:
+    def held_out(self) -> list[ViewCamera]:
         return self.cameras[1:]
 
     @property
@@ -288,7 +251,7 @@ class GroundTruthView:
                 "distance": self.distance, "mesh_scale": 1.0,
                 "held_out": [c.name for c in self.held_out]}
 
-    def extra_input_cameras(self, count: int) -> list[EvalCamera]:
+    def extra_input_cameras(self, count: int) -> list[ViewCamera]:
         """The cameras of a ``count``-view input (multi-view protocol): the input camera turned about the
         up axis by ``360°·k/count``, ``k = 0..count-1``."""
         return [self.input] + [orbit_camera(self.input, self.up_axis, 360.0 * k / count, f"input_{k}")
@@ -321,7 +284,7 @@ def on_black(rgba: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(rgba[..., :3] * rgba[..., 3:] * 255).astype(np.uint8), "RGB")
 
 
-def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[EvalCamera], list[dict[str, np.ndarray]]]:
+def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[ViewCamera], list[dict[str, np.ndarray]]]:
     """Cameras and renders of a ``count``-view input (view 0 is the input view itself). Each extra camera's
     render is kept on ``gt`` by its yaw, so the methods scored on one view and view counts sharing a camera
     (180° is in 2, 4 and 6 views) render it once."""

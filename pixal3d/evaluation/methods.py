@@ -155,7 +155,6 @@ class ModelMethod(Method):
 
     def __init__(self, folder: str | os.PathLike, mode: str = "oracle", seed: int = 42, steps: int | None = None,
                  resolution: int | None = None, device: str | None = None, texture_size: int = 1024):
-        from pixal3d.models.pipeline_folder import is_pipeline_folder
         from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
         if mode not in MODES:
@@ -163,12 +162,10 @@ class ModelMethod(Method):
         folder = Path(folder)
         if not folder.is_dir():
             raise UserError(f"model folder {folder} not found")
-        if not is_pipeline_folder(folder):
-            raise UserError(f"{folder} is not a model folder: pipeline.json is missing")
+        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device)
         self.folder, self.mode, self.seed, self.steps = folder, mode, int(seed), steps
         self.name = f"model ({mode})"
         self.sha256 = folder_hash(folder)
-        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device)
         self.pipeline_type = self.pipeline.pipeline_type_for(resolution) if resolution else None
         self.texture_size = int(texture_size)
 
@@ -192,7 +189,7 @@ class ModelMethod(Method):
 
             cameras, renders = render_extra_inputs(gt, num_views)
             image = [on_black(r["shaded"]) for r in renders]
-            views = [PinholeCamera.from_fov(c.fov_x, torch.tensor(c.cam_to_world, dtype=torch.float32), gt.size, gt.size)
+            views = [PinholeCamera.from_fov(c.yfov, torch.tensor(c.cam_to_world, dtype=torch.float32), gt.size, gt.size)
                      for c in cameras]
             options = GenerationOptions(seed=self.seed, cameras=views, steps=self.steps, pipeline_type=self.pipeline_type)
         elif self.mode == "oracle":

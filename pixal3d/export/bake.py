@@ -1,4 +1,4 @@
-"""Bake voxel PBR attributes into UV textures (§7.4).
+"""Bake voxel PBR attributes into UV textures (the last export step before the GLB).
 
 1. Rasterise the UV layout at texel centres: texel ``(col, row)`` ↔ ``uv = ((col+0.5)/S, (row+0.5)/S)``
    (row 0 = top of the stored image, glTF ``TEXCOORD_0`` convention).

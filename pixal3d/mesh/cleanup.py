@@ -1,4 +1,5 @@
-"""Mesh cleanup on plain arrays (``vertices [V,3]`` float, ``faces [F,3]`` int) — §6.2/§7.1.
+"""Mesh cleanup on plain arrays (``vertices [V,3]`` float, ``faces [F,3]`` int), run after the dual-grid
+extraction and before simplification in the GLB export.
 
 * :func:`remove_degenerate_faces`, :func:`remove_duplicate_faces`, :func:`remove_small_components`,
   :func:`remove_unreferenced_vertices`: the usual repairs.

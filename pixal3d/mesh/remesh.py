@@ -1,4 +1,4 @@
-"""Narrow-band remeshing by unsigned-distance dual contouring (``remesh_narrow_band_dc``, §7.2).
+"""Narrow-band remeshing by unsigned-distance dual contouring (the official ``remesh_narrow_band_dc``).
 
 The surface is replaced by the ``eps``-offset shell of its unsigned distance field, contoured on a
 sparse grid refined coarse-to-fine around the band. The result is closed (both sides of thin or

@@ -9,7 +9,7 @@ Definitions follow the official training data (``o_voxel.convert.mesh_to_flexibl
   flag is set when the edge is crossed an odd number of times (the official code sets it for any
   crossing; a double crossing inside one edge would then open a hole in closed surfaces).
 * **Active voxels** are the 4 voxels sharing each crossed edge — exactly the voxels the dual-grid
-  extraction (:mod:`pixal3d.ovoxel.dual_grid`, §6.2) joins into a quad, so every crossing becomes
+  extraction (:mod:`pixal3d.ovoxel.dual_grid`) joins into a quad, so every crossing becomes
   a quad again.
 * **Dual vertex**: minimiser, inside the voxel's box, of the QEF ``Σ (n·x + d)²`` over the planes of
   the triangles crossing the voxel's edges (one term per crossing), regularised by
@@ -35,7 +35,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.mesh.io import LoadedMesh
 from pixal3d.ovoxel.dual_grid import dual_grid_quads
@@ -295,7 +296,7 @@ def occupancy(coords: np.ndarray, resolution: int, coarse: int) -> np.ndarray:
     return np.stack([keys // (coarse * coarse), (keys // coarse) % coarse, keys % coarse], 1).astype(np.int32)
 
 
-def voxelize(mesh: LoadedMesh, resolution: int, camera: AssetCamera | None = None,
+def voxelize(mesh: LoadedMesh, resolution: int, camera: Camera | None = None,
              occupancy_resolutions: tuple[int, ...] = OCCUPANCY_RESOLUTIONS,
              source: dict | None = None) -> tuple[VoxelAsset, dict[str, float]]:
     """Full mesh → O-Voxel conversion of a unit-cube mesh: dual grid, PBR attributes, occupancy.

@@ -1,10 +1,7 @@
 """Pipeline folders: ``pipeline.json`` + ``ckpts/`` — the official TRELLIS.2 / Pixal3D layout and this project's.
 
-``pipeline.json`` is ``{"name": ..., "args": {"models": {stage key: checkpoint spec}, ...}}``. The rest
-of ``args`` configures the pipeline: ``<stage>_sampler`` entries (``{"name", "args", "params"}``),
-``shape_slat_normalization`` / ``tex_slat_normalization`` (per-channel ``mean`` / ``std``),
-``default_pipeline_type``, ``image_cond_model`` (official; the Pixal3D pipeline ignores it),
-``image_encoder`` (this project's own models name their image encoder there) and ``rembg_model``.
+``pipeline.json`` is parsed once into a :class:`~pixal3d.core.pipeline_config.PipelineConfig` (its
+``models``: stage key → checkpoint spec; the samplers, latent normalisation, cascade and image encoder).
 
 Checkpoint specs are resolved like the official loader does, without downloading anything:
 
@@ -22,22 +19,20 @@ encoders) are listed too, tagged with the file that names them.
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pixal3d import paths
+from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
 from pixal3d.errors import UserError
 from pixal3d.models.loading import Checkpoint, check_checkpoint, checkpoint_files, load_model, open_checkpoint, save_model
-from pixal3d.utils.files import write_json
 
-PIPELINE_FILE = "pipeline.json"
 #: further config files whose ``models`` are listed as extra stages (TRELLIS.2-4B)
 EXTRA_CONFIG_FILES = ("texturing_pipeline.json",)
 
@@ -140,61 +135,18 @@ def resolve_checkpoint_spec(folder: Path, spec: str, models_root: Path | None = 
     return candidates
 
 
-def _read_config(path: Path) -> dict:
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc} (not valid JSON: download or restore the file)") from exc
-    if not isinstance(config, dict) or not isinstance(config.get("args", {}), dict):
-        raise UserError(f"{path} must be a JSON object with an \"args\" object")
-    models = config.get("args", {}).get("models", {})
-    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
-        raise UserError(f"{path}: args.models must map stage names to checkpoint paths")
-    return config
-
-
 @dataclass
 class PipelineFolder:
     """A parsed pipeline folder: its stages (resolved checkpoint stems) and pipeline settings."""
 
     path: Path
-    name: str
-    args: dict
+    config: PipelineConfig
     stages: dict[str, Stage]
-    extra_configs: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def samplers(self) -> dict[str, dict]:
-        """``{'sparse_structure': {'name', 'args', 'params'}, 'shape_slat': ..., 'tex_slat': ...}`` (as present)."""
-        return {k[: -len("_sampler")]: v for k, v in self.args.items() if k.endswith("_sampler") and isinstance(v, dict)}
-
-    @property
-    def normalization(self) -> dict[str, dict]:
-        """``{'shape_slat': {'mean': [...], 'std': [...]}, 'tex_slat': ...}`` (as present)."""
-        return {k[: -len("_normalization")]: v for k, v in self.args.items()
-                if k.endswith("_normalization") and isinstance(v, dict)}
-
-    @property
-    def default_pipeline_type(self) -> str | None:
-        return self.args.get("default_pipeline_type")
-
-    @property
-    def image_encoder(self) -> dict | None:
-        """This project's image-encoder spec (``args.image_encoder``), if the folder names one."""
-        return self.args.get("image_encoder")
-
-    @property
-    def image_cond_model(self) -> dict | None:
-        """The official ``image_cond_model`` entry (ignored by the Pixal3D pipeline)."""
-        return self.args.get("image_cond_model")
-
-    @property
-    def rembg_model(self) -> dict | None:
-        return self.args.get("rembg_model")
+    extra_configs: dict[str, PipelineConfig] = field(default_factory=dict)
 
     def latent_normalization(self, kind: str, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 ``(mean [C], std [C])`` of ``kind`` (``'shape_slat'`` / ``'tex_slat'``): ``latent = x·std + mean``."""
-        entry = self.normalization.get(kind)
+        entry = self.config.normalization.get(kind)
         if entry is None or "mean" not in entry or "std" not in entry:
             raise UserError(f"{self.path / PIPELINE_FILE} has no {kind}_normalization mean/std")
         mean = torch.tensor(entry["mean"], dtype=torch.float32, device=device)
@@ -314,25 +266,19 @@ def open_pipeline_folder(path: str | os.PathLike, models_root: str | os.PathLike
     folder = Path(path).expanduser().resolve()
     config_path = folder / PIPELINE_FILE
     if not config_path.is_file():
-        raise UserError(f"{folder} is not a model folder: {PIPELINE_FILE} not found")
+        raise UserError(f"{folder} is not a model folder: {PIPELINE_FILE} is missing (see README, 'Model folders')")
     root = Path(models_root).expanduser() if models_root is not None else None
-    config = _read_config(config_path)
-    args = config.get("args", {})
+    config = PipelineConfig.read(config_path)
     stages: dict[str, Stage] = {}
-    extra: dict[str, dict] = {}
-    sources = [(PIPELINE_FILE, args)]
-    for name in EXTRA_CONFIG_FILES:
-        if (folder / name).is_file():
-            extra[name] = _read_config(folder / name)
-            sources.append((name, extra[name].get("args", {})))
-    for source, source_args in sources:
-        for key, spec in source_args.get("models", {}).items():
+    extra = {name: PipelineConfig.read(folder / name) for name in EXTRA_CONFIG_FILES if (folder / name).is_file()}
+    for source, source_config in [(PIPELINE_FILE, config), *extra.items()]:
+        for key, spec in source_config.models.items():
             if key in stages:
                 continue
             candidates = resolve_checkpoint_spec(folder, spec, root)
             stem = next((c for c in candidates if _complete(c)), None)
             stages[key] = Stage(key, spec, candidates, stem, source, repo_id_parts(folder, spec))
-    return PipelineFolder(folder, str(config.get("name", "")), args, stages, extra)
+    return PipelineFolder(folder, config, stages, extra)
 
 
 def resolve_model_folder(spec: str | os.PathLike | None, default: str = "pixal3d-small") -> Path:
@@ -373,25 +319,20 @@ class StageWeights:
     stem: str | None = None  # path relative to the folder; default ckpts/<stage key>
 
 
-def write_pipeline_folder(
-    path: str | os.PathLike,
-    stages: Mapping[str, StageWeights],
-    args: Mapping | None = None,
-    name: str = "Pixal3DImageTo3DPipeline",
-) -> PipelineFolder:
+def write_pipeline_folder(path: str | os.PathLike, stages: Mapping[str, StageWeights],
+                          config: PipelineConfig | None = None) -> PipelineFolder:
     """Write a pipeline folder: every stage as ``ckpts/<stem>.{safetensors,json}``, then ``pipeline.json``.
 
-    ``args`` are the other pipeline settings (samplers, normalisation, ``default_pipeline_type``,
-    ``image_encoder`` ...); ``args['models']`` is filled in here. Every file is written atomically
-    and ``pipeline.json`` last. Returns the folder, opened.
+    ``config`` holds the pipeline settings (samplers, normalisation, ``default_pipeline_type``, image
+    encoder ...; default: none); the written stages are added to its ``models``. Every file is written
+    atomically and ``pipeline.json`` last. Returns the folder, opened.
     """
     folder = Path(path)
-    pipeline_args = dict(args or {})
-    models = dict(pipeline_args.get("models", {}))
+    config = config or PipelineConfig()
+    models = dict(config.models)
     for key, stage in stages.items():
         stem = stage.stem or f"ckpts/{key}"
         save_model(stage.weights, folder / stem, stage.name, stage.args)
         models[key] = stem
-    pipeline_args["models"] = models
-    write_json(folder / PIPELINE_FILE, {"name": name, "args": pipeline_args})
+    replace(config, models=models).write(folder / PIPELINE_FILE)
     return open_pipeline_folder(folder)

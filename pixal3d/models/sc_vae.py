@@ -1,4 +1,4 @@
-"""Structured-latent (SC-VAE) decoders: ``SparseUnetVaeDecoder`` and ``FlexiDualGridVaeDecoder`` (spec §2.7, §2.8).
+"""Structured-latent (SC-VAE) decoders: ``SparseUnetVaeDecoder`` and ``FlexiDualGridVaeDecoder``.
 
 Both map a sparse latent (``[N, latent_channels]`` at grid ``res/16``) through ConvNeXt blocks and
 channel→spatial up-blocks to per-voxel outputs at grid ``res``. Each up-block doubles the resolution; which
@@ -58,7 +58,7 @@ class SparseConvNeXtBlock3d(nn.Module):
 
 
 class SparseResBlockC2S3d(nn.Module):
-    """Residual channel→spatial up-block ``C → C'`` (resolution ×2), spec §2.7.
+    """Residual channel→spatial up-block ``C → C'`` (resolution ×2).
 
     ``forward(x [Np, C], subdiv=None)``: the subdivision logits ``[Np, 8]`` come from ``to_subdiv(x)`` when
     ``pred_subdiv`` else from ``subdiv`` (a sparse tensor on ``x``'s coordinates). Returns the children
@@ -274,7 +274,7 @@ class SparseResBlockS2C3d(nn.Module):
 
     1. ``h = conv1(SiLU(norm1(x)))`` — norm1 LayerNorm(C, affine, eps 1e-6); conv1 submanifold 3×3×3 ``C → C'/8``
        at the child resolution.
-    2. Spatial→channel (§5.4) on both ``h`` and ``x``: parent ``coords // 2`` (lexicographic order), the parent's
+    2. Spatial→channel (:func:`pixal3d.models.sparse.spatial.spatial_to_channel`) on both ``h`` and ``x``: parent ``coords // 2`` (lexicographic order), the parent's
        channels = its 8 children's channels in child order ``s = sx + 2·sy + 4·sz`` (zeros for absent children):
        ``h`` gives ``C'`` channels, ``x`` gives ``8·C``.
     3. ``h = conv2(SiLU(norm2(h)))`` — norm2 LayerNorm(C') without affine; conv2 submanifold ``C' → C'``

@@ -1,7 +1,7 @@
 """Sparse-structure VAE (official ``sparse_structure_vae``): the dense 3-D CNN decoder of the 16³ latent.
 
-``SparseStructureDecoder`` maps the SS latent ``[B, 8, 16, 16, 16]`` to occupancy logits ``[B, 1, 64, 64, 64]``
-(spec §2.6); the occupied voxels are ``logits > 0``. Grid axes (dims 2, 3, 4) are x, y, z.
+``SparseStructureDecoder`` maps the SS latent ``[B, 8, 16, 16, 16]`` to occupancy logits ``[B, 1, 64, 64, 64]``;
+the occupied voxels are ``logits > 0``. Grid axes (dims 2, 3, 4) are x, y, z.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Flexible dual grid → triangle mesh (``o_voxel.convert.flexible_dual_grid_to_mesh``, eval mode, §6.2).
+"""Flexible dual grid → triangle mesh (``o_voxel.convert.flexible_dual_grid_to_mesh``, eval mode).
 
 One vertex per active voxel at ``(coords + dual_vertices) / R + aabb_min``; for every voxel and axis
 whose ``intersected`` flag is set, the four voxels sharing that voxel's edge at its ``(+1, +1)`` corner
@@ -77,7 +77,7 @@ def flexible_dual_grid_to_mesh(
     aabb_min: float = -0.5,
     aabb_max: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Extract the dual-grid mesh (official eval-mode extraction, §6.2).
+    """Extract the dual-grid mesh (official eval-mode extraction).
 
     Args:
         coords: ``[N,3]`` integer voxel indices in ``[0, resolution)``.

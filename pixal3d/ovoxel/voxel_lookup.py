@@ -1,4 +1,5 @@
-"""Sparse per-voxel attribute lookup (FlexGEMM ``grid_sample_3d``, torch path; §7.4 step 4).
+"""Sparse per-voxel attribute lookup (FlexGEMM ``grid_sample_3d``, torch path): the texel
+lookup of the texture bake.
 
 Queries are in voxel units: voxel ``m`` spans ``[c_m, c_m + 1)`` and has its centre at ``c_m + 0.5``
 (for the unit cube, ``q = (p − aabb_min) · R``). Neighbour indices are formed like the reference, by

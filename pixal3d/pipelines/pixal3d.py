@@ -1,6 +1,6 @@
 """The image-to-3D pipeline: one image → pixel-aligned PBR voxels and mesh → GLB.
 
-Stages (official ``Pixal3DImageTo3DPipeline.run``, §1 of the architecture notes):
+Stages (official ``Pixal3DImageTo3DPipeline.run``; the stage table of docs/architecture.md):
 
 1. preprocess (alpha or background removal, square crop ×1.1 on black) and the camera;
 2. a CPU ``torch.Generator`` seeded with ``seed``; every stage's noise is drawn from it in stage order (SS, LR
@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
-from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS, CascadeConfig
+from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
@@ -108,26 +108,34 @@ class GenerationOptions:
 
 @dataclass
 class PreparedImage:
-    """An input image already loaded and preprocessed (:func:`prepare_image`): the square RGB crop the
-    pipeline conditions on, and what preprocessing did (``info['background']`` …)."""
+    """An input image already loaded and preprocessed (:func:`prepare_image`): the RGB picture the pipeline
+    conditions on (a square crop; a multi-view view keeps its whole canvas) and what preprocessing did
+    (``info['background']`` …)."""
 
     image: Image.Image
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess: bool = True) -> PreparedImage:
-    """Load and preprocess an input image (alpha or background removal, square crop) without any model
-    of the pipeline, so a bad image fails before anything is loaded. :class:`UserError` for a bad image."""
+def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess: bool = True,
+                  crop: bool = True, device: str | torch.device = "cpu") -> PreparedImage:
+    """Load (once) and preprocess an input image without any model of the pipeline, so a bad image fails before
+    anything is loaded; a :class:`PreparedImage` is returned as is. :class:`UserError` for a bad image.
+
+    ``crop=True``: alpha or background removal and the official square crop (:func:`preprocess_image`), or the
+    loaded RGB picture as is with ``preprocess=False``. ``crop=False`` (a view of a multi-view capture, whose
+    camera a crop would misalign): the whole canvas, background removed, on black (:func:`composite_on_black`).
+    The background-removal model runs on ``device`` (:mod:`pixal3d.image.background`).
+    """
     from pixal3d.image.io import load_image
-    from pixal3d.image.preprocess import preprocess_image
+    from pixal3d.image.preprocess import composite_on_black, preprocess_image
 
     if isinstance(image, PreparedImage):
         return image
-    picture = load_image(image)
+    if not crop:
+        return PreparedImage(*composite_on_black(image, device=str(device)))
     if not preprocess:
-        return PreparedImage(picture.convert("RGB"), {})
-    picture, info = preprocess_image(picture)
-    return PreparedImage(picture, info)
+        return PreparedImage(load_image(image).convert("RGB"), {})
+    return PreparedImage(*preprocess_image(image, device=str(device)))
 
 
 @dataclass
@@ -171,7 +179,8 @@ class GenerationResult:
 def stage_sampler_params(folder_samplers: dict[str, dict], options: GenerationOptions) -> dict[str, SamplerParams]:
     """Sampler settings per stage: official defaults ← the folder's ``pipeline.json`` ← user options.
 
-    ``folder_samplers`` is :attr:`PipelineFolder.samplers` (``{'sparse_structure': {'params': {...}}, ...}``).
+    ``folder_samplers`` is a model folder's ``config.samplers``
+    (:class:`~pixal3d.core.pipeline_config.PipelineConfig`: ``{'sparse_structure': {'params': {...}}, ...}``).
     """
     params = {}
     for stage, default in STAGE_DEFAULTS.items():
@@ -302,7 +311,7 @@ class Pixal3DPipeline:
         self.quantize = quantize or "none"
         self.sampler = FlowEulerGuidanceIntervalSampler()
         self.models = folder.models(device=device, low_memory=low_vram, transform=stage_transform(quantize))
-        self.cascade_config = CascadeConfig.from_args(folder.args.get("cascade"))
+        self.cascade_config = folder.config.cascade_config
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -313,8 +322,9 @@ class Pixal3DPipeline:
         ``quantize="int8"``: the flows' Linear layers run as dynamically quantised int8 on the CPU
         (:mod:`pixal3d.models.quantize`; opt-in, changes the numbers). Default: exact float weights.
 
-        The folder is checked first (:meth:`check_folder`, headers only). Without ``low_vram`` every stage
-        is loaded now (NaN/Inf weights are refused before any sampling); with it, each loads when used.
+        A path is opened and checked first (:meth:`open_folder`, headers only); an opened folder is one
+        :meth:`open_folder` returned. Without ``low_vram`` every stage is loaded now (NaN/Inf weights are refused
+        before any sampling); with it, each loads when used.
         """
         from pixal3d.conditioning.extractor import ConditionExtractor
 
@@ -322,8 +332,7 @@ class Pixal3DPipeline:
         if quantize not in (None, "none") and device.type != "cpu":
             raise UserError(f"--quantize {quantize} runs on the CPU only (PyTorch has no {device.type} int8 kernels); "
                             "drop it or use --device cpu")
-        folder = path if isinstance(path, PipelineFolder) else open_pipeline_folder(path)
-        cls.check_folder(folder)
+        folder = path if isinstance(path, PipelineFolder) else cls.open_folder(path)
         conditioner = ConditionExtractor.for_folder(folder, device=device)
         pipeline = cls(folder, conditioner, device, low_vram, quantize)
         if not low_vram:  # every stage stays resident anyway: load now, so a bad weight fails before any sampling
@@ -332,11 +341,12 @@ class Pixal3DPipeline:
         return pipeline
 
     @classmethod
-    def check_folder(cls, folder: PipelineFolder) -> None:
-        """Check a model folder for Pixal3D generation without reading tensor data: every required stage
+    def open_folder(cls, path: str | Path) -> PipelineFolder:
+        """Open a model folder and check it for Pixal3D generation without reading tensor data — the one
+        validation of a model folder: ``pipeline.json`` read (:func:`open_pipeline_folder`), every required stage
         present and fitting its class (:meth:`PipelineFolder.check`), pixel back-projection flows, and the
         stages' latent channels fitting each other and the folder's normalisation. :class:`UserError` otherwise."""
-        CascadeConfig.from_args(folder.args.get("cascade"))
+        folder = open_pipeline_folder(path)
         checked = folder.check(list(cls.REQUIRED_STAGES))
         for key, (checkpoint, model) in checked.items():
             if getattr(model, "image_attn_mode", "proj") != "proj":
@@ -348,7 +358,7 @@ class Pixal3DPipeline:
             return int(value) if isinstance(value, int) else None
 
         shape_c, tex_c = channels("shape_slat_decoder", "latent_channels"), channels("tex_slat_decoder", "latent_channels")
-        norms = {kind: len(entry.get("mean", [])) for kind, entry in folder.normalization.items()}
+        norms = {kind: len(entry.get("mean", [])) for kind, entry in folder.config.normalization.items()}
         rules = [
             ("sparse_structure_flow_model", "out_channels", channels("sparse_structure_decoder", "latent_channels"),
              "the sparse-structure decoder's latent channels"),
@@ -367,6 +377,7 @@ class Pixal3DPipeline:
             if have is not None and expected and have != expected:
                 raise UserError(f"{key} ({checked[key][0].json_path.name}) has {arg}={have}, but {what} are {expected}: "
                                 f"the stages do not belong together (another stage's or another model's checkpoint?)")
+        return folder
 
     # --- the stages ------------------------------------------------------------------------------
     # Each stage method draws its noise from ``generator`` (the CPU generator :meth:`run` seeds; the global one
@@ -473,7 +484,7 @@ class Pixal3DPipeline:
         """
         if pipeline_type not in self.cascade_config.pipeline_types:
             raise UserError(f"unknown pipeline type {pipeline_type!r} (this model has {', '.join(self.cascade_config.pipeline_types)})")
-        params = sampler_params or stage_sampler_params(self.folder.samplers, GenerationOptions())
+        params = sampler_params or stage_sampler_params(self.folder.config.samplers, GenerationOptions())
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -511,7 +522,7 @@ class Pixal3DPipeline:
         types = self.cascade_config.pipeline_types
         if self.low_vram and "1024_cascade" in types:
             return "1024_cascade"
-        default = self.folder.default_pipeline_type
+        default = self.folder.config.default_pipeline_type
         return default if default in types else max(types, key=types.get)
 
     def pipeline_type_for(self, resolution: int) -> str:
@@ -533,26 +544,21 @@ class Pixal3DPipeline:
 
     def _multiview_inputs(self, images: list, options: GenerationOptions) -> tuple[list[Image.Image], list[PinholeCamera],
                                                                                   Camera, dict[str, Any]]:
-        """Multi-view: every image cut out and composited on black without a crop (its camera stays exact), the
-        cameras mapped into view 0's canonical frame, and view 0's camera as the output camera."""
-        from pixal3d.image.io import load_image
-        from pixal3d.image.preprocess import composite_on_black
-
+        """Multi-view: every image cut out and composited on black without a crop (its camera stays exact;
+        :func:`prepare_image` with ``crop=False``), the cameras mapped into view 0's canonical frame, and view 0's
+        camera as the output camera."""
         cameras = options.cameras
         if cameras is None:
             raise UserError("several images need their cameras: give a cameras file (transforms.json) or turntable azimuths")
         if len(cameras) != len(images):
             raise UserError(f"got {len(images)} images but {len(cameras)} cameras")
-        pictures = [load_image(im) for im in images]
-        if len({p.size for p in pictures}) > 1:
+        prepared = [prepare_image(im, crop=False, device=self.device) for im in images]
+        views = [p.image for p in prepared]
+        if len({v.size for v in views}) > 1:
             raise UserError("multi-view images must all have the same size, got "
-                            + ", ".join(f"{p.width}x{p.height}" for p in pictures))
-        views, used = [], []
-        for picture in pictures:
-            rgb, prep = composite_on_black(picture)
-            views.append(rgb)
-            used.append(prep["background"])
-        canonical = canonicalize_views([c.rescaled(*pictures[0].size) for c in cameras])
+                            + ", ".join(f"{v.width}x{v.height}" for v in views))
+        used = [p.info["background"] for p in prepared]
+        canonical = canonicalize_views([c.rescaled(*views[0].size) for c in cameras])
         first = canonical[0]
         fov0 = 2.0 * math.atan(first.width / (2.0 * float(first.intrinsics[0, 0])))
         output_camera = Camera(fov0, float(torch.linalg.norm(first.cam_to_world[:3, 3])), first.mesh_scale)
@@ -579,7 +585,7 @@ class Pixal3DPipeline:
             picture, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
                                                                        else [image], options)
         else:
-            prepared = prepare_image(image, options.preprocess)
+            prepared = prepare_image(image, options.preprocess, device=self.device)
             picture = prepared.image
             if "background" in prepared.info:
                 info["background"] = prepared.info["background"]
@@ -594,7 +600,7 @@ class Pixal3DPipeline:
             picture, camera_arg, seed=options.seed,
             pipeline_type=options.pipeline_type or self.default_pipeline_type(),
             max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
-            sampler_params=stage_sampler_params(self.folder.samplers, options), progress=progress,
+            sampler_params=stage_sampler_params(self.folder.config.samplers, options), progress=progress,
         )
         info.update({"resolution": out.resolution, "tokens": len(out.cascade.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
@@ -616,6 +622,6 @@ def decoded_asset(out: GenerationOutput, camera: Camera, source: dict | None = N
         dual_vertices=dual_vertices.cpu().numpy().astype(np.float32),
         intersected=intersected.cpu().numpy(),
         split_weight=split_weight[:, 0].cpu().numpy().astype(np.float32),
-        camera=AssetCamera(camera.fov_x, camera.distance, camera.mesh_scale),
+        camera=camera,
         source=source or {},
     )

@@ -85,9 +85,9 @@ class FlowTrainer(Trainer):
         self.t_mean, self.t_std = float(args.get("t_mean", 1.0)), float(args.get("t_std", 1.0))
         spec = args.get("image_encoder", "base")
         if spec == "base":
-            if self.base is None or self.base.image_encoder is None:
+            if self.base is None or self.base.config.image_encoder is None:
                 raise UserError(f"{self.name}: image_encoder 'base' needs a base_pipeline that names an image_encoder")
-            self.encoder_spec = dict(self.base.image_encoder)
+            self.encoder_spec = dict(self.base.config.image_encoder)
             encoder = build_image_encoder(self.encoder_spec, self.base.path)
             trainable = False
         else:
@@ -125,7 +125,7 @@ class FlowTrainer(Trainer):
         return sample_t(generators, self.t_schedule, self.t_mean, self.t_std).to(self.device)
 
     def pipeline_args(self) -> dict[str, Any]:
-        base_cfgs = dict((self.base.args.get("image_cond_configs") if self.base else None) or {})
+        base_cfgs = dict((self.base.config.image_cond_configs if self.base else None) or {})
         base_cfgs[self.cond_stage] = {"image_size": self.conditioner.image_size,
                                       "grid_resolution": self.conditioner.grid_resolution}
         return {"image_encoder": self.encoder_spec, "image_cond_configs": base_cfgs}

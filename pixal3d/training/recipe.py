@@ -20,16 +20,16 @@ assets and views already built are kept, a run continues from its latest checkpo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
 from pixal3d.errors import UserError
 from pixal3d.training.chain import ChainRun, base_runs, check_chain
 from pixal3d.training.config import load_config
@@ -235,20 +235,20 @@ def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, ste
     if step is None and not run_finished(run.output_dir, run.config.max_steps):
         raise UserError(f"ablation {name} has not finished; train it first")
     checkpoint = run.output_dir / "ckpts" / f"step_{int(step or 0):07d}"
-    if step is not None and not (checkpoint / "pipeline.json").is_file():
+    if step is not None and not (checkpoint / PIPELINE_FILE).is_file():
         raise UserError(f"run {name} has no checkpoint at step {step} ({checkpoint})")
-    if not (recipe.model / "pipeline.json").is_file():
+    if not (recipe.model / PIPELINE_FILE).is_file():
         raise UserError(f"export the model first: {recipe.model} has no pipeline.json")
     source = open_pipeline_folder(checkpoint if step is not None else resolve_pipeline(run.output_dir))
     target = recipe.runs / (f"{name}@{step}.model" if step is not None else f"{name}.model")
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(recipe.model, target)
-    config = json.loads((target / "pipeline.json").read_text())
+    models = PipelineConfig.read(target / PIPELINE_FILE).models
     for key in run.config.models:
-        if key not in config["args"]["models"]:
+        if key not in models:
             continue  # a training-only stage (an encoder) that the model does not ship
-        stem = config["args"]["models"][key]
+        stem = models[key]
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))
         _store_half((target / stem).with_suffix(".safetensors"))  # as the model's own weights
@@ -270,9 +270,8 @@ TRAINING_ONLY_STAGES = ("sparse_structure_encoder", "shape_slat_encoder", "tex_s
 def _keep_inference_stages(folder: Path) -> None:
     """Drop :data:`TRAINING_ONLY_STAGES` from pipeline folder ``folder`` and store stages with identical weights
     once (a flow serving two stages): ``pipeline.json``'s ``models`` then names one checkpoint for both."""
-    config_path = folder / "pipeline.json"
-    config = json.loads(config_path.read_text())
-    models = config["args"]["models"]
+    config = PipelineConfig.read(folder / PIPELINE_FILE)
+    models = dict(config.models)
     seen: dict[bytes, str] = {}
     for key in list(models):
         stem = folder / models[key]
@@ -286,4 +285,4 @@ def _keep_inference_stages(folder: Path) -> None:
             models[key] = seen[weights]
         for suffix in (".safetensors", ".json"):
             stem.with_suffix(suffix).unlink()
-    write_json(config_path, config)
+    replace(config, models=models).write(folder / PIPELINE_FILE)

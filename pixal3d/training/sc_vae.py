@@ -31,7 +31,6 @@ latent voxels as ``shape_slat_normalization`` / ``tex_slat_normalization`` in ``
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -47,7 +46,6 @@ from pixal3d.models.sparse.spatial import ChannelToSpatial
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.training.trainer import Trainer
 from pixal3d.utils.coords import CoordIndex
-from pixal3d.utils.files import write_json
 
 #: latent kind → (encoder stage key, decoder stage key)
 STAGES = {"shape_slat": ("shape_slat_encoder", "shape_slat_decoder"),
@@ -224,11 +222,8 @@ def write_latent_normalization(pipeline: str | Path, dataset: Dataset, collate: 
             raise UserError(f"unknown latent kind {kind!r} (known: {', '.join(STAGES)})")
         encoder = folder.load(STAGES[kind][0], device=device)
         entries[kind] = normalization_entry(*latent_statistics(kind, encoder, dataset, collate, device, max_items, batch_size))
-    path = folder.path / PIPELINE_FILE
-    config = json.loads(path.read_text())
-    for kind, entry in entries.items():
-        config.setdefault("args", {})[f"{kind}_normalization"] = entry
-    write_json(path, config)
+    folder.config.with_settings({f"{kind}_normalization": entry for kind, entry in entries.items()}).write(
+        folder.path / PIPELINE_FILE)
     return entries
 
 

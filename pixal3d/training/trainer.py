@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from pixal3d.core.pipeline_config import PIPELINE_NAME, PipelineConfig
 from pixal3d.errors import UserError, log
 from pixal3d.models.loading import read_model_config
 from pixal3d.models.pipeline_folder import (
@@ -165,25 +166,25 @@ def merge_pipeline_folders(sources: list[PipelineFolder], target: Path) -> Pipel
             owner[key] = folder.path
             name, model_args = read_model_config(stage.stem)
             stages[key] = StageWeights(folder.load(key, device="cpu").state_dict(), name, model_args, f"{CKPT_DIR}/{key}")
-        for key, value in folder.args.items():
-            if key != "models":
-                args.setdefault(key, value)
+        for key, value in folder.config.settings().items():
+            args.setdefault(key, value)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for folder in sources:  # the image-encoder weights of the source whose spec was taken
-        weights = ((folder.image_encoder or {}).get("args") or {}).get("weights")
-        if weights and args.get("image_encoder") is folder.args.get("image_encoder") and (folder.path / weights).is_file():
-            (target / weights).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder.path / weights, target / weights)
-    return write_pipeline_folder(target, stages, args, name="Pixal3DImageTo3DPipeline")
+    # the image-encoder weights of the source whose spec was taken
+    encoder_source = next((folder for folder in sources if folder.config.image_encoder is not None), None)
+    weights = ((encoder_source.config.image_encoder.get("args") or {}).get("weights")) if encoder_source else None
+    if weights and (encoder_source.path / weights).is_file():
+        (target / weights).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(encoder_source.path / weights, target / weights)
+    return write_pipeline_folder(target, stages, PipelineConfig().with_settings(args))
 
 
 def folder_contents(folder: PipelineFolder | None) -> list[str]:
     """The stage keys whose weights ``folder`` holds, plus ``"image_encoder"`` when it names one."""
     if folder is None:
         return []
-    return [k for k, st in folder.stages.items() if st.found] + (["image_encoder"] if folder.image_encoder else [])
+    return [k for k, st in folder.stages.items() if st.found] + (["image_encoder"] if folder.config.image_encoder else [])
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -485,17 +486,17 @@ class Trainer:
         stages = self._base_stages()
         for key, spec in self.stage_specs.items():
             stages[key] = StageWeights(self.ema[key], spec["name"], spec["args"], f"{CKPT_DIR}/{key}")
-        args = {k: v for k, v in (self.base.args if self.base else {}).items() if k != "models"}
-        args.update(self.pipeline_args())
+        base = self.base.config if self.base else PipelineConfig()
+        config = base.with_settings({"models": {}, **self.pipeline_args()}, name=PIPELINE_NAME)
         folder.mkdir(parents=True, exist_ok=True)
         self.write_extras(folder, self.ema)
-        self._copy_base_encoder_weights(folder, args)
-        return write_pipeline_folder(folder, stages, args, name="Pixal3DImageTo3DPipeline")
+        self._copy_base_encoder_weights(folder, config.image_encoder)
+        return write_pipeline_folder(folder, stages, config)
 
-    def _copy_base_encoder_weights(self, folder: Path, args: dict[str, Any]) -> None:
+    def _copy_base_encoder_weights(self, folder: Path, encoder: dict | None) -> None:
         """Carry the base folder's image-encoder weights file forward when the trainer did not write its own
-        (every later stage of a chain keeps the encoder that ``pipeline.json`` names)."""
-        weights = ((args.get("image_encoder") or {}).get("args") or {}).get("weights")
+        (every later stage of a chain keeps the ``encoder`` spec that ``pipeline.json`` names)."""
+        weights = ((encoder or {}).get("args") or {}).get("weights")
         if weights is None or self.base is None or (folder / weights).is_file():
             return
         source = self.base.path / weights

@@ -114,12 +114,12 @@ def find_models(given: str | None = None, root: Path | None = None) -> tuple[dic
     ``pipeline.json`` that passes the header check, the default model first.
     """
     from pixal3d.cli.generate import resolve_model
-    from pixal3d.models.pipeline_folder import is_pipeline_folder, open_pipeline_folder
+    from pixal3d.models.pipeline_folder import is_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
     if given:
         folder = resolve_model(given)
-        Pixal3DPipeline.check_folder(open_pipeline_folder(folder))
+        Pixal3DPipeline.open_folder(folder)
         return {folder.name: folder}, []
     root = Path(root) if root is not None else paths.models_root()
     found, notes = {}, []
@@ -128,7 +128,7 @@ def find_models(given: str | None = None, root: Path | None = None) -> tuple[dic
             if not (sub.is_dir() and is_pipeline_folder(sub)):
                 continue
             try:
-                Pixal3DPipeline.check_folder(open_pipeline_folder(sub))
+                Pixal3DPipeline.open_folder(sub)
             except Exception as exc:  # noqa: BLE001 — a folder that cannot generate is left out, with why
                 notes.append(f"{sub.name}: {describe(exc)[1]}")
                 continue
@@ -298,13 +298,14 @@ class Service:
         pipeline reuse its image features (DINOv3 + NAF), which it keeps for the last picture it saw."""
         import hashlib
 
+        from pixal3d.devices import select_device
         from pixal3d.pipelines.pixal3d import prepare_image
 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         last = self._prepared
         if last is not None and last[0] == digest:
             return last[1]
-        prepared = prepare_image(path)
+        prepared = prepare_image(path, device=select_device(self.config.device))  # the remover on the model's device
         self._prepared = (digest, prepared)
         return prepared
 

@@ -16,6 +16,7 @@ from pixal3d.conditioning.encoders import SmallConvEncoder, build_image_encoder
 from pixal3d.conditioning.extractor import STAGES, ConditionExtractor, StageConfig
 from pixal3d.conditioning.naf import NAF
 from pixal3d.core.camera import Camera
+from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 from tests.helpers import assert_close
@@ -125,9 +126,10 @@ def test_for_folder_loads_before_seeding_without_touching_rng(refs, image, tmp_p
     (tmp_path / "dino" / "config.json").write_text(json.dumps(dino.meta["hf_config"]))
     save_file({k: v.contiguous() for k, v in dino.weights("w.").items()}, str(tmp_path / "dino" / "model.safetensors"))
     torch.save(naf.weights("w."), tmp_path / "naf.pth")
-    folder = SimpleNamespace(path=tmp_path, image_encoder={"name": "dinov3", "args": {"path": "dino"}, "naf": "naf.pth"},
-                             args={"image_cond_configs": {"shape_512": {"image_size": 160, "grid_resolution": 8,
-                                                                        "use_naf_upsample": True, "naf_target_size": 80}}})
+    config = PipelineConfig(image_encoder={"name": "dinov3", "args": {"path": "dino"}, "naf": "naf.pth"},
+                            image_cond_configs={"shape_512": {"image_size": 160, "grid_resolution": 8,
+                                                              "use_naf_upsample": True, "naf_target_size": 80}})
+    folder = SimpleNamespace(path=tmp_path, config=config)
     torch.manual_seed(42)
     state = torch.get_rng_state()
     ex = ConditionExtractor.for_folder(folder)

@@ -9,6 +9,7 @@ import pytest
 import trimesh
 from PIL import Image
 
+from pixal3d.core.render import ViewCamera, look_at
 from pixal3d.data import preview, synth
 from pixal3d.errors import UserError
 
@@ -168,7 +169,7 @@ def _quad(z: float, half: float, color, alpha_mode="OPAQUE", alpha=1.0) -> trime
 
 
 def test_preview_coverage_and_blending():
-    ortho = preview.Camera(np.array([0.0, 0.0, 3.0]), np.zeros(3), np.array([0.0, 1.0, 0.0]), fov_x=None, ortho_half=0.5)
+    ortho = ViewCamera(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.0, ortho_half=0.5)
     scene = trimesh.Scene([_quad(0.0, 0.25, (1.0, 0.0, 0.0))])
     img = preview.render_scene(scene, 64, camera=ortho)
     assert img.shape == (64, 64, 4) and img.dtype == np.uint8
@@ -185,7 +186,7 @@ def test_preview_coverage_and_blending():
 def test_front_camera_frames_unit_cube_half_width():
     # the official distance maps x = ±0.5 on the z = 0 plane to the image's left and right edges
     cam = preview.front_camera()
-    assert cam.eye[2] == pytest.approx(1.0 / (2.0 * np.tan(preview.DEFAULT_FOV_X / 2.0)))
+    assert cam.cam_to_world[2, 3] == pytest.approx(1.0 / (2.0 * np.tan(preview.DEFAULT_FOV_X / 2.0)))
     img = preview.render_scene(trimesh.Scene([_quad(0.0, 0.5, (0.5, 0.5, 0.5))]), 32, camera=cam)
     assert (img[..., 3] == 255).all()
     img = preview.render_scene(trimesh.Scene([_quad(0.0, 0.45, (0.5, 0.5, 0.5))]), 40, camera=cam)

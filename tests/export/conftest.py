@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.core.asset import AssetCamera, VoxelAsset
+from pixal3d.core.asset import VoxelAsset
+from pixal3d.core.camera import Camera
 
 FOV = math.radians(40.0)
 DISTANCE = 1.0 / (2.0 * math.tan(FOV / 2.0))
@@ -31,7 +32,7 @@ def sphere_asset(alpha: str = "opaque", resolution: int = 32) -> VoxelAsset:
         attrs[:, 5] = (centres[:, 1] >= 0).astype(np.float32)
     return VoxelAsset(resolution=resolution, coords=coords.astype(np.int32), attrs=attrs,
                       mesh_vertices=vertices.astype(np.float32), mesh_faces=sphere.faces.astype(np.int32),
-                      camera=AssetCamera(FOV, DISTANCE, 1.0))
+                      camera=Camera(FOV, DISTANCE, 1.0))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pixal3d.models.loading import (
     read_safetensors_header,
     save_model,
 )
+from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.models.pipeline_folder import (
     PIXAL3D_STAGES,
     StageWeights,
@@ -260,13 +261,13 @@ def stage_weights(key: str, seed: int) -> StageWeights:
 def test_pixal3d_layout_round_trip(tmp_path):
     stages = {key: stage_weights(key, i) for i, key in enumerate(PIXAL3D_STAGES)}
     stages["sparse_structure_decoder"].stem = "ckpts/ss_dec_conv3d_16l8_fp16"
-    folder = write_pipeline_folder(tmp_path / "Pixal3D", stages, PIPELINE_ARGS, name="Trellis2ImageTo3DPipeline")
-    assert folder.name == "Trellis2ImageTo3DPipeline"
+    folder = write_pipeline_folder(tmp_path / "Pixal3D", stages, PipelineConfig("Trellis2ImageTo3DPipeline").with_settings(PIPELINE_ARGS))
+    assert folder.config.name == "Trellis2ImageTo3DPipeline"
     assert list(folder.stages) == list(PIXAL3D_STAGES) and folder.missing() == []
     assert folder.stages["sparse_structure_decoder"].stem == tmp_path / "Pixal3D/ckpts/ss_dec_conv3d_16l8_fp16"
-    assert folder.samplers["sparse_structure"]["params"]["steps"] == 12
-    assert folder.default_pipeline_type == "1536_cascade" and folder.rembg_model["name"] == "BiRefNet"
-    assert folder.image_encoder is None
+    assert folder.config.samplers["sparse_structure"]["params"]["steps"] == 12
+    assert folder.config.default_pipeline_type == "1536_cascade" and folder.config.rembg_model["name"] == "BiRefNet"
+    assert folder.config.image_encoder is None
     mean, std = folder.latent_normalization("shape_slat")
     assert mean.tolist() == [0.5, -1.0] and std.dtype == torch.float32
     for key in PIXAL3D_STAGES:
@@ -282,13 +283,13 @@ def test_trellis2_layout_with_hub_id_and_texturing_config(tmp_path, monkeypatch)
     stages = {key: stage_weights(key, i) for i, key in enumerate(keys)}
     args = dict(PIPELINE_ARGS, models={"sparse_structure_decoder": "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"},
                 image_cond_model={"name": "DinoV3FeatureExtractor", "args": {"model_name": "facebook/dinov3"}})
-    folder = write_pipeline_folder(root / "TRELLIS.2-4B", stages, args, name="Trellis2ImageTo3DPipeline")
+    folder = write_pipeline_folder(root / "TRELLIS.2-4B", stages, PipelineConfig("Trellis2ImageTo3DPipeline").with_settings(args))
     (folder.path / "texturing_pipeline.json").write_text(json.dumps(
         {"name": "Trellis2TexturingPipeline",
          "args": {"models": {"shape_slat_encoder": "ckpts/shape_enc_next_dc_f16c32_fp16",
                              "tex_slat_flow_model_512": "ckpts/tex_slat_flow_model_512"}}}))
     folder = open_pipeline_folder(folder.path)
-    assert folder.image_cond_model["name"] == "DinoV3FeatureExtractor"
+    assert folder.config.image_cond_model["name"] == "DinoV3FeatureExtractor"
     assert folder.stages["shape_slat_encoder"].source == "texturing_pipeline.json"
     assert folder.stages["tex_slat_flow_model_512"].source == "pipeline.json"
     missing = folder.missing(["sparse_structure_decoder"])
@@ -316,7 +317,7 @@ def test_trellis2_layout_with_hub_id_and_texturing_config(tmp_path, monkeypatch)
 def test_hub_id_found_as_local_copy_and_partial_download(tmp_path):
     dec = stage_weights("sparse_structure_decoder", 5)
     folder_path = tmp_path / "TRELLIS.2-4B"
-    write_pipeline_folder(folder_path, {}, {"models": {"sparse_structure_decoder": "microsoft/TRELLIS-image-large/ckpts/ss_dec"}})
+    write_pipeline_folder(folder_path, {}, PipelineConfig().with_settings({"models": {"sparse_structure_decoder": "microsoft/TRELLIS-image-large/ckpts/ss_dec"}}))
     stem = folder_path / "ckpts" / "ss_dec"
     save_model(dec.weights, stem, dec.name, dec.args)
     stem.with_name("ss_dec.safetensors").unlink()
@@ -329,7 +330,7 @@ def test_hub_id_found_as_local_copy_and_partial_download(tmp_path):
 
 def test_low_memory_keeps_one_stage_resident(tmp_path):
     keys = ["sparse_structure_flow_model", "sparse_structure_decoder"]
-    folder = write_pipeline_folder(tmp_path / "f", {k: stage_weights(k, i) for i, k in enumerate(keys)}, PIPELINE_ARGS)
+    folder = write_pipeline_folder(tmp_path / "f", {k: stage_weights(k, i) for i, k in enumerate(keys)}, PipelineConfig().with_settings(PIPELINE_ARGS))
     models = folder.models(low_memory=True)
     first = models[keys[0]]
     assert models[keys[0]] is first and models.resident == [keys[0]]
@@ -344,7 +345,7 @@ def test_low_memory_keeps_one_stage_resident(tmp_path):
 
 
 def test_bad_pipeline_json_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="pipeline.json not found"):
+    with pytest.raises(UserError, match="pipeline.json is missing"):
         open_pipeline_folder(tmp_path)
     (tmp_path / "pipeline.json").write_text(json.dumps({"args": {"models": {"a": 3}}}))
     with pytest.raises(UserError, match="args.models"):
@@ -388,7 +389,7 @@ def test_tiny_pipeline_of_real_classes_in_both_official_layouts(reference, tmp_p
     assert set(stages) == set(PIXAL3D_STAGES)
     args = dict(E2E_FOLDER_ARGS, **fixture.meta["normalization"])
 
-    pixal3d = write_pipeline_folder(tmp_path / "Pixal3D", stages, args, name="Trellis2ImageTo3DPipeline")
+    pixal3d = write_pipeline_folder(tmp_path / "Pixal3D", stages, PipelineConfig("Trellis2ImageTo3DPipeline").with_settings(args))
     assert pixal3d.missing() == []
     assert_loaded(pixal3d, stages)
     mean, std = pixal3d.latent_normalization("tex_slat")
@@ -400,7 +401,7 @@ def test_tiny_pipeline_of_real_classes_in_both_official_layouts(reference, tmp_p
     hub = "microsoft/TRELLIS-image-large/ckpts/ss_dec_conv3d_16l8_fp16"
     others = {k: v for k, v in stages.items() if k != "sparse_structure_decoder"}
     others["tex_slat_flow_model_512"] = stages["tex_slat_flow_model_1024"]
-    trellis = write_pipeline_folder(root / "TRELLIS.2-4B", others, dict(args, models={"sparse_structure_decoder": hub}))
+    trellis = write_pipeline_folder(root / "TRELLIS.2-4B", others, PipelineConfig().with_settings(dict(args, models={"sparse_structure_decoder": hub})))
     assert [line.split(":")[0] for line in trellis.missing()] == ["sparse_structure_decoder"]
     save_model(decoder.weights, root / "TRELLIS-image-large" / "ckpts" / "ss_dec_conv3d_16l8_fp16", decoder.name, decoder.args)
     trellis = open_pipeline_folder(resolve_model_folder("trellis2"))

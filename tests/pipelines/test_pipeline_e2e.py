@@ -118,13 +118,13 @@ def test_folder_sampler_params_are_the_fixtures(tiny):
     e2e, pipeline = tiny[0], tiny[1]
     from pixal3d.pipelines.pixal3d import GenerationOptions
 
-    params = stage_sampler_params(pipeline.folder.samplers, GenerationOptions())
+    params = stage_sampler_params(pipeline.folder.config.samplers, GenerationOptions())
     for stage, expected in e2e.meta["sampler_params"].items():
         got = params[stage]
         assert (got.steps, got.guidance_strength, got.guidance_rescale, got.rescale_t) == (
             expected["steps"], expected["guidance_strength"], expected["guidance_rescale"], expected["rescale_t"])
         assert got.guidance_interval == tuple(expected["guidance_interval"])
-    overridden = stage_sampler_params(pipeline.folder.samplers, GenerationOptions(steps=5, guidance=3.0))
+    overridden = stage_sampler_params(pipeline.folder.config.samplers, GenerationOptions(steps=5, guidance=3.0))
     assert overridden["shape_slat"].steps == 5 and overridden["shape_slat"].guidance_strength == 3.0
     assert overridden["tex_slat"].guidance_strength == 1.0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
 from tests.helpers import Fixture
 
@@ -68,5 +69,5 @@ def write_tiny_pipeline(path: Path, e2e: Fixture, dinov3: Fixture, naf: Fixture,
         "image_cond_configs": e2e.meta["image_cond_configs"],
         "models": extra_models,
     }
-    write_pipeline_folder(path, stages, args, name="Trellis2ImageTo3DPipeline")
+    write_pipeline_folder(path, stages, PipelineConfig("Trellis2ImageTo3DPipeline").with_settings(args))
     return path

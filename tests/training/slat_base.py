@@ -9,6 +9,7 @@ import torch
 
 from pixal3d.conditioning.encoders import SmallConvEncoder
 from pixal3d.data.dataset import ViewDataset, collate_views
+from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
 from pixal3d.models.registry import build_model
 from pixal3d.training.sc_vae import normalization_entry
@@ -46,5 +47,5 @@ def write_slat_base(path: Path, data: Path, with_image_encoder: bool = True) -> 
         args["image_encoder"] = ENCODER_SPEC
     stages = {"shape_slat_encoder": StageWeights(shape, "FlexiDualGridVaeEncoder", shape_args),
               "tex_slat_encoder": StageWeights(tex, "SparseUnetVaeEncoder", tex_args)}
-    write_pipeline_folder(path, stages, args)
+    write_pipeline_folder(path, stages, PipelineConfig().with_settings(args))
     return path

@@ -107,7 +107,7 @@ def test_merged_bases_hold_every_stage_once(tiny_data, tmp_path):
     for folder in folders:
         for key in folder.stages:
             torch.testing.assert_close(merged.load(key).state_dict(), folder.load(key).state_dict())
-    assert merged.normalization["shape_slat"] == folders[1].normalization["shape_slat"]
+    assert merged.config.normalization["shape_slat"] == folders[1].config.normalization["shape_slat"]
     with pytest.raises(UserError, match="both hold"):
         merge_pipeline_folders([folders[0], folders[0]], tmp_path / "twice")
     # a flow trained on the two runs writes checkpoints holding all three

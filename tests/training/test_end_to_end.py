@@ -47,10 +47,10 @@ def test_meshes_to_model_folder_to_glb(tmp_path, monkeypatch):
     folder = open_pipeline_folder(model)
     assert set(PIXAL3D_STAGES) <= set(folder.stages)
     # 64³ data, 5-level SC-VAEs: latent grid 4, one shape network for both stages, cascade of that resolution
-    assert folder.args["cascade"] == {"structure_grid": 4, "upsample_times": 4, "pipeline_types": {"64_cascade": 64},
+    assert folder.config.cascade.to_args() == {"structure_grid": 4, "upsample_times": 4, "pipeline_types": {"64_cascade": 64},
                                       "min_resolution": 64, "resolution_step": 16}
-    assert folder.image_encoder["name"] == "small_conv"
-    assert {stage: c["grid_resolution"] for stage, c in folder.args["image_cond_configs"].items()} == {
+    assert folder.config.image_encoder["name"] == "small_conv"
+    assert {stage: c["grid_resolution"] for stage, c in folder.config.image_cond_configs.items()} == {
         "ss": 4, "shape_512": 4, "shape_1024": 4, "tex_1024": 4}
 
     view = next((tmp_path / "data").glob("*/view_00.png"))

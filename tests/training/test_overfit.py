@@ -53,7 +53,7 @@ def test_ss_vae_and_flow_regenerate_their_training_shapes(tiny_data, tmp_path):
     extractor = ConditionExtractor.for_folder(folder)
     flow = folder.load("sparse_structure_flow_model").eval()
     decoder = folder.load("sparse_structure_decoder").eval()
-    params = stage_sampler_params(folder.samplers, GenerationOptions())["sparse_structure"]
+    params = stage_sampler_params(folder.config.samplers, GenerationOptions())["sparse_structure"]
     sampler = FlowEulerGuidanceIntervalSampler()
     ious = []
     for index in range(len(trainer.dataset)):

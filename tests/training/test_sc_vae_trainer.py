@@ -166,7 +166,7 @@ def test_checkpoints_carry_stages_and_latent_normalization(tiny_data, tmp_path):
     for kind in ("shape_slat", "tex_slat"):
         mean, std = folder.latent_normalization(kind)
         assert mean.shape == std.shape == (8,) and (std > 0).all()
-    assert folder.normalization["shape_slat"] == shape_base.normalization["shape_slat"]
+    assert folder.config.normalization["shape_slat"] == shape_base.config.normalization["shape_slat"]
     expected = latent_statistics("tex_slat", models["tex_slat_encoder"], tex.dataset, collate_views, max_items=4)
     torch.testing.assert_close(folder.latent_normalization("tex_slat"), expected)
 

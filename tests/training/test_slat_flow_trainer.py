@@ -83,14 +83,14 @@ def test_shape_flow_trains_and_writes_both_stage_keys(tiny_data, slat_base, tmp_
     for name, value in flow.state_dict().items():
         assert torch.equal(value, trainer.ema["shape_slat_flow_model_1024"].state_dict()[name]), name
     assert {"shape_slat_encoder", "tex_slat_encoder"} <= set(folder.stages)
-    cond = folder.args["image_cond_configs"]
+    cond = folder.config.image_cond_configs
     assert cond["shape_512"] == cond["shape_1024"] == {"image_size": 64, "grid_resolution": 8}
-    assert folder.args["shape_slat_normalization"] == open_pipeline_folder(slat_base).args["shape_slat_normalization"]
-    assert (folder.path / folder.image_encoder["args"]["weights"]).is_file()
+    assert folder.config.normalization["shape_slat"] == open_pipeline_folder(slat_base).config.normalization["shape_slat"]
+    assert (folder.path / folder.config.image_encoder["args"]["weights"]).is_file()
     # one network for both shape stages: the single-resolution cascade of the 32³ data, latent grid 8
-    assert folder.args["cascade"] == {"structure_grid": 8, "upsample_times": 2, "pipeline_types": {"32_cascade": 32},
+    assert folder.config.cascade.to_args() == {"structure_grid": 8, "upsample_times": 2, "pipeline_types": {"32_cascade": 32},
                                       "min_resolution": 32, "resolution_step": 4}
-    assert folder.default_pipeline_type == "32_cascade"
+    assert folder.config.default_pipeline_type == "32_cascade"
 
 
 def test_tex_flow_uses_the_shape_latent_and_trains(tiny_data, slat_base, tmp_path):
@@ -113,9 +113,9 @@ def test_tex_flow_uses_the_shape_latent_and_trains(tiny_data, slat_base, tmp_pat
     trainer.train()
     folder = open_pipeline_folder(tmp_path / "ckpts" / "step_0000002")
     folder.load("tex_slat_flow_model_1024")
-    assert folder.args["image_cond_configs"]["tex_1024"] == {"image_size": 64, "grid_resolution": 8}
-    assert folder.image_encoder == open_pipeline_folder(slat_base).image_encoder
-    assert "cascade" not in folder.args  # the texture flow writes none of its own (it keeps its base's)
+    assert folder.config.image_cond_configs["tex_1024"] == {"image_size": 64, "grid_resolution": 8}
+    assert folder.config.image_encoder == open_pipeline_folder(slat_base).config.image_encoder
+    assert folder.config.cascade is None  # the texture flow writes none of its own (it keeps its base's)
 
 
 def test_slat_flow_configuration_errors(tiny_data, slat_base, tmp_path):

@@ -186,6 +186,6 @@ def test_ss_flow_trains_from_a_vae_run(tiny_data, tmp_path):
     folder = open_pipeline_folder(tmp_path / "proj" / "ckpts" / "step_0000010")
     assert {"sparse_structure_encoder", "sparse_structure_decoder", "sparse_structure_flow_model"} <= set(folder.stages)
     folder.load("sparse_structure_flow_model")
-    assert folder.image_encoder["name"] == "small_conv"
-    assert (folder.path / folder.image_encoder["args"]["weights"]).is_file()
-    assert folder.args["image_cond_configs"]["ss"] == {"image_size": 64, "grid_resolution": 4}
+    assert folder.config.image_encoder["name"] == "small_conv"
+    assert (folder.path / folder.config.image_encoder["args"]["weights"]).is_file()
+    assert folder.config.image_cond_configs["ss"] == {"image_size": 64, "grid_resolution": 4}
