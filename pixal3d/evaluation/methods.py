@@ -149,7 +149,8 @@ class ModelMethod(Method):
     multi_view = True  # several oracle views through the pipeline's multi-view path (uncropped, true cameras)
 
     def __init__(self, folder: str | os.PathLike, mode: str = "oracle", seed: int = 42, steps: int | None = None,
-                 resolution: int | None = None, device: str | None = None, texture_size: int = 1024):
+                 resolution: int | None = None, device: str | None = None, texture_size: int = 1024,
+                 quantize: str = "none"):
         from pixal3d.models.pipeline_folder import is_pipeline_folder
         from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
@@ -161,15 +162,16 @@ class ModelMethod(Method):
         if not is_pipeline_folder(folder):
             raise UserError(f"{folder} is not a model folder: pipeline.json is missing")
         self.folder, self.mode, self.seed, self.steps = folder, mode, int(seed), steps
-        self.name = f"model ({mode})"
+        self.quantize = quantize or "none"
+        self.name = f"model ({mode})" if self.quantize == "none" else f"model ({mode}, {self.quantize})"
         self.sha256 = folder_hash(folder)
-        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device)
+        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, quantize=self.quantize)
         self.pipeline_type = self.pipeline.pipeline_type_for(resolution) if resolution else None
         self.texture_size = int(texture_size)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "mode": self.mode, "folder": str(self.folder),
-                "sha256": self.sha256, "seed": self.seed, "steps": self.steps,
+                "sha256": self.sha256, "seed": self.seed, "steps": self.steps, "quantize": self.quantize,
                 "pipeline_type": self.pipeline_type or self.pipeline.default_pipeline_type()}
 
     def predict(self, gt: GroundTruthView, num_views: int = 1) -> Prediction:
