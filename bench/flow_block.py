@@ -58,6 +58,23 @@ def mm_rate(dtype: torch.dtype, flops: float, reps: int) -> float:
     return count * one / timed(run, reps) / 1e9
 
 
+def build_block(tokens: int = TOKENS, seed: int = 0):
+    """The official-size block (float32, random weights of std 0.02) and its dense inputs over the first ``tokens``
+    cells of the 16³ grid: ``(block, rope, coords, x, mod, glob, proj)``; ``bench/quantize.py`` reuses it."""
+    torch.manual_seed(seed)
+    block = ModulatedTransformerCrossBlock(C, CTX, HEADS, MLP_RATIO, share_mod=True, qk_rms_norm=True,
+                                           qk_rms_norm_cross=True, image_attn_mode="proj", proj_in_channels=PROJ_IN).eval()
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    pos = grid_positions(GRID)[:tokens]
+    rope = RotaryEmbedder3D(C // HEADS).phases(pos)
+    coords = torch.cat([torch.zeros(tokens, 1, dtype=torch.int64), pos], dim=1).int()
+    x = torch.randn(1, tokens, C)
+    mod = torch.randn(1, 6 * C) * 0.1
+    glob, proj = torch.randn(1, N_GLOBAL, CTX), torch.randn(1, tokens, PROJ_IN)
+    return block, rope, coords, x, mod, glob, proj
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -65,18 +82,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
-    block = ModulatedTransformerCrossBlock(C, CTX, HEADS, MLP_RATIO, share_mod=True, qk_rms_norm=True,
-                                           qk_rms_norm_cross=True, image_attn_mode="proj", proj_in_channels=PROJ_IN).eval()
-    for p in block.parameters():
-        torch.nn.init.normal_(p, std=0.02)
-    pos = grid_positions(GRID)
-    rope = RotaryEmbedder3D(C // HEADS).phases(pos)
-    coords = torch.cat([torch.zeros(TOKENS, 1, dtype=torch.int64), pos], dim=1).int()
-    x = torch.randn(1, TOKENS, C)
-    mod = torch.randn(1, 6 * C) * 0.1
-    glob, proj = torch.randn(1, N_GLOBAL, CTX), torch.randn(1, TOKENS, PROJ_IN)
+    block, rope, coords, x, mod, glob, proj = build_block()
     flops = block_flops()
 
     rows = []

@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="sampling steps of every flow (default: the model's)")
     p.add_argument("--resolution", type=positive_int, default=None, help="final voxel resolution (default: the model's)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: the model's flows run with dynamically quantised int8 Linear layers (CPU only; "
+                        "changes the numbers, opt-in; default none = exact)")
     p.add_argument("--no-sheet", action="store_true", help="do not draw sheet.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(views_per_mesh=args.views_per_mesh, seed=args.seed, subset=args.subset, baselines=baselines,
                         mode=args.mode, num_views=args.num_views, image_size=args.image_size, held_out=args.held_out,
                         points=args.points, up=args.up, generation_seed=args.generation_seed, steps=args.steps,
-                        resolution=args.resolution, device=args.device, sheet=not args.no_sheet)
+                        resolution=args.resolution, device=args.device, quantize=args.quantize,
+                        sheet=not args.no_sheet)
     config.validate()
     model = None
     if args.model is not None or not baselines:

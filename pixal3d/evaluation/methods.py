@@ -154,7 +154,8 @@ class ModelMethod(Method):
     multi_view = True  # several oracle views through the pipeline's multi-view path (uncropped, true cameras)
 
     def __init__(self, folder: str | os.PathLike, mode: str = "oracle", seed: int = 42, steps: int | None = None,
-                 resolution: int | None = None, device: str | None = None, texture_size: int = 1024):
+                 resolution: int | None = None, device: str | None = None, texture_size: int = 1024,
+                 quantize: str = "none"):
         from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
         if mode not in MODES:
@@ -162,16 +163,17 @@ class ModelMethod(Method):
         folder = Path(folder)
         if not folder.is_dir():
             raise UserError(f"model folder {folder} not found")
-        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device)
+        self.quantize = quantize or "none"
+        self.pipeline = Pixal3DPipeline.from_pretrained(folder, device=device, quantize=self.quantize)
         self.folder, self.mode, self.seed, self.steps = folder, mode, int(seed), steps
-        self.name = f"model ({mode})"
+        self.name = f"model ({mode})" if self.quantize == "none" else f"model ({mode}, {self.quantize})"
         self.sha256 = folder_hash(folder)
         self.pipeline_type = self.pipeline.pipeline_type_for(resolution) if resolution else None
         self.texture_size = int(texture_size)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "mode": self.mode, "folder": str(self.folder),
-                "sha256": self.sha256, "seed": self.seed, "steps": self.steps,
+                "sha256": self.sha256, "seed": self.seed, "steps": self.steps, "quantize": self.quantize,
                 "pipeline_type": self.pipeline_type or self.pipeline.default_pipeline_type()}
 
     def predict(self, gt: GroundTruthView, num_views: int = 1) -> Prediction:

@@ -60,6 +60,7 @@ class EvalConfig:
     steps: int | None = None
     resolution: int | None = None
     device: str | None = None
+    quantize: str = "none"  # "int8": the flows' Linear layers as dynamic int8 (CPU only, opt-in)
     texture_size: int = 1024
     sheet: bool = True
 
@@ -83,6 +84,8 @@ class EvalConfig:
             raise UserError(f"--held-out must be in 0..16, got {self.held_out}")
         if not 100 <= self.points <= 10_000_000:
             raise UserError(f"--points must be in 100..10000000, got {self.points}")
+        if self.quantize not in ("none", "int8"):
+            raise UserError(f"--quantize must be none or int8, got {self.quantize!r}")
         if self.up is not None and self.up not in ("+x", "-x", "+y", "-y", "+z", "-z"):
             raise UserError(f"--up must be one of +x -x +y -y +z -z, got {self.up!r}")
 
@@ -193,7 +196,8 @@ def build_methods(config: EvalConfig, model: str | Path | None) -> list[Method]:
         from pixal3d.evaluation.methods import ModelMethod
 
         methods.append(ModelMethod(model, config.mode, seed=config.generation_seed, steps=config.steps,
-                                   resolution=config.resolution, device=config.device, texture_size=config.texture_size))
+                                   resolution=config.resolution, device=config.device, texture_size=config.texture_size,
+                                   quantize=config.quantize))
     names = config.baselines if config.baselines is not None else (("sphere", "silhouette_hull") if model is not None else ())
     methods += [make_baseline(n) for n in dict.fromkeys(names)]
     if not methods:

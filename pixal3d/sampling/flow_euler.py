@@ -195,9 +195,14 @@ class FlowEulerGuidanceIntervalSampler:
         """Integrate from ``noise`` (t=1) to t=0 in ``steps`` Euler steps; returns :class:`SampleResult`.
 
         ``model(x_t, 1000·t [B] float32, cond, **model_kwargs)`` returns the velocity (same type as ``x_t``);
-        ``model_kwargs`` carries e.g. ``concat_cond``. ``progress=True`` shows a tqdm bar; a callable gets
+        ``model_kwargs`` carries e.g. ``concat_cond``. A model with ``prepare_condition`` (the flows) gets each
+        condition through it once, before the first step. ``progress=True`` shows a tqdm bar; a callable gets
         ``(step_done, steps)`` after every step.
         """
+        prepare = getattr(model, "prepare_condition", None)
+        if prepare is not None:  # what depends only on the condition is computed once per stage, not per step
+            cond = prepare(cond)
+            neg_cond = prepare(neg_cond) if neg_cond is not None else None
         ts = time_grid(steps, rescale_t)
         pairs = list(zip(ts[:-1], ts[1:]))
         result = SampleResult(samples=noise)

@@ -201,3 +201,15 @@ def test_quick_subset_rule(tmp_path):
     assert [i for i, _ in R.select_subset(others, "quick")] == [f"m{i * 20 // 8}" for i in range(8)]
     assert R.select_subset(others, "full") == others
     assert len(R.QUICK_SUBSET) == R.QUICK_SIZE == 8
+
+
+def test_quantize_option_reaches_the_model(tiny_model):
+    """``evaluate --quantize int8`` loads the model with int8 flows and names the method after it."""
+    from pixal3d.evaluation.runner import build_methods
+
+    with pytest.raises(UserError, match="--quantize"):
+        EvalConfig(quantize="int4").validate()
+    (method,) = build_methods(EvalConfig(baselines=(), quantize="int8", device="cpu"), tiny_model)
+    assert method.name == "model (oracle, int8)" and method.describe()["quantize"] == "int8"
+    flow = method.pipeline.models["sparse_structure_flow_model"]
+    assert any("quantized" in type(m).__module__ for m in flow.modules())

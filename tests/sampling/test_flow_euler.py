@@ -167,3 +167,23 @@ def test_progress_callback_and_noise_order():
     torch.manual_seed(42)
     assert torch.equal(a, torch.randn(1, 8, 2, 2, 2)) and torch.equal(b.feats, torch.randn(3, 4))
     assert b.coords.dtype == torch.int32
+
+
+def test_condition_projections_computed_once_are_bit_identical(reference):
+    """The flows' per-block projections of the condition are computed once per stage (issue 15, no per-step
+    recomputation of what does not change) and give the very numbers of the per-step path."""
+    from pixal3d.models.modules.blocks import PROJECTED_KEY
+
+    f = reference("sampler_sparse_shape")
+    coords = f["coords"]
+    cond = {"global": f["cond_global"], "proj": SparseTensor(f["cond_proj_feats"], coords)}
+    neg = {"global": torch.zeros_like(f["cond_global"]), "proj": SparseTensor(torch.zeros_like(f["cond_proj_feats"]), coords)}
+    model = _slat("slat_flow_tiny_proj").eval()
+    prepared = model.prepare_condition(cond)
+    assert len(prepared[PROJECTED_KEY]) == len(model.blocks)
+    assert model.prepare_condition(cond, budget_bytes=0) is cond  # over the memory budget: per step, as before
+    sampler = FlowEulerGuidanceIntervalSampler()
+    once = sampler.sample(model, SparseTensor(f["noise_feats"], coords), cond, neg, **f.meta["params"]).samples
+    per_step = sampler.sample(Recorder(model), SparseTensor(f["noise_feats"], coords), cond, neg,  # no prepare_condition
+                              **f.meta["params"]).samples
+    assert torch.equal(once.feats, per_step.feats)

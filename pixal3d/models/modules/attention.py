@@ -150,9 +150,13 @@ class ProjectionCrossAttention(nn.Module):
         self.proj_linear = nn.Linear(proj_in_channels, channels)
 
     def forward(self, x: torch.Tensor | SparseTensor, context: Mapping[str, torch.Tensor | SparseTensor]) -> torch.Tensor | SparseTensor:
+        """``context`` may also carry ``proj_projected``: this block's ``proj_linear(proj)`` computed beforehand
+        (:meth:`FlowTransformer.prepare_condition`; the same tensor the line below would compute)."""
         h = self.cross_attn_block(x, context["global"])
-        proj = context["proj"]
-        proj = proj.feats if isinstance(proj, SparseTensor) else proj
+        projected = context.get("proj_projected")
+        if projected is None:
+            proj = context["proj"]
+            projected = self.proj_linear(proj.feats if isinstance(proj, SparseTensor) else proj)
         if isinstance(h, SparseTensor):
-            return h.replace(h.feats + self.proj_linear(proj))
-        return h + self.proj_linear(proj)
+            return h.replace(h.feats + projected)
+        return h + projected
