@@ -24,19 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import DINOV3_VITL16, bunny_coords, write_random_stage
+from pipeline import DINOV3_VITL16, OFFICIAL_1024, bunny_coords, write_official_folder
 from runner import REPO, main
 
-#: the official 1024 cascade: pipeline key → checkpoint stem (TencentARC/Pixal3D names)
-OFFICIAL_1024 = {
-    "sparse_structure_flow_model": "ss_flow_img_dit_1_3B_64_bf16",
-    "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
-    "shape_slat_flow_model_512": "slat_flow_img2shape_dit_1_3B_512_bf16",
-    "shape_slat_flow_model_1024": "slat_flow_img2shape_dit_1_3B_1024_bf16",
-    "tex_slat_flow_model_1024": "slat_flow_imgshape2tex_dit_1_3B_1024_bf16",
-    "shape_slat_decoder": "shape_dec_next_dc_f16c32_fp16",
-    "tex_slat_decoder": "tex_dec_next_dc_f16c32_fp16",
-}
 #: TRELLIS.2's published time for its 1024 cascade on one H100 (seconds)
 TRELLIS2_H100_1024_S = 17.0
 COLUMNS = (("time_s", "time (s)", "{:.1f}"), ("peak_gpu_mb", "peak GPU MB", "{:.0f}"))
@@ -123,7 +113,6 @@ def bench_official_1024_cascade() -> dict:
     from pixal3d.conditioning.extractor import ConditionExtractor
     from pixal3d.conditioning.naf import NAF
     from pixal3d.core.camera import Camera
-    from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
@@ -131,11 +120,7 @@ def bench_official_1024_cascade() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="pixal3d_gpu_bench_"))
     try:
         start = time.perf_counter()
-        for stem in OFFICIAL_1024.values():
-            write_random_stage(tmp, stem, device="cuda")
-        unit = {"mean": [0.0] * 32, "std": [1.0] * 32}
-        PipelineConfig(models={k: f"ckpts/{v}" for k, v in OFFICIAL_1024.items()},
-                       normalization={"shape_slat": unit, "tex_slat": unit}).write(tmp / PIPELINE_FILE)
+        write_official_folder(tmp, OFFICIAL_1024, device="cuda")
         write_s = time.perf_counter() - start
 
         start = time.perf_counter()

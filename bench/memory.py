@@ -17,7 +17,6 @@ also prints a line to stderr as it ends, so a run cut short still leaves its mea
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -28,14 +27,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline import MANIFESTS, OFFICIAL_STAGES, SHARED, _write_random_stage
+from pipeline import (DINOV3_VITL16, MANIFESTS, OFFICIAL_1024, OFFICIAL_STAGES, bunny_coords, structure_step,
+                      write_official_folder)
 from runner import main
 
-STAGES_1024 = {**OFFICIAL_STAGES,
-               "shape_slat_flow_model_1024": "slat_flow_img2shape_dit_1_3B_1024_bf16",
-               "tex_slat_flow_model_1024": "slat_flow_imgshape2tex_dit_1_3B_1024_bf16",
-               "shape_slat_decoder": "shape_dec_next_dc_f16c32_fp16",
-               "tex_slat_decoder": "tex_dec_next_dc_f16c32_fp16"}
 COLUMNS = (("time_s", "time (s)", "{:.0f}"), ("peak_gb", "peak RSS (GB)", "{:.2f}"))
 
 
@@ -81,24 +76,7 @@ class RssMonitor:
 
 
 def _write_folder(folder: str, stages: dict[str, str]) -> None:
-    for key, stem in stages.items():
-        _write_random_stage(Path(folder), key, stem)
-    normalization = {"mean": [0.0] * 32, "std": [1.0] * 32}
-    pipeline_json = {"name": "Trellis2ImageTo3DPipeline", "args": {
-        "models": {k: f"ckpts/{v}" for k, v in stages.items()},
-        "shape_slat_normalization": normalization, "tex_slat_normalization": normalization}}
-    (Path(folder) / "pipeline.json").write_text(json.dumps(pipeline_json))
-
-
-def _bunny_coords(resolution: int):
-    import torch
-
-    from pixal3d.mesh.io import load_mesh
-    from pixal3d.mesh.voxelize import voxelize
-
-    asset, _ = voxelize(load_mesh(SHARED / "evalsets" / "meshes" / "stanford_bunny.obj"), resolution)
-    coords = torch.from_numpy(asset.coords).int()
-    return torch.cat([torch.zeros(len(coords), 1, dtype=torch.int32), coords], 1)
+    write_official_folder(Path(folder), stages)
 
 
 def _run(cascade: int) -> dict:
@@ -111,9 +89,9 @@ def _run(cascade: int) -> dict:
     from pixal3d.core.camera import Camera
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
-    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS, draw_noise
+    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
 
-    stages = OFFICIAL_STAGES if cascade == 512 else STAGES_1024
+    stages = OFFICIAL_STAGES if cascade == 512 else OFFICIAL_1024
     tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_memory_"))
     monitor = None
     try:
@@ -126,29 +104,19 @@ def _run(cascade: int) -> dict:
         written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) / 1e9
         print(f"[memory] wrote {written:.1f} GB of random weights in {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)
-        coords_lr = _bunny_coords(32)
-        coords_hr = _bunny_coords(64) if cascade == 1024 else None
+        coords_lr = bunny_coords(32)
+        coords_hr = bunny_coords(64) if cascade == 1024 else None
         monitor = RssMonitor()
         base = monitor.rss_gb()
         one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes
         image = Image.new("RGB", (518, 518), (128, 96, 64))
         camera = Camera.from_fov(0.8575560450553894)
-        dino = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
-                "num_register_tokens": 4, "patch_size": 16, "rope_theta": 100.0, "layer_norm_eps": 1e-5}
         with monitor.stage("image encoders (DINOv3 ViT-L + NAF, built)"):
-            conditioner = ConditionExtractor(DINOv3Encoder.from_config(dino), NAF(), device="cpu")
+            conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
             pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
         torch.manual_seed(42)
         with monitor.stage("structure: DINOv3 512 + 1.3B SS flow (1 step) + SS decoder"):
-            cond = pipe.conditioner.condition("ss", image, camera)
-            with pipe.models.use("sparse_structure_flow_model") as flow:
-                r = flow.resolution
-                noise = draw_noise((1, flow.out_channels, r, r, r))
-                z = pipe.sampler.sample(flow, noise, cond, pipe.conditioner.negative(cond),
-                                        **one["sparse_structure"].as_kwargs()).samples
-            with pipe.models.use("sparse_structure_decoder") as decoder:
-                decoder(z)
-            del cond, noise, z
+            structure_step(pipe, image, camera, one["sparse_structure"])
         with monitor.stage(f"shape 512: NAF + 1.3B flow (1 step), {len(coords_lr)} tokens"):
             lr = pipe.sample_shape("shape_lr", image, camera, coords_lr, one["shape_slat"], progress=False)
         if cascade == 1024:

@@ -41,6 +41,12 @@ OFFICIAL_STAGES = {
     "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
     "shape_slat_flow_model_512": "slat_flow_img2shape_dit_1_3B_512_bf16",
 }
+#: the official 1024 cascade: every pipeline key → checkpoint stem (TencentARC/Pixal3D names)
+OFFICIAL_1024 = {**OFFICIAL_STAGES,
+                 "shape_slat_flow_model_1024": "slat_flow_img2shape_dit_1_3B_1024_bf16",
+                 "tex_slat_flow_model_1024": "slat_flow_imgshape2tex_dit_1_3B_1024_bf16",
+                 "shape_slat_decoder": "shape_dec_next_dc_f16c32_fp16",
+                 "tex_slat_decoder": "tex_dec_next_dc_f16c32_fp16"}
 
 
 def _stage_seconds(timings: dict[str, float]) -> str:
@@ -96,6 +102,32 @@ def write_random_stage(folder: Path, stem: str, device: str = "cpu") -> None:
     save_model(state, folder / "ckpts" / stem, manifest["name"], manifest["args"])
 
 
+def write_official_folder(folder: Path, stages: dict[str, str], device: str = "cpu") -> None:
+    """A model folder of ``stages`` (pipeline key → official stem) with random weights (:func:`write_random_stage`)
+    and a ``pipeline.json`` naming them, with unit latent normalisations (32 channels)."""
+    from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
+
+    for stem in stages.values():
+        write_random_stage(folder, stem, device=device)
+    unit = {"mean": [0.0] * 32, "std": [1.0] * 32}
+    PipelineConfig("Trellis2ImageTo3DPipeline", models={k: f"ckpts/{v}" for k, v in stages.items()},
+                   normalization={"shape_slat": unit, "tex_slat": unit}).write(Path(folder) / PIPELINE_FILE)
+
+
+def structure_step(pipe, image, camera, params) -> None:
+    """The structure stage once with sampler ``params``: condition, flow sampling and the SS decoder (random weights
+    decode to arbitrary occupancy, so the benchmarks give the shape stages the bunny's voxels instead)."""
+    from pixal3d.sampling.flow_euler import draw_noise
+
+    cond = pipe.conditioner.condition("ss", image, camera)
+    with pipe.models.use("sparse_structure_flow_model") as flow:
+        r = flow.resolution
+        noise = draw_noise((1, flow.out_channels, r, r, r))
+        z = pipe.sampler.sample(flow, noise, cond, pipe.conditioner.negative(cond), **params.as_kwargs()).samples
+    with pipe.models.use("sparse_structure_decoder") as decoder:
+        decoder(z)
+
+
 def bunny_coords(resolution: int = 32) -> "torch.Tensor":
     """``[N, 4]`` int32 ``(0, x, y, z)``: the Stanford bunny of the evaluation set voxelised at ``resolution``³, a
     realistic token set for benchmarks. Cached in ``outputs/bench/`` (git-ignored), so a machine without
@@ -131,17 +163,13 @@ def bench_official_512() -> dict:
     from pixal3d.conditioning.extractor import ConditionExtractor
     from pixal3d.conditioning.naf import NAF
     from pixal3d.core.camera import Camera
-    from pixal3d.core.pipeline_config import PIPELINE_FILE, PipelineConfig
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
-    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS, draw_noise
+    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
 
     tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
     try:
-        for stem in OFFICIAL_STAGES.values():
-            write_random_stage(tmp, stem)
-        PipelineConfig("Trellis2ImageTo3DPipeline", models={k: f"ckpts/{v}" for k, v in OFFICIAL_STAGES.items()},
-                       normalization={"shape_slat": {"mean": [0.0] * 32, "std": [1.0] * 32}}).write(tmp / PIPELINE_FILE)
+        write_official_folder(tmp, OFFICIAL_STAGES)
         coords_lr = bunny_coords(32)
         base = maxrss_mb()
         times: dict[str, float] = {}
@@ -158,14 +186,7 @@ def bench_official_512() -> dict:
         pipe.conditioner.condition("ss", image, camera)
         times["condition ss (DINOv3 512)"] = time.perf_counter() - start
         start = time.perf_counter()
-        cond = pipe.conditioner.condition("ss", image, camera)
-        with pipe.models.use("sparse_structure_flow_model") as flow:
-            r = flow.resolution
-            noise = draw_noise((1, flow.out_channels, r, r, r))
-            z = pipe.sampler.sample(flow, noise, cond, pipe.conditioner.negative(cond),
-                                    **one["sparse_structure"].as_kwargs()).samples
-        with pipe.models.use("sparse_structure_decoder") as decoder:
-            decoder(z)  # random weights decode to arbitrary occupancy: the shape stage uses the bunny instead
+        structure_step(pipe, image, camera, one["sparse_structure"])
         ss_step = time.perf_counter() - start
         start = time.perf_counter()
         pipe.conditioner.condition("shape_512", image, camera, coords=coords_lr)
