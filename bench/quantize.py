@@ -22,7 +22,6 @@ run and an exact run with another seed (43). ``time (s)`` is the int8 generation
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,20 +32,10 @@ COLUMNS = (("time_s", "time (s)", "{:.2f}"), ("speedup", "vs exact", "{:.2f}"), 
            ("chamfer", "Chamfer L1", "{:.4f}"), ("fscore", "F@0.01", "{:.3f}"), ("peak_mb", "peak memory (MB)", "{:.0f}"))
 
 
-def _median_time(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_block() -> dict:
     """Official-size flow block forward: float32, bfloat16, int8 (one process)."""
     import torch
-    from flow_block import TOKENS, build_block
+    from flow_block import TOKENS, build_block, timed
 
     from pixal3d.models.quantize import quantize_flow_int8
 
@@ -61,12 +50,12 @@ def bench_block() -> dict:
                     module.to(dtype)
             ctx = {"global": glob.to(dtype), "proj": proj.to(dtype)}
             xd, md = x.to(dtype), mod.to(dtype)
-            times[name] = _median_time(lambda: block(xd, md, ctx, rope), reps)
+            times[name] = timed(lambda: block(xd, md, ctx, rope), reps)
         block.float()
         reference = block(x, mod, {"global": glob, "proj": proj}, rope)
         quantized = quantize_flow_int8(block)
         ctx = {"global": glob, "proj": proj}
-        times["int8"] = _median_time(lambda: quantized(x, mod, ctx, rope), reps)
+        times["int8"] = timed(lambda: quantized(x, mod, ctx, rope), reps)
         rel = float((quantized(x, mod, ctx, rope) - reference).norm() / reference.norm())
     return {"name": f"flow block, {tokens} tokens, width 1536: int8 vs bf16 vs fp32", "time_s": times["int8"],
             "speedup": times["float32"] / times["int8"],
