@@ -50,6 +50,13 @@ def imagenet_normalize(image_01: torch.Tensor) -> torch.Tensor:
     return (image_01 - mean) / std
 
 
+def image_tokens(glob: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+    """The cross-attention context of an image: ``global [B, K, C]`` followed by every patch token of
+    ``patch [B, C, h, w]`` in row-major order → ``[B, K + h·w, C]`` (TRELLIS.2 cross-attends to all DINO tokens;
+    this project's cross-attention ablations are trained and run on the same layout)."""
+    return torch.cat([glob, patch.flatten(2).transpose(1, 2)], dim=1)
+
+
 class ImageEncoder(nn.Module):
     """Interface of an image encoder (subclasses set the attributes and implement :meth:`encode`).
 

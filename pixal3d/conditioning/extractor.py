@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
-from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor
+from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor, image_tokens
 from pixal3d.conditioning.naf import NAF, NAFGuide
 from pixal3d.core.camera import Camera, PinholeCamera
 from pixal3d.errors import UserError
@@ -172,6 +172,21 @@ class ConditionExtractor:
         feats = torch.stack([v["proj"].feats for v in views]).mean(0)
         return {"global": glob, "proj": views[0]["proj"].replace(feats)}
 
+    @torch.no_grad()
+    def tokens(self, stage: str | StageConfig, image: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
+        """Cross-attention condition of ``stage`` (no back-projection, so no camera): the image tokens
+        ``[1, K + (S/p)², C]`` of :func:`~pixal3d.conditioning.encoders.image_tokens` at the stage's image size
+        ``S``, float32; several views of one object are averaged token by token. For cross-attention flows
+        (this project's ablations)."""
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        if not images:
+            raise UserError("got no image to condition on")
+        if len(images) > 1:
+            self._use(tuple(images))
+        size = self.stage_config(stage).image_size
+        views = [image_tokens(*self.features(im, size)[1:]) for im in images]
+        return views[0] if len(views) == 1 else torch.stack(views).mean(0)
+
     def _condition_one(self, stage: str | StageConfig, image: Image.Image, camera: Camera | PinholeCamera,
                        coords: torch.Tensor | None, grid_resolution: int | None) -> dict[str, Any]:
         cfg = self.stage_config(stage, grid_resolution)
@@ -202,8 +217,11 @@ class ConditionExtractor:
         return F.embedding_bag(inverse.reshape(-1, 4), values, per_sample_weights=weights.to(values.dtype), mode="sum")
 
     @staticmethod
-    def negative(cond: dict[str, Any]) -> dict[str, Any]:
-        """The CFG negative condition: zeros of identical shapes (a sparse ``proj`` keeps its coords)."""
+    def negative(cond: dict[str, Any] | torch.Tensor) -> dict[str, Any] | torch.Tensor:
+        """The CFG negative condition: zeros of identical shapes (a sparse ``proj`` keeps its coords; a token
+        tensor of :meth:`tokens` gives zero tokens)."""
+        if isinstance(cond, torch.Tensor):
+            return torch.zeros_like(cond)
         proj = cond["proj"]
         zero_proj = proj.replace(torch.zeros_like(proj.feats)) if isinstance(proj, SparseTensor) else torch.zeros_like(proj)
         return {"global": torch.zeros_like(cond["global"]), "proj": zero_proj}

@@ -231,12 +231,12 @@ STAGES = {
 @dataclass
 class FlowSample:
     """What one flow stage drew and produced: ``noise`` (dense ``[1, C, r, r, r]`` or a SparseTensor), ``cond``
-    (the conditioning dict: ``global``, ``proj``), ``samples`` (the normalised sample, same layout as ``noise``),
+    (the conditioning dict: ``global``, ``proj``; image tokens ``[1, M, C]`` for a cross-attention flow), ``samples`` (the normalised sample, same layout as ``noise``),
     ``slat`` (the denormalised latent of a sparse stage) and ``concat_cond`` (the texture stage's normalised
     shape latent)."""
 
     noise: torch.Tensor | SparseTensor
-    cond: dict[str, Any]
+    cond: dict[str, Any] | torch.Tensor
     samples: torch.Tensor | SparseTensor
     slat: SparseTensor | None = None
     concat_cond: SparseTensor | None = None
@@ -349,7 +349,7 @@ class Pixal3DPipeline:
         folder = open_pipeline_folder(path)
         checked = folder.check(list(cls.REQUIRED_STAGES))
         for key, (checkpoint, model) in checked.items():
-            if getattr(model, "image_attn_mode", "proj") != "proj":
+            if getattr(model, "image_attn_mode", "proj") != "proj" and not folder.config.camera_frame_cross_attention:
                 raise UserError(f"{key} ({checkpoint.json_path.name}) is a cross-attention flow (TRELLIS.2); Pixal3D "
                                 "generation needs pixel back-projection ('proj') flows: use TencentARC/Pixal3D's model folder")
 
@@ -382,17 +382,29 @@ class Pixal3DPipeline:
     # --- the stages ------------------------------------------------------------------------------
     # Each stage method draws its noise from ``generator`` (the CPU generator :meth:`run` seeds; the global one
     # when None), so calling them in order with one generator reproduces the official random stream.
-    def _sample(self, key: str, label: str, noise, cond: dict, params: SamplerParams, progress: Progress,
-                **model_kwargs):
+    def _condition(self, stage: Stage, image, camera, coords: torch.Tensor | None = None,
+                   grid_resolution: int | None = None) -> dict[str, Any] | torch.Tensor:
+        """The condition of ``stage``'s flow: the back-projected image features (``proj`` flows), or the image
+        tokens for a cross-attention flow, which only a folder marked ``camera_frame_cross_attention`` may hold
+        (this project's ablations; TRELLIS.2's canonical-frame flows are refused)."""
+        with self.models.use(stage.flow) as flow:
+            mode = getattr(flow, "image_attn_mode", "proj")
+        if mode == "proj":
+            return self.conditioner.condition(stage.condition, image, camera, coords=coords,
+                                              grid_resolution=grid_resolution)
+        if not self.folder.config.camera_frame_cross_attention:
+            raise UserError(f"{stage.flow} is a cross-attention flow (TRELLIS.2); Pixal3D generation needs "
+                            "pixel back-projection ('proj') flows such as TencentARC/Pixal3D's")
+        return self.conditioner.tokens(stage.condition, image)
+
+    def _sample(self, key: str, label: str, noise, cond: dict[str, Any] | torch.Tensor, params: SamplerParams,
+                progress: Progress, **model_kwargs):
         neg = self.conditioner.negative(cond)
         steps = progress
         if callable(progress):  # the stage's own callback: (label, done, total) after every Euler step
             progress(label, 0, params.steps)
             steps = lambda done, total: progress(label, done, total)  # noqa: E731
         with self.models.use(key) as flow:
-            if getattr(flow, "image_attn_mode", "proj") != "proj":
-                raise UserError(f"{key} is a cross-attention flow (TRELLIS.2); Pixal3D generation needs "
-                                "pixel back-projection ('proj') flows such as TencentARC/Pixal3D's")
             return self.sampler.sample(flow, noise, cond, neg, **params.as_kwargs(), progress=steps,
                                        desc=f"{label} ({params.steps} steps)", **model_kwargs).samples
 
@@ -405,7 +417,7 @@ class Pixal3DPipeline:
                                 progress: Progress = True, generator: torch.Generator | None = None) -> StructureSample:
         """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³)."""
         stage = STAGES["structure"]
-        cond = self.conditioner.condition(stage.condition, image, camera)
+        cond = self._condition(stage, image, camera)
         with self.models.use(stage.flow) as flow:
             r = flow.resolution
             noise = draw_noise((1, flow.out_channels, r, r, r), self.device, generator)
@@ -424,7 +436,7 @@ class Pixal3DPipeline:
         """Shape flow of ``stage`` (``"shape_lr"`` or ``"shape_hr"`` of :data:`STAGES`) on ``coords [N, 4]``."""
         spec = STAGES[stage]
         mean, std = self.folder.latent_normalization("shape_slat", self.device)
-        cond = self.conditioner.condition(spec.condition, image, camera, coords=coords, grid_resolution=grid_resolution)
+        cond = self._condition(spec, image, camera, coords=coords, grid_resolution=grid_resolution)
         noise = draw_sparse_noise(coords, self._out_channels(spec.flow), self.device, generator)
         scale = self.cascade_config.latent_scale
         label = f"shape {(grid_resolution or self.cascade_config.structure_grid) * scale}"
@@ -447,8 +459,7 @@ class Pixal3DPipeline:
         stage = STAGES["texture"]
         shape_mean, shape_std = self.folder.latent_normalization("shape_slat", self.device)
         tex_mean, tex_std = self.folder.latent_normalization("tex_slat", self.device)
-        cond = self.conditioner.condition(stage.condition, image, camera, coords=shape_slat.coords,
-                                          grid_resolution=grid_resolution)
+        cond = self._condition(stage, image, camera, coords=shape_slat.coords, grid_resolution=grid_resolution)
         noise = draw_sparse_noise(shape_slat.coords, self._out_channels(stage.flow), self.device, generator)
         concat = shape_slat.replace((shape_slat.feats - shape_mean) / shape_std)
         samples = self._sample(stage.flow, stage.label, noise, cond, params, progress, concat_cond=concat)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse
-from pixal3d.conditioning.encoders import ImageEncoder
+from pixal3d.conditioning.encoders import ImageEncoder, image_tokens
 from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
@@ -87,7 +87,7 @@ class TrainingConditioner(nn.Module):
         if keep is not None:
             keep = keep.to(glob.device, glob.dtype)
         if self.mode == "cross":
-            ctx = glob if self.tokens == "global" else torch.cat([glob, patch.flatten(2).transpose(1, 2)], dim=1)
+            ctx = glob if self.tokens == "global" else image_tokens(glob, patch)
             return ctx * keep[:, None, None] if keep is not None else ctx
         cams = list(cameras)
         if coords is None:

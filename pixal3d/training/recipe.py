@@ -223,7 +223,8 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
 def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, step: int | None = None) -> Path:
     """The exported model with the stages of run ``name`` swapped in, at ``runs/<name>.model`` — or, with ``step``,
     from that run's checkpoint at ``step`` into ``runs/<name>@<step>.model`` (an equal-budget comparison of an
-    ablation and its counterpart run of the chain). For ``pixal3d evaluate``; not shipped. ``name`` is an ablation
+    ablation and its counterpart run of the chain). For ``pixal3d evaluate``; not shipped. A folder that holds a
+    cross-attention flow is marked ``camera_frame_cross_attention`` so that the pipeline runs it on the image tokens. ``name`` is an ablation
     (finished, unless ``step`` is given) or, with ``step``, a run of the chain. The model folder must exist
     (:func:`export_model`)."""
     from pixal3d.models.pipeline_folder import open_pipeline_folder
@@ -252,6 +253,9 @@ def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, ste
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))
         _store_half((target / stem).with_suffix(".safetensors"))  # as the model's own weights
+    if any(spec.get("args", {}).get("image_attn_mode") == "cross" for spec in run.config.models.values()):
+        config = PipelineConfig.read(target / PIPELINE_FILE)  # flows trained in the camera frame on image tokens
+        config.with_settings({"camera_frame_cross_attention": True}).write(target / PIPELINE_FILE)
     return target
 
 

@@ -142,3 +142,54 @@ def test_cross_attention_flows_are_refused_clearly(reference, tiny, tmp_path):
     save_model(cross.weights("w."), folder / "ckpts" / "ss_flow_img_dit_1_3B_64_bf16", "SparseStructureFlowModel", cross.meta["args"])
     with pytest.raises(UserError, match="cross-attention flow"):  # refused when opened, before any weight is read
         Pixal3DPipeline.from_pretrained(folder, device="cpu")
+
+
+def test_a_camera_frame_cross_attention_ablation_runs_on_the_image_tokens(tiny, tmp_path):
+    """A folder marked ``camera_frame_cross_attention`` (this project's ablations) runs its cross-attention
+    structure flow on the image tokens (global then patch tokens, as the training conditioner's ``cross`` mode);
+    its CFG negative is zero tokens, and the later stages are unchanged."""
+    import shutil
+
+    from pixal3d.conditioning.encoders import image_tokens
+    from pixal3d.core.pipeline_config import PipelineConfig
+    from pixal3d.models.loading import save_model
+    from pixal3d.models.ss_flow import SparseStructureFlowModel
+
+    e2e, pipeline, camera, image = tiny
+    if pipeline.device.type != "cpu":
+        pytest.skip("the CPU run covers the condition path")
+    folder = tmp_path / "ablation"
+    shutil.copytree(pipeline.folder.path, folder)
+    args = {**e2e.meta["model_args"]["sparse_structure_flow_model"]["args"], "image_attn_mode": "cross"}
+    torch.manual_seed(0)
+    flow = SparseStructureFlowModel(**args)
+    flow.initialize_weights()
+    torch.nn.init.normal_(flow.out_layer.weight, std=0.02)  # a zero output layer would ignore the condition
+    save_model(flow.state_dict(), folder / "ckpts" / "ss_flow_img_dit_1_3B_64_bf16", "SparseStructureFlowModel", args)
+    config = PipelineConfig.read(folder / "pipeline.json")
+    config.with_settings({"camera_frame_cross_attention": True}).write(folder / "pipeline.json")
+
+    ablation = Pixal3DPipeline.from_pretrained(folder, device="cpu")
+    out = ablation.run(image, camera, seed=42, pipeline_type="1024_cascade", progress=False)
+    size = ablation.conditioner.stage_config("ss").image_size
+    _, glob, patch = ablation.conditioner.features(image, size)
+    tokens = out.structure.cond
+    assert isinstance(tokens, torch.Tensor)
+    assert tokens.shape == (1, glob.shape[1] + patch.shape[2] * patch.shape[3], glob.shape[2])
+    torch.testing.assert_close(tokens, image_tokens(glob, patch), rtol=0, atol=0)
+    torch.testing.assert_close(tokens[:, glob.shape[1] + 1], patch[:, :, 0, 1])  # row-major patch order
+    assert not ablation.conditioner.negative(tokens).any()
+    assert isinstance(out.shape_lr.cond, dict) and len(out.decoded.pbr.coords) > 0
+    # the same seed draws the same structure noise as the official run: only the condition path differs
+    torch.testing.assert_close(out.structure.noise, e2e["ss.noise"], rtol=0, atol=0)
+
+
+def test_camera_frame_cross_attention_must_be_a_boolean(tmp_path):
+    from pixal3d.core.pipeline_config import PipelineConfig
+    from pixal3d.errors import UserError
+
+    with pytest.raises(UserError, match="camera_frame_cross_attention must be true or false"):
+        PipelineConfig.from_json({"name": "x", "args": {"models": {}, "camera_frame_cross_attention": "yes"}})
+    config = PipelineConfig.from_json({"name": "x", "args": {"models": {}, "camera_frame_cross_attention": True}})
+    assert config.camera_frame_cross_attention is True
+    assert config.to_json()["args"]["camera_frame_cross_attention"] is True
