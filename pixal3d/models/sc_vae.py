@@ -13,6 +13,7 @@ dual-grid quantities consumed by ``pixal3d.ovoxel.dual_grid``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -64,7 +65,8 @@ class SparseResBlockC2S3d(nn.Module):
     ``pred_subdiv`` else from ``subdiv`` (a sparse tensor on ``x``'s coordinates). Returns the children
     ``[Nc, C']`` (and the predicted logits when ``pred_subdiv``). A block that predicts may still be given
     ``subdiv`` (teacher forcing in training): the children then follow ``subdiv`` and the returned logits
-    are the predicted ones.
+    are the predicted ones. A block that decides itself adds ``subdiv_bias`` (0 in the official decoders) to its
+    logits before the ``> 0`` test and returns the logits it decided with.
     """
 
     def __init__(self, channels: int, out_channels: int | None = None, use_checkpoint: bool = False, pred_subdiv: bool = True):
@@ -74,6 +76,7 @@ class SparseResBlockC2S3d(nn.Module):
             raise ValueError(f"C2S block needs channels divisible by 8 and out_channels by channels/8, got {channels}→{out_channels}")
         self.channels, self.out_channels = channels, out_channels
         self.use_checkpoint, self.pred_subdiv = use_checkpoint, pred_subdiv
+        self.subdiv_bias = 0.0
         self.norm1 = LayerNorm32(channels, eps=1e-6)
         self.norm2 = LayerNorm32(out_channels, elementwise_affine=False, eps=1e-6)
         self.conv1 = SparseConv3d(channels, out_channels * 8, 3)
@@ -86,6 +89,8 @@ class SparseResBlockC2S3d(nn.Module):
         if subdiv is None:
             if predicted is None:
                 raise ValueError("a decoder with pred_subdiv=False needs guide subdivisions")
+            if self.subdiv_bias:
+                predicted = predicted.replace(predicted.feats + self.subdiv_bias)
             subdiv = predicted
         elif subdiv.feats.shape != (x.feats.shape[0], 8):
             raise ValueError(f"guide subdivision {tuple(subdiv.feats.shape)} does not fit {x.feats.shape[0]} parent voxels")
@@ -218,6 +223,11 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
     ``forward(x) → (raw [M, 7] at grid `resolution`, subs)``; ``subs`` = the subdivision logits of each
     up-block (``[N_i, 8]`` at the parent resolution), to guide the texture decoder. Channels of ``raw``:
     0:3 dual-vertex offset logits, 3:6 edge-intersection logits (x, y, z), 6 split-weight logit.
+
+    ``subdivision_bias`` (this project's models; 0, the official behaviour, by default) is added to every
+    subdivision logit the decoder decides with, outside teacher forcing: a positive bias keeps children the
+    classifier is unsure of. A small model's decoder misses children on generated latents, which leaves holes;
+    ``pixal3d train-default --steps calibrate`` chooses the bias on held-out assets and writes it here.
     """
 
     def __init__(
@@ -231,10 +241,22 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
         block_args: list[dict[str, Any]],
         voxel_margin: float = 0.5,
         use_fp16: bool = False,
+        subdivision_bias: float = 0.0,
     ):
         super().__init__(7, model_channels, latent_channels, num_blocks, block_type, up_block_type, block_args, use_fp16)
         self.resolution = resolution
         self.voxel_margin = voxel_margin
+        self.set_subdivision_bias(subdivision_bias)
+
+    def set_subdivision_bias(self, bias: float) -> None:
+        """Set the bias added to the subdivision logits the decoder decides with (class docstring)."""
+        bias = float(bias)
+        if not math.isfinite(bias):
+            raise ValueError(f"subdivision_bias must be a finite number, got {bias}")
+        self.subdivision_bias = bias
+        for module in self.modules():
+            if isinstance(module, SparseResBlockC2S3d):
+                module.subdiv_bias = bias
 
     def set_resolution(self, resolution: int) -> None:
         """Set the output grid resolution used by the mesh extraction (1024…1536 in the pipeline)."""

@@ -9,13 +9,19 @@ A recipe is a JSON file (``configs/train/small/recipe.json`` for ``models/pixal3
      "sh3f": ["/usr/share/sweethome3d/furniture"],  # furniture catalogues (pixal3d data import-sh3f)
      "build": {"resolution": 128, "views": 4, "image_size": 256, "seed": 0, "up": "+y"},
      "stages": ["ss_vae", "ss_flow", ...],          # configs beside the recipe, trained in this order
-     "ablations": ["ss_flow_cross"]}                # runs trained after the chain, at the same budget, not exported
+     "ablations": ["ss_flow_cross"],                # runs trained after the chain, at the same budget, not exported
+     "calibration": {"synth": {"count": 12, "seed": 1}, "biases": [0, 1, 2, 3, 4],
+                     "image_size": 256, "held_out": 2, "points": 20000}}   # the shape decoder's subdivision bias
 
 Relative paths are taken from the repository root (the recipe's ``configs/train/<name>/`` grand-parent).
 Run ``stages[k]`` writes ``runs/<stage>``; its config's ``base_pipeline`` names an earlier run, which
 :func:`pixal3d.training.chain.check_chain` verifies for the whole chain before any step. Every part resumes:
 assets and views already built are kept, a run continues from its latest checkpoint and a finished run
 (its latest step = ``max_steps``) is skipped, so the recipe can be interrupted and continued over days.
+
+After the export, :func:`calibrate_model` chooses the shape decoder's ``subdivision_bias`` on procedural assets
+of another seed than the training data's (:mod:`pixal3d.evaluation.calibration`), keeps the choice in
+``runs/calibration.json`` and writes it into the model folder; a later export of the same weights applies it again.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class Recipe:
     build: dict[str, Any]
     stages: list[str]
     ablations: list[str]
+    calibration: dict[str, Any]
 
     def chain(self, max_steps: int | None = None) -> list[ChainRun]:
         """The runs of the chain, then the ablations (configs beside the recipe; ``max_steps`` overrides every
@@ -93,7 +100,7 @@ def load_recipe(path: str | os.PathLike = DEFAULT_RECIPE) -> Recipe:
             raise UserError(f"recipe {path.name}: stage {stage!r} has no config {stage}.json beside it")
     return Recipe(path, root, where("model"), where("assets"), where("data"), where("runs"),
                   dict(data.get("synth") or {}), [Path(p) for p in data.get("sh3f") or []],
-                  dict(data.get("build") or {}), list(stages), list(ablations))
+                  dict(data.get("build") or {}), list(stages), list(ablations), dict(data.get("calibration") or {}))
 
 
 def build_data(recipe: Recipe, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -217,7 +224,70 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
             shutil.copyfile(target / name, staging / name)
         shutil.rmtree(target)
     staging.rename(target)
+    apply_calibration(recipe, target)
     return target
+
+
+#: the calibration's record, in the recipe's runs folder
+CALIBRATION_FILE = "calibration.json"
+
+
+def _shape_decoder_sha256(folder: Path) -> str:
+    from pixal3d.evaluation.calibration import SHAPE_DECODER
+    from pixal3d.data.overlap import file_sha256
+    from pixal3d.models.pipeline_folder import open_pipeline_folder
+
+    stage = open_pipeline_folder(folder).stage(SHAPE_DECODER)
+    if not stage.found:
+        raise UserError(stage.missing_message())
+    return file_sha256(stage.stem.with_suffix(".safetensors"))
+
+
+def apply_calibration(recipe: Recipe, folder: Path) -> float | None:
+    """Write the recorded ``subdivision_bias`` into ``folder`` when ``runs/calibration.json`` was measured on the
+    shape-decoder weights ``folder`` holds; returns the bias written (``None``: no matching record)."""
+    from pixal3d.evaluation.calibration import write_subdivision_bias
+
+    record_path = recipe.runs / CALIBRATION_FILE
+    if not record_path.is_file():
+        return None
+    record = read_json(record_path, "calibration record")
+    if record.get("shape_decoder_sha256") != _shape_decoder_sha256(folder):
+        return None  # measured on other weights: calibrate again
+    write_subdivision_bias(folder, float(record["subdivision_bias"]))
+    return float(record["subdivision_bias"])
+
+
+def calibrate_model(recipe: Recipe, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Choose the exported model's subdivision bias (module docstring) and write it into the model folder.
+    Returns the record written to ``runs/calibration.json``."""
+    from pixal3d.data.synth import synthesize
+    from pixal3d.evaluation.calibration import calibrate_subdivision_bias
+    from pixal3d.evaluation.runner import EvalConfig
+
+    settings = recipe.calibration
+    if not settings:
+        raise UserError(f"recipe {recipe.path.name} has no 'calibration' entry")
+    synth = dict(settings.get("synth") or {})
+    seed, count = int(synth.get("seed", 1)), int(synth.get("count", 12))
+    if recipe.synth.get("count") and seed == int(recipe.synth.get("seed", 0)):
+        raise UserError(f"recipe {recipe.path.name}: the calibration's synth seed {seed} is the training data's; "
+                        "held-out assets need another seed")
+    if not (recipe.model / PIPELINE_FILE).is_file():
+        raise UserError(f"export the model first: {recipe.model} has no pipeline.json")
+    assets = recipe.assets.with_name(f"{recipe.assets.name}-calibration")  # beside, never inside, the training assets
+    synthesize(count, assets, seed=seed, workers=workers, sheet=False)
+    config = EvalConfig(subset="full", views_per_mesh=1, baselines=(), sheet=False,
+                        image_size=int(settings.get("image_size", 256)), held_out=int(settings.get("held_out", 2)),
+                        points=int(settings.get("points", 20000)))
+    calibration = calibrate_subdivision_bias(recipe.model, assets, recipe.runs / "calibration",
+                                             [float(b) for b in settings.get("biases", [0, 1, 2, 3, 4])], config,
+                                             progress=progress)
+    record = {**calibration.to_json(), "assets": f"synth seed {seed}, {count} assets",
+              "shape_decoder_sha256": _shape_decoder_sha256(recipe.model)}
+    write_json(recipe.runs / CALIBRATION_FILE, record)
+    apply_calibration(recipe, recipe.model)
+    return record
 
 
 def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, step: int | None = None) -> Path:

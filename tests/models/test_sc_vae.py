@@ -87,3 +87,32 @@ def test_fp16_blocks_on_cpu(decoders):
         raw, _ = half(SparseTensor(f["shape_latent_feats"], f["latent_coords"]))
     assert raw.feats.dtype == torch.float32 and torch.equal(raw.coords, f["shape_out_coords"])
     assert_close(raw.feats, f["shape_raw_feats"], rtol=2e-2, what="fp16 weights")
+
+
+def test_subdivision_bias_shifts_the_decisions_but_not_teacher_forcing(reference):
+    """A bias of ±100 keeps all 8 children of every voxel / none beyond the first level's parents; the logits
+    returned are the ones decided with (the texture decoder's guides); teacher forcing returns the raw logits."""
+    f = reference("scvae_decoders_tiny")
+    plain = FlexiDualGridVaeDecoder(**f.meta["shape_args"]).eval()
+    plain.load_state_dict(f.weights("shape_w."), strict=True)
+    biased = FlexiDualGridVaeDecoder(**f.meta["shape_args"], subdivision_bias=100.0).eval()
+    biased.load_state_dict(f.weights("shape_w."), strict=True)
+    x = SparseTensor(f["shape_latent_feats"], f["latent_coords"])
+    with torch.no_grad():
+        _, subs = plain(x)
+        _, all_subs = biased(x)
+        teacher_raw, teacher_subs = biased(x, teacher_subs=subs)
+        plain_raw, _ = plain(x, teacher_subs=subs)
+    n = len(f["latent_coords"])
+    assert len(all_subs[0].coords) == n and len(all_subs[1].coords) == 8 * n  # every child of every voxel
+    assert_close(all_subs[0].feats, subs[0].feats + 100.0, what="biased level-0 logits")
+    assert len(biased.upsample(x, upsample_times=2)) == 64 * n
+    assert_close(teacher_raw.feats, plain_raw.feats, what="teacher-forced output")
+    for got, want in zip(teacher_subs, subs):
+        assert_close(got.feats, want.feats, what="teacher-forced logits")
+    biased.set_subdivision_bias(-100.0)
+    with torch.no_grad():
+        raw, none_subs = biased(x)
+    assert len(raw.coords) == 0 and len(none_subs[1].coords) == 0
+    with pytest.raises(ValueError, match="finite"):
+        biased.set_subdivision_bias(float("nan"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -194,8 +195,6 @@ def test_export_keeps_inference_stages_once(tmp_path):
 def test_ablation_export_swaps_its_stages_in_at_a_chosen_step(tmp_path):
     """``export_ablation``: a copy of the model with the run's stages from its latest checkpoint, or from the checkpoint
     at ``step`` (``runs/<run>@<step>.model``, also for a run of the chain: its equal-budget counterpart)."""
-    import shutil
-
     from safetensors.torch import load_file
 
     from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
@@ -236,3 +235,39 @@ def test_ablation_export_swaps_its_stages_in_at_a_chosen_step(tmp_path):
         export_ablation(recipe, "ss_vae", step=7)
     with pytest.raises(UserError, match="not an ablation"):
         export_ablation(recipe, "ss_vae")
+
+
+def _calibration_recipe(tmp_path, calibration_seed: int):
+    folder = tmp_path / "configs" / "train" / "r"
+    folder.mkdir(parents=True)
+    shutil.copyfile(CONFIGS / "ss_vae_tiny.json", folder / "ss_vae.json")
+    (folder / "recipe.json").write_text(json.dumps({
+        "format": "pixal3d-recipe", "model": "model", "assets": "assets", "data": "data", "runs": "runs",
+        "synth": {"count": 4, "seed": 0}, "stages": ["ss_vae"],
+        "calibration": {"synth": {"count": 2, "seed": calibration_seed}, "biases": [0, 2]}}))
+    return load_recipe(folder / "recipe.json")
+
+
+def test_calibration_refuses_the_training_seed_and_applies_only_to_the_weights_it_measured(tmp_path):
+    """The held-out calibration assets must come from another synth seed than the training data; the recorded
+    bias is written into a model folder only when that folder holds the shape-decoder weights it was measured on."""
+    from pixal3d import paths
+    from pixal3d.training.recipe import CALIBRATION_FILE, _shape_decoder_sha256, apply_calibration, calibrate_model
+
+    with pytest.raises(UserError, match="training data's"):
+        calibrate_model(_calibration_recipe(tmp_path / "a", calibration_seed=0))
+    recipe = _calibration_recipe(tmp_path / "b", calibration_seed=1)
+    model = paths.component_path("pixal3d-small")
+    if not model.exists():
+        pytest.skip("the default model is not installed (models/pixal3d-small)")
+    shutil.copytree(model, recipe.model)
+    assert apply_calibration(recipe, recipe.model) is None  # nothing measured yet
+    recipe.runs.mkdir(parents=True)
+    record = {"subdivision_bias": 3.0, "shape_decoder_sha256": "0" * 64}
+    (recipe.runs / CALIBRATION_FILE).write_text(json.dumps(record))
+    assert apply_calibration(recipe, recipe.model) is None  # measured on other weights
+    record["shape_decoder_sha256"] = _shape_decoder_sha256(recipe.model)
+    (recipe.runs / CALIBRATION_FILE).write_text(json.dumps(record))
+    assert apply_calibration(recipe, recipe.model) == 3.0
+    spec = json.loads((recipe.model / "ckpts" / "shape_slat_decoder.json").read_text())
+    assert spec["args"]["subdivision_bias"] == 3.0
