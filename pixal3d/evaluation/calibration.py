@@ -48,7 +48,8 @@ class BiasedModelMethod(Method):
 
 @dataclass
 class Calibration:
-    """The chosen ``bias`` and one row per candidate: ``{"bias", "score", <CALIBRATION_SCORES>, "chamfer_l1"}``."""
+    """The chosen ``bias`` and one row per candidate: ``{"bias", "score", <CALIBRATION_SCORES>, "chamfer_l1",
+    "voxels", "seconds"}`` (means over the meshes; ``seconds``: the generation, export excluded)."""
 
     bias: float
     rows: list[dict]
@@ -79,8 +80,11 @@ def calibrate_subdivision_bias(model: str | os.PathLike, meshes: str | os.PathLi
         if not entry["ok"]:
             raise UserError(f"calibration: every mesh failed with bias {method.bias:+g}")
         mean = entry["mean"]
+        infos = [view["info"] for result in entry["results"] for view in result["views"]]
         rows.append({"bias": method.bias, "score": sum(mean[k] for k in CALIBRATION_SCORES) / len(CALIBRATION_SCORES),
-                     **{k: mean[k] for k in CALIBRATION_SCORES}, "chamfer_l1": mean["chamfer_l1"]})
+                     **{k: mean[k] for k in CALIBRATION_SCORES}, "chamfer_l1": mean["chamfer_l1"],
+                     "voxels": sum(i["voxels"] for i in infos) / len(infos),
+                     "seconds": sum(sum(i["timings"].values()) for i in infos) / len(infos)})
     best = max(rows, key=lambda r: (round(r["score"], 6), -abs(r["bias"])))
     return Calibration(best["bias"], rows, int(min(results["methods"][m.name]["ok"] for m in methods)))
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixal3d.training.recipe import Recipe
+from pixal3d.training.recipe import Recipe, current_calibration
 from pixal3d.training.trainer import LOG_FILE, resolve_pipeline
 
 
@@ -112,8 +112,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def card_tables(runs: list[RunFacts], data: dict[str, Any], ablations: list[str]) -> str:
-    """Markdown: one row per trained stage, one per run, and the data counts."""
+def card_tables(runs: list[RunFacts], data: dict[str, Any], ablations: list[str],
+                calibration: dict[str, Any] | None = None) -> str:
+    """Markdown: one row per trained stage, one per run, the data counts and, when given, the calibration record
+    (``runs/calibration.json``) with one row per candidate subdivision bias."""
     lines = ["| stage | class | parameters | trained in |", "|---|---|---|---|"]
     for run in runs:
         if run.name in ablations:
@@ -132,6 +134,17 @@ def card_tables(runs: list[RunFacts], data: dict[str, Any], ablations: list[str]
     licences = ", ".join(f"{n} {lic}" for lic, n in sorted(data["licences"].items()))
     lines += ["", f"Data: {data['assets']} assets ({sources}), {data['views']} views; R = {cfg.get('resolution')}, "
                   f"{cfg.get('views')} views of {cfg.get('image_size')}² per asset. Imported models by licence: {licences}."]
+    if calibration:
+        chosen = calibration["subdivision_bias"]
+        lines += ["", f"Shape decoder subdivision bias {chosen:+g}, chosen by `--steps calibrate` on "
+                      f"{calibration['meshes']} held-out assets ({calibration.get('assets', 'procedural')}):", "",
+                  "| bias | mean score | IoU input | IoU held-out | F@0.05 | CD-L1 | voxels | generation (s) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in calibration["candidates"]:
+            mark = "**" if row["bias"] == chosen else ""
+            lines.append(f"| {mark}{row['bias']:+g}{mark} | {row['score']:.3f} | {row['iou_input']:.3f} | "
+                         f"{row['iou_heldout']:.3f} | {row['fscore@0.05']:.3f} | {row['chamfer_l1']:.4f} | "
+                         f"{row['voxels']:,.0f} | {row['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -210,10 +223,12 @@ def write_card(recipe: Recipe, max_steps: int | None = None) -> Path:
     if FACTS_BEGIN not in text or FACTS_END not in text:
         raise UserError(f"{readme} has no facts block ({FACTS_BEGIN} … {FACTS_END}); add the two lines where the tables go")
     runs, data = model_facts(recipe, max_steps)
+    calibration = current_calibration(recipe)
     head, rest = text.split(FACTS_BEGIN, 1)
     _, tail = rest.split(FACTS_END, 1)
     plot_losses(recipe, recipe.model / "loss.png")
     with atomic_output(readme) as tmp:
-        tmp.write_text(f"{head}{FACTS_BEGIN}\n{card_tables(runs, data, recipe.ablations)}\n![loss curves](loss.png)\n"
+        tmp.write_text(f"{head}{FACTS_BEGIN}\n{card_tables(runs, data, recipe.ablations, calibration)}\n"
+                       "![loss curves](loss.png)\n"
                        f"{FACTS_END}{tail}")
     return readme

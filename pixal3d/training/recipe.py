@@ -243,17 +243,26 @@ def _shape_decoder_sha256(folder: Path) -> str:
     return file_sha256(stage.stem.with_suffix(".safetensors"))
 
 
+def current_calibration(recipe: Recipe, folder: Path | None = None) -> dict[str, Any] | None:
+    """The record of ``runs/calibration.json`` when it was measured on the shape-decoder weights that ``folder``
+    (default: the recipe's model) holds, else ``None``."""
+    record_path = recipe.runs / CALIBRATION_FILE
+    if not record_path.is_file():
+        return None
+    record = read_json(record_path, "calibration record")
+    if record.get("shape_decoder_sha256") != _shape_decoder_sha256(folder or recipe.model):
+        return None  # measured on other weights: calibrate again
+    return record
+
+
 def apply_calibration(recipe: Recipe, folder: Path) -> float | None:
     """Write the recorded ``subdivision_bias`` into ``folder`` when ``runs/calibration.json`` was measured on the
     shape-decoder weights ``folder`` holds; returns the bias written (``None``: no matching record)."""
     from pixal3d.evaluation.calibration import write_subdivision_bias
 
-    record_path = recipe.runs / CALIBRATION_FILE
-    if not record_path.is_file():
+    record = current_calibration(recipe, folder)
+    if record is None:
         return None
-    record = read_json(record_path, "calibration record")
-    if record.get("shape_decoder_sha256") != _shape_decoder_sha256(folder):
-        return None  # measured on other weights: calibrate again
     write_subdivision_bias(folder, float(record["subdivision_bias"]))
     return float(record["subdivision_bias"])
 

@@ -38,10 +38,8 @@ def test_every_bias_is_scored_on_one_generation_and_the_best_is_chosen(one_asset
     assert result.bias == best["bias"] and result.meshes == 1
     report = json.loads((tmp_path / "report" / "results.json").read_text())
     assert set(report["methods"]) == {"model (oracle) bias +0", "model (oracle) bias +3"}
-    # more kept children: a positive bias never decodes fewer voxels from the same latents and seed
-    voxels = {name: [v["info"]["voxels"] for r in entry["results"] for v in r["views"]]
-              for name, entry in report["methods"].items()}
-    assert voxels["model (oracle) bias +3"][0] > voxels["model (oracle) bias +0"][0]
+    # more kept children: a positive bias decodes more voxels from the same seed
+    assert result.rows[1]["voxels"] > result.rows[0]["voxels"] > 0 and result.rows[0]["seconds"] > 0
 
 
 @needs_model

@@ -28,6 +28,14 @@ def test_run_facts_and_tables(tiny_data, tmp_path):
     assert data["assets"] == 3 and data["views"] == 6 and data["config"]["resolution"] == 32
     table = card_tables([facts], data, [])
     assert "| `ss_vae` | SparseStructureVaeTrainer | 2 × " in table and "3 assets" in table and "6 views" in table
+    assert "subdivision bias" not in table
+    calibration = {"subdivision_bias": 2.0, "meshes": 12, "assets": "synth seed 1, 12 assets", "candidates": [
+        {"bias": b, "score": s, "iou_input": s, "iou_heldout": s, "fscore@0.05": s, "chamfer_l1": 0.05,
+         "voxels": 1000 * b + 500, "seconds": 2.5}
+        for b, s in ((0.0, 0.6), (2.0, 0.7))]}
+    table = card_tables([facts], data, [], calibration)
+    assert "subdivision bias +2, chosen by `--steps calibrate` on 12 held-out assets" in table
+    assert "| **+2** | 0.700 | 0.700 | 0.700 | 0.700 | 0.0500 | 2,500 | 2.5 |" in table and "| +0 | 0.600 |" in table
 
 
 def test_card_needs_its_facts_block(tmp_path):
