@@ -5,8 +5,9 @@ latents misses children it is unsure of, and every missed child is a hole in the
 logits (:class:`~pixal3d.models.sc_vae.FlexiDualGridVaeDecoder` ``subdivision_bias``) trades holes for extra
 voxels. :func:`calibrate_subdivision_bias` scores each candidate bias with the same generation (one pipeline,
 same seed) on a folder of held-out meshes — never the evaluation sets: the caller gives procedural assets of a
-seed the training data does not use — and picks the one with the best mean of input-view IoU, held-out-view
-IoU and F-score@0.05 (ties: the bias closest to 0). :func:`write_subdivision_bias` stores it in the model
+seed the training data does not use — and ranks them by the mean of input-view IoU, held-out-view IoU and
+F-score@0.05. Every kept child costs decoding and export time, so :func:`choose_bias` takes the bias closest to 0
+whose score is within ``tolerance`` of the best (differences that small are noise on a dozen assets). :func:`write_subdivision_bias` stores it in the model
 folder's shape-decoder config, where every later load picks it up.
 """
 
@@ -54,17 +55,26 @@ class Calibration:
     bias: float
     rows: list[dict]
     meshes: int
+    tolerance: float
 
     def to_json(self) -> dict:
-        return {"subdivision_bias": self.bias, "scores": list(CALIBRATION_SCORES), "meshes": self.meshes,
-                "candidates": self.rows}
+        return {"subdivision_bias": self.bias, "scores": list(CALIBRATION_SCORES), "tolerance": self.tolerance,
+                "meshes": self.meshes, "candidates": self.rows}
+
+
+def choose_bias(rows: list[dict], tolerance: float = 0.01) -> float:
+    """The bias of ``rows`` (``{"bias", "score"}``) closest to 0 whose score is within ``tolerance`` of the best."""
+    if not rows:
+        raise UserError("no calibration candidates to choose from")
+    best = max(row["score"] for row in rows)
+    return min((row for row in rows if row["score"] >= best - tolerance), key=lambda r: (abs(r["bias"]), r["bias"]))["bias"]
 
 
 def calibrate_subdivision_bias(model: str | os.PathLike, meshes: str | os.PathLike, out: str | os.PathLike,
-                               biases: list[float], config: EvalConfig | None = None,
+                               biases: list[float], config: EvalConfig | None = None, tolerance: float = 0.01,
                                progress: bool = False) -> Calibration:
     """Score every bias of ``biases`` on the meshes under ``meshes`` (``pixal3d evaluate`` with ``config``,
-    default: every mesh × 1 view) and return the best (module docstring). The report goes to ``out``."""
+    default: every mesh × 1 view) and choose one (:func:`choose_bias`). The report goes to ``out``."""
     if not biases:
         raise UserError("give at least one subdivision bias to try")
     config = config or EvalConfig(subset="full", views_per_mesh=1, baselines=())
@@ -85,8 +95,8 @@ def calibrate_subdivision_bias(model: str | os.PathLike, meshes: str | os.PathLi
                      **{k: mean[k] for k in CALIBRATION_SCORES}, "chamfer_l1": mean["chamfer_l1"],
                      "voxels": sum(i["voxels"] for i in infos) / len(infos),
                      "seconds": sum(sum(i["timings"].values()) for i in infos) / len(infos)})
-    best = max(rows, key=lambda r: (round(r["score"], 6), -abs(r["bias"])))
-    return Calibration(best["bias"], rows, int(min(results["methods"][m.name]["ok"] for m in methods)))
+    return Calibration(choose_bias(rows, tolerance), rows, int(min(results["methods"][m.name]["ok"] for m in methods)),
+                       tolerance)
 
 
 def write_subdivision_bias(model: str | os.PathLike, bias: float) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from pixal3d import paths
 from pixal3d.errors import UserError
 from pixal3d.evaluation.calibration import (CALIBRATION_SCORES, SHAPE_DECODER, calibrate_subdivision_bias,
-                                            write_subdivision_bias)
+                                            choose_bias, write_subdivision_bias)
 from pixal3d.evaluation.runner import EvalConfig
 
 MODEL = paths.component_path("pixal3d-small")
@@ -34,8 +34,7 @@ def test_every_bias_is_scored_on_one_generation_and_the_best_is_chosen(one_asset
     assert [row["bias"] for row in result.rows] == [0.0, 3.0]  # duplicates tried once
     for row in result.rows:
         assert row["score"] == pytest.approx(sum(row[k] for k in CALIBRATION_SCORES) / len(CALIBRATION_SCORES))
-    best = max(result.rows, key=lambda r: r["score"])
-    assert result.bias == best["bias"] and result.meshes == 1
+    assert result.bias == choose_bias(result.rows) and result.meshes == 1
     report = json.loads((tmp_path / "report" / "results.json").read_text())
     assert set(report["methods"]) == {"model (oracle) bias +0", "model (oracle) bias +3"}
     # more kept children: a positive bias decodes more voxels from the same seed
@@ -58,3 +57,14 @@ def test_the_bias_is_written_into_the_shape_decoder_config(tmp_path):
 def test_calibration_needs_candidates(tmp_path):
     with pytest.raises(UserError, match="at least one"):
         calibrate_subdivision_bias(tmp_path, tmp_path, tmp_path / "out", [])
+
+
+def test_the_cheapest_bias_within_the_tolerance_of_the_best_is_chosen():
+    rows = [{"bias": 0.0, "score": 0.60}, {"bias": 1.0, "score": 0.695}, {"bias": 2.0, "score": 0.70},
+            {"bias": 3.0, "score": 0.71}, {"bias": -1.0, "score": 0.705}]
+    assert choose_bias(rows, tolerance=0.0) == 3.0
+    assert choose_bias(rows, tolerance=0.01) == -1.0  # closest to 0 among 0.700 … 0.710
+    assert choose_bias(rows[:4], tolerance=0.02) == 1.0
+    assert choose_bias(rows[:1], tolerance=0.5) == 0.0
+    with pytest.raises(UserError):
+        choose_bias([])
