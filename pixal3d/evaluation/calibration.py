@@ -7,8 +7,9 @@ voxels. :func:`calibrate_subdivision_bias` scores each candidate bias with the s
 same seed) on a folder of held-out meshes — never the evaluation sets: the caller gives procedural assets of a
 seed the training data does not use — and ranks them by the mean of input-view IoU, held-out-view IoU and
 F-score@0.05. Every kept child costs decoding and export time, so :func:`choose_bias` takes the bias closest to 0
-whose score is within ``tolerance`` of the best (differences that small are noise on a dozen assets). :func:`write_subdivision_bias` stores it in the model
-folder's shape-decoder config, where every later load picks it up.
+whose score is within ``tolerance`` of the best (differences that small are noise on a dozen assets).
+:func:`write_subdivision_bias` stores it in the model folder's shape-decoder config, where every later load
+picks it up.
 """
 
 from __future__ import annotations

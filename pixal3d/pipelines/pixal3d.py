@@ -39,6 +39,7 @@ from pixal3d.core.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicali
 from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
+from pixal3d.models.loading import read_model_config
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
 from pixal3d.models.sparse.tensor import SparseTensor
 from pixal3d.pipelines.cascade import CascadeChoice, choose_cascade_resolution
@@ -231,7 +232,8 @@ STAGES = {
 @dataclass
 class FlowSample:
     """What one flow stage drew and produced: ``noise`` (dense ``[1, C, r, r, r]`` or a SparseTensor), ``cond``
-    (the conditioning dict: ``global``, ``proj``; image tokens ``[1, M, C]`` for a cross-attention flow), ``samples`` (the normalised sample, same layout as ``noise``),
+    (the conditioning dict: ``global``, ``proj``; image tokens ``[1, M, C]`` for a cross-attention flow),
+    ``samples`` (the normalised sample, same layout as ``noise``),
     ``slat`` (the denormalised latent of a sparse stage) and ``concat_cond`` (the texture stage's normalised
     shape latent)."""
 
@@ -387,9 +389,7 @@ class Pixal3DPipeline:
         """The condition of ``stage``'s flow: the back-projected image features (``proj`` flows), or the image
         tokens for a cross-attention flow, which only a folder marked ``camera_frame_cross_attention`` may hold
         (this project's ablations; TRELLIS.2's canonical-frame flows are refused)."""
-        with self.models.use(stage.flow) as flow:
-            mode = getattr(flow, "image_attn_mode", "proj")
-        if mode == "proj":
+        if read_model_config(self.folder.stage(stage.flow).stem)[1].get("image_attn_mode", "proj") == "proj":
             return self.conditioner.condition(stage.condition, image, camera, coords=coords,
                                               grid_resolution=grid_resolution)
         if not self.folder.config.camera_frame_cross_attention:
