@@ -30,7 +30,7 @@ def bench_sparse_backprojection() -> dict:
     fmap = torch.randn(1, C, 64, 64)
     flat = torch.randperm(G**3)[:N]
     coords = torch.stack([torch.zeros_like(flat), flat // G**2, flat // G % G, flat % G], 1).int()
-    cam = Camera.from_fov(0.2)
+    cam = Camera.front(0.2)
     base = maxrss_mb()
     t = best_of(lambda: backproject_sparse(fmap, cam, coords, G, S))
     return {"name": "sparse back-projection 50k voxels x 2048 ch", "time_s": t, "peak_mb": maxrss_mb() - base,

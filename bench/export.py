@@ -53,7 +53,7 @@ def export_rows() -> list[dict]:
     src = EVALSETS / "meshes" / "keenan_spot.glb"
     mesh = load_mesh(src)
     fov = math.radians(40.0)
-    asset, _ = voxelize(mesh, 256, camera=Camera(fov, 1.0 / (2.0 * math.tan(fov / 2.0)), 1.0))
+    asset, _ = voxelize(mesh, 256, camera=Camera.front(fov, 1.0 / (2.0 * math.tan(fov / 2.0)), 1.0))
     out = REPO / "outputs" / "bench_spot_r256.glb"
     bake_steps: dict[str, float] = {}
 

@@ -133,7 +133,7 @@ def bench_official_1024_cascade() -> dict:
 
         lr_tokens, hr_tokens = bunny_coords(32), bunny_coords(64)
         image = Image.open(REPO / "examples" / "example.png").convert("RGB").resize((518, 518))
-        (cold_s, _), (warm_s, out), peaks = time_cascade(pipe, image, Camera.from_fov(0.8575560450553894),
+        (cold_s, _), (warm_s, out), peaks = time_cascade(pipe, image, Camera.front(0.8575560450553894),
                                                          lr_tokens, hr_tokens, 1024)
         voxels = len(out.decoded.pbr.coords)
     finally:

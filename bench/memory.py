@@ -110,7 +110,7 @@ def _run(cascade: int) -> dict:
         base = monitor.rss_gb()
         one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes
         image = Image.new("RGB", (518, 518), (128, 96, 64))
-        camera = Camera.from_fov(0.8575560450553894)
+        camera = Camera.front(0.8575560450553894)
         with monitor.stage("image encoders (DINOv3 ViT-L + NAF, built)"):
             conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
             pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)

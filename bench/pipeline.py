@@ -69,7 +69,7 @@ def bench_tiny() -> dict:
         base = maxrss_mb()
         pipe = Pixal3DPipeline.from_pretrained(folder, device="cpu")
         cam = e2e.meta["camera_params"]
-        camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+        camera = Camera.front(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
         image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
         params = stage_sampler_params(pipe.folder.config.samplers, GenerationOptions(steps=12))
         start = time.perf_counter()
@@ -177,7 +177,7 @@ def bench_official_512() -> dict:
         conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
         pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
         image = Image.new("RGB", (518, 518), (128, 96, 64))
-        camera = Camera.from_fov(0.8575560450553894)
+        camera = Camera.front(0.8575560450553894)
         times["build encoders"] = time.perf_counter() - start
 
         one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes

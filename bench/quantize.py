@@ -122,7 +122,7 @@ def bench_tiny() -> dict:
         e2e = Fixture("pipeline_e2e_tiny")
         folder = write_tiny_pipeline(Path(tmp) / "tiny", e2e, Fixture("dinov3_tiny"), Fixture("naf_tiny"))
         cam = e2e.meta["camera_params"]
-        camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+        camera = Camera.front(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
         image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
 
         def run(quantize, seed):

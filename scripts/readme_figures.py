@@ -111,14 +111,15 @@ def multiview_figure(model: Path, out: Path) -> Path:
 
 
 def scene_figure(model: Path, out: Path) -> Path:
-    from pixal3d.core.render import ViewCamera, glb_camera, load_render_meshes, render, turntable_cameras
+    from pixal3d.core.camera import Camera
+    from pixal3d.core.render import glb_camera, load_render_meshes, render, turntable_cameras
     from pixal3d.export.glb import ExportOptions
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
     from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator
     from tests.pipelines import test_scene as T
 
     objects = T._scene_objects()
-    camera = ViewCamera(np.eye(4), T.FOV)
+    camera = Camera(np.eye(4), T.FOV)
     size = T.SIZE  # the test's picture, so the numbers are the test's; tiles are shown at WIDTH / 3
     picture = render([T._to_gl(m) for m in objects], camera, size, background=None)
     masks = [(f"obj{k}", render([T._to_gl(m)], camera, size, mode="mask")) for k, m in enumerate(objects)]

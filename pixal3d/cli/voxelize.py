@@ -24,7 +24,7 @@ def run(args) -> int:
     load_s = time.perf_counter() - t0
     source = {"input": str(args.mesh), "up": args.up, "yaw_degrees": args.yaw, "fill": args.fill,
               "file_to_voxel": mesh.transform.tolist()}
-    asset, times = voxelize(mesh, R, camera=Camera.from_fov(args.fov), source=source)
+    asset, times = voxelize(mesh, R, camera=Camera.front(args.fov), source=source)
     asset.save(args.output)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in {"load": load_s, **times}.items())
     print(f"{args.output}: {len(asset.coords)} voxels at {R}³ ({stages})")

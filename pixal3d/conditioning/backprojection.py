@@ -7,10 +7,10 @@ camera) → world ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1
 pixels u right, v down; sampling coordinate ``g = (uv + 0.5) / S * 2 - 1`` read with
 ``F.grid_sample(mode='bilinear', align_corners=False, padding_mode='border')``.
 
-``camera`` arguments accept a :class:`Camera`, a :class:`PinholeCamera`, or a sequence of them (one
-per batch item). ``S`` is the side of the square image the feature extractor saw; a
-:class:`PinholeCamera` is rescaled from its own size to ``S x S``. ``mesh_scale=None`` takes each
-camera's own ``mesh_scale``. All geometry is computed in float32 (as the official code); the
+``camera`` arguments accept a :class:`~pixal3d.core.camera.Camera` (pose in the Blender world) or a sequence
+of them (one per batch item). ``S`` is the side of the square image the feature extractor saw; a camera's
+lens is size-free (fields of view), so a non-square photo resized to ``S x S`` keeps its camera.
+``mesh_scale=None`` takes each camera's own ``mesh_scale``. All geometry is computed in float32 (as the official code); the
 sampling grid is cast to the feature map's dtype.
 """
 
@@ -21,10 +21,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from pixal3d.core.camera import AnyCamera, Camera, PinholeCamera, as_pinhole
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 
-CameraArg = AnyCamera | Sequence[AnyCamera]
+CameraArg = Camera | Sequence[Camera]
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,20 +82,22 @@ def _check_coords(coords: torch.Tensor, G: int) -> torch.Tensor:
     return coords
 
 
-def project_points(points: torch.Tensor, camera: AnyCamera, image_size: int | None = None
+def project_points(points: torch.Tensor, camera: Camera, width: int, height: int | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Project world points ``[M, 3]`` float32 → ``(uv [M,2], depth [M], valid [M] bool)``.
 
-    ``uv`` are pixel coordinates (u right, v down) in the ``S x S`` image (``S = image_size``; for a
-    :class:`PinholeCamera` with ``image_size=None``, its own ``width x height``). ``depth`` is the
-    distance along the viewing direction (positive in front). ``valid`` = inside ``[0,W) x [0,H)`` and
-    ``depth > 0``; the official pipeline computes but does not apply it. Float32, as the official
-    ``project_points_to_image_batch`` (general 4x4 inverse, ``+1e-8`` in the divisor).
+    ``uv`` are pixel coordinates (u right, v down) in a ``width x height`` image (``height`` None: square).
+    ``depth`` is the distance along the viewing direction (positive in front). ``valid`` = inside
+    ``[0,W) x [0,H)`` and ``depth > 0``; the official pipeline computes but does not apply it. Float32, as the
+    official ``project_points_to_image_batch`` (general 4x4 inverse, ``+1e-8`` in the divisor).
     """
-    cam = as_pinhole(camera, image_size)
+    if not isinstance(camera, Camera):
+        raise UserError(f"expected a Camera, got {type(camera).__name__}")
+    width = int(width)
+    height = width if height is None else int(height)
     pts = points.to(torch.float32)
-    w2c = cam.world_to_cam().to(pts.device)
-    K = cam.intrinsics.to(pts.device)
+    w2c = camera.world_to_cam().to(pts.device)
+    K = camera.intrinsics(width, height).to(pts.device)
     x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
     xc = w2c[0, 0] * x + w2c[0, 1] * y + w2c[0, 2] * z + w2c[0, 3]
     yc = w2c[1, 0] * x + w2c[1, 1] * y + w2c[1, 2] * z + w2c[1, 3]
@@ -104,7 +106,7 @@ def project_points(points: torch.Tensor, camera: AnyCamera, image_size: int | No
     denom = -zc + 1e-8
     u = K[0, 0] * xc / denom + K[0, 2]
     v = -K[1, 1] * yc / denom + K[1, 2]
-    valid = (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height) & (depth > 0)
+    valid = (u >= 0) & (u < width) & (v >= 0) & (v < height) & (depth > 0)
     return torch.stack([u, v], dim=-1), depth, valid
 
 
@@ -117,19 +119,19 @@ def normalize_pixels(uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # sampling
 # --------------------------------------------------------------------------------------------
-def _camera_list(camera: CameraArg) -> list[AnyCamera]:
-    if isinstance(camera, (Camera, PinholeCamera)):
+def _camera_list(camera: CameraArg) -> list[Camera]:
+    if isinstance(camera, Camera):
         return [camera]
     cams = list(camera)
     if not cams:
         raise UserError("no camera given")
     for c in cams:
-        if not isinstance(c, (Camera, PinholeCamera)):
-            raise UserError(f"expected Camera or PinholeCamera objects, got {type(c).__name__}")
+        if not isinstance(c, Camera):
+            raise UserError(f"expected Camera objects, got {type(c).__name__}")
     return cams
 
 
-def _points_grid(points_for_scale, cam: AnyCamera, S: int, mesh_scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _points_grid(points_for_scale, cam: Camera, S: int, mesh_scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     scale = cam.mesh_scale if mesh_scale is None else mesh_scale
     uv, _, valid = project_points(points_for_scale(scale), cam, S)
     return normalize_pixels(uv, S, S), valid
@@ -282,7 +284,7 @@ def bilinear_taps(grid: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, tor
 # --------------------------------------------------------------------------------------------
 # multi-view
 # --------------------------------------------------------------------------------------------
-def _multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], coords: torch.Tensor | None, G: int,
+def _multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None, G: int,
                S: int, mesh_scale: float | None, validity_weighted: bool) -> torch.Tensor:
     _check_map(feature_maps)
     cams = _camera_list(cameras)
@@ -306,7 +308,7 @@ def _multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], coords:
     return total / V
 
 
-def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], G: int, S: int,
+def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], G: int, S: int,
                                 mesh_scale: float | None = None, validity_weighted: bool = False) -> torch.Tensor:
     """Multi-view ProjGrid: ``[1, G^3, C]`` = mean over views of each view's projected features.
 
@@ -319,7 +321,7 @@ def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[An
     return _multiview(feature_maps, cameras, None, G, S, mesh_scale, validity_weighted)[None]
 
 
-def backproject_sparse_multiview(feature_maps: torch.Tensor, cameras: Sequence[AnyCamera], coords: torch.Tensor,
+def backproject_sparse_multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor,
                                  G: int, S: int, mesh_scale: float | None = None,
                                  validity_weighted: bool = False) -> torch.Tensor:
     """Sparse :func:`backproject_dense_multiview`: ``[N, C]`` for voxels ``coords [N, 4]`` of one object.

@@ -30,7 +30,7 @@ from PIL import Image
 from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
 from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor, image_tokens
 from pixal3d.conditioning.naf import NAF, NAFGuide
-from pixal3d.core.camera import Camera, PinholeCamera
+from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
 from pixal3d.models.sparse.tensor import SparseTensor
 
@@ -143,7 +143,7 @@ class ConditionExtractor:
 
     @torch.no_grad()
     def condition(self, stage: str | StageConfig, image: Image.Image | Sequence[Image.Image],
-                  camera: Camera | PinholeCamera | Sequence[Camera | PinholeCamera],
+                  camera: Camera | Sequence[Camera],
                   coords: torch.Tensor | None = None, grid_resolution: int | None = None) -> dict[str, Any]:
         """Condition of ``stage`` for ``image`` seen by ``camera``, or for several views of one object.
 
@@ -187,7 +187,7 @@ class ConditionExtractor:
         views = [image_tokens(*self.features(im, size)[1:]) for im in images]
         return views[0] if len(views) == 1 else torch.stack(views).mean(0)
 
-    def _condition_one(self, stage: str | StageConfig, image: Image.Image, camera: Camera | PinholeCamera,
+    def _condition_one(self, stage: str | StageConfig, image: Image.Image, camera: Camera,
                        coords: torch.Tensor | None, grid_resolution: int | None) -> dict[str, Any]:
         cfg = self.stage_config(stage, grid_resolution)
         s, g = cfg.image_size, cfg.grid_resolution

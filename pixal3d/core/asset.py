@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ class VoxelAsset:
             "format": FORMAT,
             "version": VERSION,
             "resolution": int(self.resolution),
-            "camera": asdict(self.camera) if self.camera else None,
+            "camera": self.camera.front_fields() if self.camera else None,
             "source": self.source,
             "pbr_channels": list(PBR_CHANNELS),
         }
@@ -100,7 +100,7 @@ class VoxelAsset:
         occupancy = {int(k.split("_", 1)[1]): arrays.pop(k) for k in list(arrays) if k.startswith("occupancy_")}
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in arrays.items() if k in known}
-        camera = Camera(**header["camera"]) if header.get("camera") else None
+        camera = Camera.front(**header["camera"]) if header.get("camera") else None
         asset = cls(resolution=header["resolution"], occupancy=occupancy, camera=camera, source=header.get("source", {}), **kwargs)
         asset.validate(path)
         return asset

@@ -1,6 +1,9 @@
-"""Cameras of the pixel back-projection conditioning, in the official (Blender) convention.
+"""The camera model of pixal3d (:class:`Camera`) and the official conventions of the back-projection.
 
-Frames
+One :class:`Camera` (a pose and a size-free lens) serves the conditioning, the multi-view capture readers, the
+renderer, the evaluation and the GLB export. :meth:`Camera.front` is the official input camera.
+
+Frames of the conditioning
 ------
 * **World** (Blender): Z up. The input ("front") camera sits at ``(0, -d, 0)`` looking along +Y, with
   image right = +X and image up = +Z. Its camera-to-world matrix is
@@ -20,20 +23,20 @@ Intrinsics follow Blender's 32 mm sensor: ``focal_mm = 16 / tan(fov_x / 2)`` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from pixal3d.errors import UserError
 
 #: Official default horizontal field of view (radians): 2·atan(16/35), a 35 mm lens on a 32 mm sensor.
 DEFAULT_FOV_X = 0.8575560450553894
-#: Official default camera distance (used only when a caller gives no distance).
-DEFAULT_DISTANCE = 2.0
 #: Blender sensor width in millimetres.
 SENSOR_WIDTH_MM = 32.0
 #: Image resolution used by the official ``distance_from_fov`` (``WILD_IMAGE_RESOLUTION``).
@@ -57,10 +60,21 @@ def _check_scale(mesh_scale: float) -> float:
     return mesh_scale
 
 
+def tan_float32(angle: torch.Tensor) -> torch.Tensor:
+    """``tan`` of a float32 tensor, correctly rounded to float32 on every machine.
+
+    The official code calls ``torch.tan`` in float32, whose last bit depends on the CPU's vector library (AVX2 and
+    AVX-512 kernels, glibc, CUDA round differently); evaluating in float64 and rounding once gives the same float32
+    on every platform, within one unit in the last place of any of them.
+    """
+    return torch.tan(angle.double()).float()
+
+
 def focal_pixels(fov_x: float, image_size: int) -> float:
-    """Focal length in pixels ``16 / tan(fov_x/2) * image_size / 32``, evaluated in float32 (official)."""
+    """Focal length in pixels ``16 / tan(fov_x/2) * image_size / 32``, evaluated in float32 (official arithmetic,
+    with :func:`tan_float32`)."""
     fov = torch.tensor(_check_fov(fov_x), dtype=torch.float32)
-    focal_mm = 16.0 / torch.tan(fov / 2.0)
+    focal_mm = 16.0 / tan_float32(fov / 2.0)
     return float(focal_mm * image_size / SENSOR_WIDTH_MM)
 
 
@@ -111,173 +125,243 @@ def voxel_to_world_matrix(grid_resolution: int, mesh_scale: float = 1.0) -> torc
                          [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
 
 
-@dataclass(frozen=True)
+def look_at(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0),
+            up: Sequence[float] = (0.0, 1.0, 0.0)) -> np.ndarray:
+    """Camera-to-world ``[4,4]`` float64 of a camera at ``eye`` looking at ``target`` with no roll about ``up``
+    (the camera looks down its own −Z, +Y up). ``up`` is the world's up axis: ``+Y`` for glTF and the renderer,
+    ``+Z`` for Blender/NeRF captures; ``look_at((0, -d, 0), up=(0, 0, 1))`` is :func:`front_view_matrix`."""
+    eye_v, target_v, up_v = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    back = eye_v - target_v
+    if not np.linalg.norm(back) > 0:
+        raise UserError("camera position equals its target")
+    back = back / np.linalg.norm(back)
+    right = np.cross(up_v, back)
+    if not np.linalg.norm(right) > 1e-9:
+        raise UserError("camera looks straight along the up axis (elevation ±90°)")
+    right = right / np.linalg.norm(right)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, np.cross(back, right), back, eye_v
+    return m
+
+
+def vertical_fov(fov_x: float, width: int, height: int) -> float:
+    """Vertical field of view (radians) of a ``width x height`` image with square pixels and horizontal FOV ``fov_x``."""
+    return 2.0 * math.atan(math.tan(_check_fov(fov_x) / 2.0) * int(height) / int(width))
+
+
+@dataclass(frozen=True, eq=False)
 class Camera:
-    """The official single-view camera: front view at distance ``distance`` with horizontal FOV ``fov_x``.
-
-    ``fov_x`` in radians, ``distance`` in world units, ``mesh_scale`` divides the unit-cube grid
-    (object occupies ``[-0.5, 0.5]^3 / mesh_scale``). The image is square (``S x S``); the focal
-    length in pixels depends on ``S`` (see :func:`focal_pixels`).
-    """
-
-    fov_x: float = DEFAULT_FOV_X
-    distance: float = DEFAULT_DISTANCE
-    mesh_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_fov(self.fov_x)
-        _check_scale(self.mesh_scale)
-        if not (float(self.distance) > 0.0) or not math.isfinite(float(self.distance)):
-            raise UserError(f"camera distance must be a positive number, got {self.distance}")
-
-    @classmethod
-    def from_fov(cls, fov_x: float, mesh_scale: float = 1.0) -> "Camera":
-        """Camera with the official distance for ``fov_x`` (:func:`distance_from_fov`)."""
-        return cls(float(fov_x), distance_from_fov(fov_x, mesh_scale), float(mesh_scale))
-
-    def cam_to_world(self) -> torch.Tensor:
-        """Camera-to-world ``[4,4]`` float32 (Blender convention), see :func:`front_view_matrix`."""
-        return front_view_matrix(self.distance)
-
-    def focal_pixels(self, image_size: int) -> float:
-        """Focal length in pixels for an ``image_size`` square image (float32 math, official)."""
-        return focal_pixels(self.fov_x, image_size)
-
-    def to_pinhole(self, image_size: int) -> "PinholeCamera":
-        """The same camera as a :class:`PinholeCamera` for an ``image_size x image_size`` image."""
-        f = self.focal_pixels(image_size)
-        K = torch.tensor([[f, 0.0, image_size / 2.0], [0.0, f, image_size / 2.0], [0.0, 0.0, 1.0]],
-                         dtype=torch.float32)
-        return PinholeCamera(K, self.cam_to_world(), int(image_size), int(image_size), self.mesh_scale)
-
-
-@dataclass(frozen=True)
-class PinholeCamera:
-    """A general pinhole camera (multi-view), Blender convention.
+    """The one camera model of pixal3d: a pinhole (or orthographic) camera independent of the image size.
 
     Args:
-        intrinsics: ``[3,3]`` in pixels for a ``width x height`` image: ``[[fx,0,cx],[0,fy,cy],[0,0,1]]``
-            (zero skew). ``u = fx * x_c / (-z_c) + cx``, ``v = -fy * y_c / (-z_c) + cy`` where
-            ``(x_c, y_c, z_c)`` are camera coordinates (camera looks down -Z, +Y up); pixel ``k``'s
-            centre is at ``u = k`` when sampling (see the module docstring).
-        cam_to_world: ``[4,4]`` camera-to-world (Blender/NeRF ``transform_matrix``), world Z up.
-        width, height: image size the intrinsics refer to.
+        cam_to_world: ``[4,4]`` pose, stored as a read-only float64 array. The camera looks down its own −Z
+            with +Y up (Blender, NeRF and glTF agree); the world frame is the caller's: the back-projection
+            conditioning works in the official Blender world (Z up, object in the unit cube, see the module
+            docstring), the renderer and the evaluation in Y-up glTF frames.
+        fov_x, fov_y: horizontal and vertical field of view in radians (``fov_y`` None: equal to ``fov_x``,
+            a square image with square pixels). Fields of view do not change when an image is resized, so
+            one camera serves every image size.
+        principal: principal point as a fraction of the image width and height (``(0.5, 0.5)``: the centre).
         mesh_scale: scale of the projection grid (object in ``[-0.5, 0.5]^3 / mesh_scale``).
+        znear: near clipping distance of the renderer.
+        ortho_half: orthographic camera, world units from the image centre to its edge (fields of view unused).
+        name: a label (``input``, ``heldout_090`` … in evaluation).
+
+    Two arithmetic paths read it. The conditioning uses :meth:`intrinsics` and :meth:`world_to_cam`, in float32 with
+    the official Blender-sensor focal length (:func:`focal_pixels`), so official fixtures are reproduced bit for bit.
+    The renderer and the metrics use :meth:`pixel_intrinsics`, :meth:`project` and :meth:`rays` in float64.
     """
 
-    intrinsics: torch.Tensor
-    cam_to_world: torch.Tensor
-    width: int
-    height: int
+    cam_to_world: np.ndarray
+    fov_x: float = DEFAULT_FOV_X
+    fov_y: float | None = None
+    principal: tuple[float, float] = (0.5, 0.5)
     mesh_scale: float = 1.0
+    znear: float = 1e-3
+    ortho_half: float | None = None
+    name: str = ""
 
     def __post_init__(self) -> None:
-        K = torch.as_tensor(self.intrinsics, dtype=torch.float32)
-        c2w = torch.as_tensor(self.cam_to_world, dtype=torch.float32)
-        if K.shape != (3, 3):
-            raise UserError(f"intrinsics must be a 3x3 matrix, got shape {tuple(K.shape)}")
+        c2w = np.array(self.cam_to_world, dtype=np.float64)
         if c2w.shape != (4, 4):
-            raise UserError(f"cam_to_world must be a 4x4 matrix, got shape {tuple(c2w.shape)}")
-        if not (torch.isfinite(K).all() and torch.isfinite(c2w).all()):
+            raise UserError(f"cam_to_world must be a 4x4 matrix, got shape {c2w.shape}")
+        if not np.isfinite(c2w).all():
             raise UserError("camera matrices contain non-finite values")
-        if K[0, 1] != 0 or K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
-            raise UserError("intrinsics must be [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew)")
-        if K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise UserError("intrinsics focal lengths must be positive")
-        if int(self.width) < 1 or int(self.height) < 1:
-            raise UserError(f"image size must be positive, got {self.width}x{self.height}")
-        _check_scale(self.mesh_scale)
-        object.__setattr__(self, "intrinsics", K)
+        c2w.setflags(write=False)
         object.__setattr__(self, "cam_to_world", c2w)
+        if self.ortho_half is None:
+            object.__setattr__(self, "fov_x", _check_fov(self.fov_x))
+            object.__setattr__(self, "fov_y", _check_fov(self.fov_x if self.fov_y is None else self.fov_y))
+        else:
+            if not (float(self.ortho_half) > 0 and math.isfinite(float(self.ortho_half))):
+                raise UserError(f"orthographic half extent must be a positive number, got {self.ortho_half}")
+            object.__setattr__(self, "fov_y", float(self.fov_x if self.fov_y is None else self.fov_y))
+        px, py = (float(p) for p in self.principal)
+        if not (math.isfinite(px) and math.isfinite(py)):
+            raise UserError(f"principal point must be finite, got {self.principal}")
+        object.__setattr__(self, "principal", (px, py))
+        object.__setattr__(self, "mesh_scale", _check_scale(self.mesh_scale))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Camera):
+            return NotImplemented
+        return (np.array_equal(self.cam_to_world, other.cam_to_world)
+                and (self.fov_x, self.fov_y, self.principal, self.mesh_scale, self.znear, self.ortho_half, self.name)
+                == (other.fov_x, other.fov_y, other.principal, other.mesh_scale, other.znear, other.ortho_half,
+                    other.name))
+
+    __hash__ = None  # mutable-looking array field: not hashable
+
+    # ---------------------------------------------------------------------------------------- constructors
+    @classmethod
+    def front(cls, fov_x: float = DEFAULT_FOV_X, distance: float | None = None, mesh_scale: float = 1.0,
+              name: str = "") -> "Camera":
+        """The official input camera: at ``(0, -distance, 0)`` of the Blender world looking at the origin
+        (:func:`front_view_matrix`), horizontal FOV ``fov_x``. ``distance`` None: :func:`distance_from_fov` (the
+        unit cube's half-width reaches the image edge)."""
+        fov_x, mesh_scale = _check_fov(fov_x), _check_scale(mesh_scale)
+        d = distance_from_fov(fov_x, mesh_scale) if distance is None else float(distance)
+        if not (d > 0.0) or not math.isfinite(d):
+            raise UserError(f"camera distance must be a positive number, got {distance}")
+        c2w = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, -d], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+        return cls(c2w, fov_x, mesh_scale=mesh_scale, name=name)
 
     @classmethod
-    def from_fov(cls, fov_x: float, cam_to_world: torch.Tensor, width: int, height: int,
-                 mesh_scale: float = 1.0) -> "PinholeCamera":
-        """Camera with horizontal FOV ``fov_x`` (square pixels, principal point at the image centre)."""
-        f = focal_pixels(fov_x, width)
-        K = torch.tensor([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
-        return cls(K, cam_to_world, int(width), int(height), mesh_scale)
+    def from_intrinsics(cls, intrinsics: np.ndarray | torch.Tensor, cam_to_world: np.ndarray | torch.Tensor,
+                        width: int, height: int, mesh_scale: float = 1.0) -> "Camera":
+        """A camera from a pixel intrinsics matrix ``[[fx,0,cx],[0,fy,cy],[0,0,1]]`` of a ``width x height`` image."""
+        K = np.asarray(intrinsics.detach().cpu() if isinstance(intrinsics, torch.Tensor) else intrinsics, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise UserError(f"intrinsics must be a 3x3 matrix, got shape {K.shape}")
+        if K[0, 1] != 0 or K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
+            raise UserError("intrinsics must be [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew)")
+        if not (K[0, 0] > 0 and K[1, 1] > 0):
+            raise UserError("intrinsics focal lengths must be positive")
+        if int(width) < 1 or int(height) < 1:
+            raise UserError(f"image size must be positive, got {width}x{height}")
+        fov_x = 2.0 * math.atan(int(width) / (2.0 * K[0, 0]))
+        fov_y = 2.0 * math.atan(int(height) / (2.0 * K[1, 1]))
+        c2w = cam_to_world.detach().cpu().double().numpy() if isinstance(cam_to_world, torch.Tensor) else cam_to_world
+        return cls(c2w, fov_x, fov_y, (K[0, 2] / int(width), K[1, 2] / int(height)), mesh_scale)
+
+    @classmethod
+    def orthographic(cls, cam_to_world: np.ndarray, half_extent: float, name: str = "") -> "Camera":
+        """An orthographic camera showing ``half_extent`` world units from the image centre to its edge."""
+        return cls(cam_to_world, 0.0, ortho_half=float(half_extent), name=name)
+
+    def with_pose(self, cam_to_world: np.ndarray | torch.Tensor) -> "Camera":
+        """The same lens with another pose."""
+        if isinstance(cam_to_world, torch.Tensor):
+            cam_to_world = cam_to_world.detach().cpu().double().numpy()
+        return dataclasses.replace(self, cam_to_world=cam_to_world)
+
+    # ---------------------------------------------------------------------------------------- properties
+    @property
+    def position(self) -> np.ndarray:
+        """Camera centre ``[3]`` float64 in world coordinates."""
+        return self.cam_to_world[:3, 3].copy()
 
     @property
-    def position(self) -> torch.Tensor:
-        """Camera centre in world coordinates ``[3]`` float32."""
-        return self.cam_to_world[:3, 3]
+    def distance(self) -> float:
+        """Distance of the camera centre from the world origin (the object centre)."""
+        return float(np.linalg.norm(self.cam_to_world[:3, 3]))
+
+    @property
+    def is_front(self) -> bool:
+        """Whether this is a :meth:`front` camera (official front pose, centred square-pixel lens)."""
+        front = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, -self.distance], [0.0, 1.0, 0.0, 0.0],
+                          [0.0, 0.0, 0.0, 1.0]])
+        return (self.ortho_half is None and self.fov_y == self.fov_x and self.principal == (0.5, 0.5)
+                and np.array_equal(self.cam_to_world, front))
+
+    def front_fields(self) -> dict[str, float]:
+        """``{"fov_x", "distance", "mesh_scale"}`` of a :meth:`front` camera: what asset headers and GLB files
+        store (``Camera.front(**fields)`` restores it)."""
+        if not self.is_front:
+            raise ValueError("only a front camera is described by fov_x, distance and mesh_scale")
+        return {"fov_x": self.fov_x, "distance": self.distance, "mesh_scale": self.mesh_scale}
+
+    # ---------------------------------------------------------------------------------------- float32, official
+    def focal_pixels(self, image_size: int) -> float:
+        """Horizontal focal length in pixels for an image ``image_size`` wide (float32 math, official)."""
+        return focal_pixels(self.fov_x, image_size)
+
+    def intrinsics(self, width: int, height: int | None = None) -> torch.Tensor:
+        """``[3,3]`` float32 pixel intrinsics for a ``width x height`` image (``height`` None: square), with the
+        official float32 focal length of :func:`focal_pixels` per axis."""
+        if self.ortho_half is not None:
+            raise UserError("an orthographic camera has no pinhole intrinsics")
+        width = int(width)
+        height = width if height is None else int(height)
+        if width < 1 or height < 1:
+            raise UserError(f"image size must be positive, got {width}x{height}")
+        fx = focal_pixels(self.fov_x, width)
+        fy = fx if (self.fov_y == self.fov_x and height == width) else focal_pixels(self.fov_y, height)
+        cx, cy = self.principal[0] * width, self.principal[1] * height
+        return torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
 
     def world_to_cam(self) -> torch.Tensor:
-        """World-to-camera ``[4,4]`` float32 (general float32 inverse, as the official code)."""
-        return torch.linalg.inv(self.cam_to_world)
+        """World-to-camera ``[4,4]`` float32: the general float32 inverse of the float32 pose (official)."""
+        return torch.linalg.inv(torch.from_numpy(self.cam_to_world.astype(np.float32)))
 
-    def rescaled(self, width: int, height: int) -> "PinholeCamera":
-        """The camera for the image resized to ``width x height`` (intrinsics rows scaled)."""
-        if (int(width), int(height)) == (self.width, self.height):
-            return self
-        scale = torch.tensor([[width / self.width], [height / self.height], [1.0]], dtype=torch.float32)
-        return PinholeCamera(self.intrinsics * scale, self.cam_to_world, int(width), int(height), self.mesh_scale)
+    # ---------------------------------------------------------------------------------------- float64, renderer
+    def pixel_intrinsics(self, width: int, height: int | None = None) -> np.ndarray:
+        """``[3,3]`` float64 intrinsics for a ``width x height`` image: perspective ``f = size / (2 tan(fov/2))``;
+        orthographic ``f = width / (2 ortho_half)`` pixels per world unit."""
+        width = int(width)
+        height = width if height is None else int(height)
+        if self.ortho_half is None:
+            fx = width / (2.0 * math.tan(self.fov_x / 2.0))
+            fy = height / (2.0 * math.tan(self.fov_y / 2.0))
+        else:
+            fx = fy = width / (2.0 * self.ortho_half)
+        return np.array([[fx, 0.0, self.principal[0] * width], [0.0, fy, self.principal[1] * height], [0.0, 0.0, 1.0]])
 
-    def with_cam_to_world(self, cam_to_world: torch.Tensor) -> "PinholeCamera":
-        """The same intrinsics with another pose."""
-        return PinholeCamera(self.intrinsics, cam_to_world, self.width, self.height, self.mesh_scale)
+    def project(self, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """World ``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates of a ``size`` square image (pixel
+        ``(c, r)`` has its centre at ``(c + 0.5, r + 0.5)``), ``depth [M]`` along the viewing axis)``, float64;
+        NaN pixels behind a perspective camera."""
+        w2c = np.linalg.inv(self.cam_to_world)
+        pc = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+        depth = -pc[:, 2]
+        K = self.pixel_intrinsics(size)
+        if self.ortho_half is None:
+            safe = np.where(depth > 1e-9, depth, np.nan)
+            x, y = pc[:, 0] / safe, pc[:, 1] / safe
+        else:
+            x, y = pc[:, 0], pc[:, 1]
+        return np.stack([K[0, 0] * x + K[0, 2], -K[1, 1] * y + K[1, 2]], 1), depth
+
+    def rays(self, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Perspective world ray origin ``[3]`` and directions ``[M,3]`` through pixel coordinates ``xy [M,2]`` of a
+        ``size`` square image, scaled so that the ray parameter is the depth along the viewing axis (float64)."""
+        if self.ortho_half is not None:
+            raise UserError("rays() needs a perspective camera")
+        K = self.pixel_intrinsics(size)
+        xy = np.asarray(xy, dtype=np.float64)
+        d_cam = np.stack([(xy[:, 0] - K[0, 2]) / K[0, 0], -(xy[:, 1] - K[1, 2]) / K[1, 1], -np.ones(len(xy))], 1)
+        return self.position, d_cam @ self.cam_to_world[:3, :3].T
 
 
-AnyCamera = Camera | PinholeCamera
+def canonicalize_views(cameras: Sequence[Camera]) -> list[Camera]:
+    """Map the cameras of a multi-view capture (any world frame) into the official front frame of view 0.
 
-
-def as_pinhole(camera: AnyCamera, image_size: int | None) -> PinholeCamera:
-    """``camera`` as a :class:`PinholeCamera` for an ``image_size`` square image.
-
-    A :class:`Camera` is converted for ``image_size``; a :class:`PinholeCamera` is rescaled to
-    ``image_size x image_size`` (the image is resized to the square feature-extractor input), or
-    kept as is when ``image_size`` is None.
-    """
-    if isinstance(camera, Camera):
-        if image_size is None:
-            raise UserError("an image size is needed to project with a Camera")
-        return camera.to_pinhole(int(image_size))
-    if isinstance(camera, PinholeCamera):
-        return camera if image_size is None else camera.rescaled(int(image_size), int(image_size))
-    raise UserError(f"expected a Camera or PinholeCamera, got {type(camera).__name__}")
-
-
-def canonicalize_views(cameras: Sequence[PinholeCamera]) -> list[PinholeCamera]:
-    """Map world-frame cameras of a multi-view capture into the canonical front frame of view 0.
-
-    View 0 must be the canonical front view. With ``d0 = |t_0|`` (distance of view 0 from the
-    origin) and ``F`` the front-view matrix at ``d0``, view ``v`` becomes ``F @ inv(C_0) @ C_v``;
-    view 0 becomes exactly ``F``, so one view reproduces the single-view camera. The projection
-    grid is then read in this canonical frame (voxel x right / y up / z toward view 0).
+    With ``d0`` the distance of view 0 from the world origin and ``F`` the front-view matrix at ``d0``, view ``v``
+    gets the pose ``F @ inv(C_0) @ C_v`` (float64); view 0 gets exactly ``F``, so one view reproduces the
+    single-view camera. The lenses are kept. The projection grid is then read in this frame (voxel x right /
+    y up / z toward view 0).
     """
     if len(cameras) == 0:
         raise UserError("at least one camera view is needed")
-    c0 = cameras[0].cam_to_world.double()
-    front = front_view_matrix(float(torch.linalg.norm(c0[:3, 3]))).double()
-    to_canonical = front @ torch.linalg.inv(c0)
-    out = [cameras[0].with_cam_to_world(front.float())]
-    for cam in cameras[1:]:
-        out.append(cam.with_cam_to_world((to_canonical @ cam.cam_to_world.double()).float()))
-    return out
-
-
-def look_at_matrix(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
-    """Camera-to-world ``[4,4]`` float64 (Blender convention: looks down its −Z, +Y up) at ``eye`` looking at
-    ``target`` with world +Z up (no roll). ``look_at_matrix((0, -d, 0))`` is :func:`front_view_matrix`."""
-    eye_t = torch.tensor([float(x) for x in eye], dtype=torch.float64)
-    forward = torch.tensor([float(x) for x in target], dtype=torch.float64) - eye_t
-    if not float(torch.linalg.norm(forward)) > 0:
-        raise UserError("camera position equals its target")
-    forward = forward / torch.linalg.norm(forward)
-    right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    if not float(torch.linalg.norm(right)) > 1e-9:
-        raise UserError("camera looks straight up or down (elevation ±90°)")
-    right = right / torch.linalg.norm(right)
-    up = torch.linalg.cross(right, forward)
-    c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -forward, eye_t
-    return c2w
+    c0 = cameras[0].cam_to_world
+    front = Camera.front(distance=float(np.linalg.norm(c0[:3, 3]))).cam_to_world
+    to_canonical = front @ np.linalg.inv(c0)
+    return [cameras[0].with_pose(front)] + [cam.with_pose(to_canonical @ cam.cam_to_world) for cam in cameras[1:]]
 
 
 def orbit_cameras(azimuths_deg: Sequence[float], elevation_deg: float, fov_x: float, distance: float,
-                  width: int, height: int, mesh_scale: float = 1.0) -> list[PinholeCamera]:
-    """World-frame cameras of photos taken around an object (turntable shorthand).
+                  width: int, height: int, mesh_scale: float = 1.0) -> list[Camera]:
+    """World-frame cameras of photos taken around an object (turntable shorthand), ``width x height`` images.
 
     View ``v`` sits at distance ``distance`` from the origin at azimuth ``azimuths_deg[v]`` and elevation
     ``elevation_deg`` — position ``d·(sin a·cos e, −cos a·cos e, sin e)`` (Blender frame, Z up; azimuth 0 is the
@@ -290,17 +374,18 @@ def orbit_cameras(azimuths_deg: Sequence[float], elevation_deg: float, fov_x: fl
     if not (math.isfinite(distance) and distance > 0):
         raise UserError(f"camera distance must be a positive number, got {distance}")
     e = math.radians(elevation_deg)
+    fov_y = vertical_fov(fov_x, width, height)
     cams = []
     for a_deg in azimuths_deg:
         if not math.isfinite(a_deg):
             raise UserError(f"azimuth must be a finite number of degrees, got {a_deg}")
         a = math.radians(a_deg)
         eye = (distance * math.sin(a) * math.cos(e), -distance * math.cos(a) * math.cos(e), distance * math.sin(e))
-        cams.append(PinholeCamera.from_fov(fov_x, look_at_matrix(eye).float(), width, height, mesh_scale))
+        cams.append(Camera(look_at(eye, up=(0.0, 0.0, 1.0)), fov_x, fov_y, mesh_scale=mesh_scale))
     return cams
 
 
-def read_transforms(path: str | os.PathLike, sizes: Sequence[tuple[int, int]]) -> list[PinholeCamera]:
+def read_transforms(path: str | os.PathLike, sizes: Sequence[tuple[int, int]]) -> list[Camera]:
     """World-frame cameras from a NeRF/Blender ``transforms.json``, one per image (``sizes`` = their (W, H)).
 
     Format: ``{"camera_angle_x": fov, "mesh_scale"?: s, "frames": [{"transform_matrix": 4×4 c2w,
@@ -329,12 +414,13 @@ def read_transforms(path: str | os.PathLike, sizes: Sequence[tuple[int, int]]) -
         if fov is None:
             raise UserError(f"cameras file {path}: frame {i} has no camera_angle_x/fov and there is no top-level one")
         try:
-            c2w = torch.tensor(frame["transform_matrix"], dtype=torch.float64)
+            c2w = np.array(frame["transform_matrix"], dtype=np.float64)
         except (KeyError, TypeError, ValueError):
             raise UserError(f"cameras file {path}: frame {i} has no 4x4 transform_matrix") from None
-        if c2w.shape != (4, 4) or not torch.isfinite(c2w).all():
+        if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
             raise UserError(f"cameras file {path}: frame {i} transform_matrix must be a finite 4x4 matrix")
-        if abs(float(torch.linalg.det(c2w[:3, :3]))) < 1e-6 or not torch.allclose(c2w[3], torch.tensor([0.0, 0, 0, 1], dtype=torch.float64)):
+        if abs(float(np.linalg.det(c2w[:3, :3]))) < 1e-6 or not np.allclose(c2w[3], [0.0, 0, 0, 1]):
             raise UserError(f"cameras file {path}: frame {i} transform_matrix is not an invertible camera pose")
-        cams.append(PinholeCamera.from_fov(_check_fov(float(fov)), c2w.float(), int(w), int(h), mesh_scale))
+        fov = _check_fov(float(fov))
+        cams.append(Camera(c2w, fov, vertical_fov(fov, w, h), mesh_scale=mesh_scale))
     return cams

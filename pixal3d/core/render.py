@@ -20,8 +20,8 @@ serves ``pixal3d render`` and GLB previews, the camera / silhouette-IoU / PSNR t
   reflection weighted by the Fresnel base reflectance (so metals show their colour); or, given an
   :class:`~pixal3d.core.environment.Environment`, image-based lighting from an HDR map.
 
-Cameras follow glTF: a camera looks down its local −Z with +Y up; ``yfov`` is the vertical field of
-view (or ``ortho_half`` world units from the image centre to its edge for an orthographic view);
+Cameras are :class:`~pixal3d.core.camera.Camera` (glTF convention: a camera looks down its local −Z with +Y up;
+perspective, or orthographic with ``ortho_half`` world units from the image centre to its edge), in float64;
 images are square. Pixel ``(col, row)`` has its centre at ``(col + 0.5, row + 0.5)``, rows grow downward.
 """
 
@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from pixal3d.core.camera import Camera, look_at
 from pixal3d.core.environment import Environment
 from pixal3d.core.glb import read_glb_json
 from pixal3d.errors import UserError
@@ -200,45 +201,6 @@ def rasterize(
 
 
 @dataclass
-class ViewCamera:
-    """A square view: ``cam_to_world [4,4]`` float64 (glTF convention: looks down −Z, +Y up) and vertical (= horizontal)
-    field of view ``yfov`` in radians, or orthographic with ``ortho_half`` world units from the image centre
-    to its edge (``yfov`` is then unused); ``name`` labels it (``input``, ``heldout_090`` … in evaluation).
-
-    The renderer's projection of a rendered view; the conditioning camera (official convention, torch) is
-    :class:`pixal3d.core.camera.Camera`."""
-
-    cam_to_world: np.ndarray
-    yfov: float
-    znear: float = 1e-3
-    ortho_half: float | None = None
-    name: str = ""
-
-    def focal_pixels(self, size: int) -> float:
-        """Perspective focal length in pixels for a ``size`` image, ``size / (2 tan(yfov/2))`` (float64)."""
-        return size / (2.0 * math.tan(self.yfov / 2.0))
-
-    def project(self, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Perspective ``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates (pixel ``(c, r)`` has its centre
-        at ``(c + 0.5, r + 0.5)``), ``depth [M]`` along the viewing axis)``; NaN pixels behind the camera."""
-        w2c = np.linalg.inv(self.cam_to_world)
-        pc = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
-        depth = -pc[:, 2]
-        f = self.focal_pixels(size)
-        safe = np.where(depth > 1e-9, depth, np.nan)
-        xy = np.stack([f * pc[:, 0] / safe + size / 2, -f * pc[:, 1] / safe + size / 2], 1)
-        return xy, depth
-
-    def rays(self, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Perspective world ray origin ``[3]`` and directions ``[M,3]`` through pixel coordinates ``xy [M,2]``,
-        scaled so that the ray parameter is the depth along the viewing axis."""
-        f = self.focal_pixels(size)
-        xy = np.asarray(xy, dtype=np.float64)
-        d_cam = np.stack([(xy[:, 0] - size / 2) / f, -(xy[:, 1] - size / 2) / f, -np.ones(len(xy))], 1)
-        return self.cam_to_world[:3, 3].copy(), d_cam @ self.cam_to_world[:3, :3].T
-
-
-@dataclass
 class RenderMesh:
     """One textured primitive in world coordinates, ready to render.
 
@@ -338,7 +300,7 @@ def load_render_meshes(path: str | Path) -> list[RenderMesh]:
     return meshes
 
 
-def glb_camera(path: str | Path | bytes) -> ViewCamera:
+def glb_camera(path: str | Path | bytes) -> Camera:
     """The first perspective camera node of a GLB file or GLB bytes (world transform from the node hierarchy)."""
     gltf = read_glb_json(path)
     cameras = gltf.get("cameras", [])
@@ -353,7 +315,9 @@ def glb_camera(path: str | Path | bytes) -> ViewCamera:
             matrix = _node_matrix(nodes[j]) @ matrix
             j = parent.get(j)
         persp = cameras[node["camera"]]["perspective"]
-        return ViewCamera(cam_to_world=matrix, yfov=float(persp["yfov"]), znear=float(persp.get("znear", 1e-3)))
+        yfov, aspect = float(persp["yfov"]), float(persp.get("aspectRatio", 1.0))
+        fov_x = yfov if aspect == 1.0 else 2.0 * math.atan(math.tan(yfov / 2.0) * aspect)
+        return Camera(matrix, fov_x, yfov, znear=float(persp.get("znear", 1e-3)))
     where = "the GLB data" if isinstance(path, bytes) else path
     raise UserError(f"{where} has no perspective camera node (use --camera turntable)")
 
@@ -372,18 +336,6 @@ def _node_matrix(node: dict) -> np.ndarray:
     m = np.eye(4)
     m[:3, :3] = rot * s[None, :]
     m[:3, 3] = t
-    return m
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
-    """``cam_to_world [4,4]`` of a glTF camera at ``eye`` looking at ``target``."""
-    eye, target = np.asarray(eye, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    back = eye - target
-    back /= np.linalg.norm(back)
-    right = np.cross(up, back)
-    right /= np.linalg.norm(right)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, np.cross(back, right), back, eye
     return m
 
 
@@ -406,7 +358,7 @@ PASSES = ("shaded", "albedo", "mask", "normal", "depth")
 
 def render(
     meshes: list[RenderMesh],
-    camera: ViewCamera,
+    camera: Camera,
     size: int = 512,
     mode: str = "shaded",
     background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
@@ -434,7 +386,7 @@ def render(
 
 def render_passes(
     meshes: list[RenderMesh],
-    camera: ViewCamera,
+    camera: Camera,
     size: int = 512,
     passes: tuple[str, ...] = ("shaded",),
     background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
@@ -469,16 +421,15 @@ def render_passes(
     owner = np.repeat(np.arange(len(meshes)), [len(m.faces) for m in meshes])
     pc = vertices @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
     depth = -pc[:, 2]
+    K = camera.pixel_intrinsics(res)
     if camera.ortho_half is None:
-        focal = res / (2.0 * math.tan(camera.yfov / 2.0))
         in_front = depth > camera.znear
         safe = np.where(in_front, depth, np.nan)
-        xy = np.stack([focal * pc[:, 0] / safe + res / 2, -focal * pc[:, 1] / safe + res / 2], 1)
+        xy = np.stack([K[0, 0] * pc[:, 0] / safe + K[0, 2], -K[1, 1] * pc[:, 1] / safe + K[1, 2]], 1)
         # faces behind the near plane or with non-finite projections are skipped by the rasteriser
         xy, depth = np.nan_to_num(xy, nan=-1e9), np.where(in_front, depth, -1.0)
     else:
-        scale = res / (2.0 * camera.ortho_half)
-        xy = np.stack([scale * pc[:, 0] + res / 2, -scale * pc[:, 1] + res / 2], 1)
+        xy = np.stack([K[0, 0] * pc[:, 0] + K[0, 2], -K[1, 1] * pc[:, 1] + K[1, 2]], 1)
     pixel, face, bary, z = rasterize_fragments(xy, faces, res, res, depth, perspective=camera.ortho_half is None)
 
     # depth pre-pass: per pixel, only the nearest OPAQUE fragment and the others in front of it remain
@@ -623,7 +574,7 @@ def _shade(base: np.ndarray, metal: np.ndarray, rough: np.ndarray, n: np.ndarray
 
 
 def turntable_cameras(meshes: list[RenderMesh], views: int, yfov: float = math.radians(40.0),
-                      elevation: float = math.radians(20.0)) -> list[ViewCamera]:
+                      elevation: float = math.radians(20.0)) -> list[Camera]:
     """``views`` cameras evenly spaced around +Y, looking at the bounding-box centre and framing the
     bounding sphere; the first sits on +Z (the input view side in the default orientation)."""
     vertices = np.concatenate([m.vertices for m in meshes])
@@ -634,7 +585,7 @@ def turntable_cameras(meshes: list[RenderMesh], views: int, yfov: float = math.r
     for i in range(views):
         yaw = 2 * math.pi * i / views
         direction = np.array([math.sin(yaw) * math.cos(elevation), math.sin(elevation), math.cos(yaw) * math.cos(elevation)])
-        cams.append(ViewCamera(look_at(centre + dist * direction, centre), yfov))
+        cams.append(Camera(look_at(centre + dist * direction, centre), yfov))
     return cams
 
 

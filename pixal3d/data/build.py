@@ -55,7 +55,7 @@ from pixal3d.utils.failpoints import failpoint
 from pixal3d.utils.files import atomic_output, remove_stale_temporaries, write_json
 
 if TYPE_CHECKING:
-    from pixal3d.core.render import ViewCamera
+    from pixal3d.core.camera import Camera
 
 #: bump when the same config would produce different files
 BUILDER_VERSION = 1
@@ -314,16 +314,16 @@ def view_mesh(mesh, rotation: np.ndarray):
     return normalize(out, FILL)
 
 
-def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float) -> "ViewCamera":
+def render_camera(file_to_view: np.ndarray, distance: float, fov_x: float) -> "Camera":
     """The preview-rasteriser camera, in the file's coordinates, of the front camera at ``(0, 0, distance)``
     of the view frame (``file_to_view``: ``[4,4]`` similarity file → view)."""
-    from pixal3d.core.render import ViewCamera, look_at
+    from pixal3d.core.camera import Camera, look_at
 
     inv = np.linalg.inv(file_to_view)
     eye = inv @ np.array([0.0, 0.0, distance, 1.0])
     target = inv @ np.array([0.0, 0.0, 0.0, 1.0])
     up = inv[:3, :3] @ np.array([0.0, 1.0, 0.0])
-    return ViewCamera(look_at(eye[:3], target[:3], up / np.linalg.norm(up)), yfov=float(fov_x))
+    return Camera(look_at(eye[:3], target[:3], up / np.linalg.norm(up)), float(fov_x))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def build_asset(source: Path, asset_id: str, out_dir: Path, config: BuildConfig,
                       "fov_x": params.fov_x, "distance": distance, "mesh_scale": 1.0,
                       "lighting": dataclasses.asdict(lighting),
                       "file_to_view": vm.transform.tolist(), "config_hash": config_hash, "source_sha256": source_sha}
-            asset, _ = voxelize(vm, config.resolution, camera=Camera(params.fov_x, distance, 1.0),
+            asset, _ = voxelize(vm, config.resolution, camera=Camera.front(params.fov_x, distance, 1.0),
                                 source={"asset_id": asset_id, "file": source.name, "view": record})
             record["num_voxels"] = int(len(asset.coords))  # `record` is the dict stored in the header
             folder.mkdir(parents=True, exist_ok=True)

@@ -146,7 +146,7 @@ class ViewDataset(Dataset):
         if header.get("resolution") != self.resolution:
             raise UserError(f"{path} is not an asset at resolution {self.resolution}")
         cam = header.get("camera")
-        camera = Camera(cam["fov_x"], cam["distance"], cam["mesh_scale"]) if cam else None
+        camera = Camera.front(cam["fov_x"], cam["distance"], cam["mesh_scale"]) if cam else None
         return occupancy_grid(coords, res, self.ss_resolution), camera
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -160,8 +160,7 @@ class ViewDataset(Dataset):
             asset = VoxelAsset.load(folder / view["voxels"])
             if asset.resolution != self.resolution or asset.intersected is None:
                 raise UserError(f"{folder / view['voxels']} is not a dual-grid asset at resolution {self.resolution}")
-            cam = asset.camera
-            camera = Camera(cam.fov_x, cam.distance, cam.mesh_scale) if cam else None
+            camera = asset.camera
             item.update({
                 "coords": torch.from_numpy(asset.coords.astype(np.int32)),
                 "dual_vertices": torch.from_numpy(asset.dual_vertices.astype(np.float32)),
@@ -173,7 +172,7 @@ class ViewDataset(Dataset):
                 item["occupancy"] = occupancy_grid(asset.coords, self.resolution, self.ss_resolution)
         elif "occupancy" in self.fields:
             item["occupancy"], camera = self._coarse_occupancy(folder / view["voxels"])
-        item["camera"] = camera or Camera(view["fov_x"], view["distance"])
+        item["camera"] = camera or Camera.front(view["fov_x"], view["distance"])
         return item
 
 

@@ -3,7 +3,7 @@
 
 Rendering is :func:`pixal3d.core.render.render` (the one CPU renderer: smooth normals, metallic /
 roughness preview shading, MASK and order-independent BLEND transparency, supersampling); this module
-makes the data tools' views (:class:`~pixal3d.core.render.ViewCamera`) and turns their renders into
+makes the data tools' views (:class:`~pixal3d.core.camera.Camera`) and turns their renders into
 straight-alpha RGBA ``uint8`` images.
 
 Frames: scenes are glTF (+Y up). The ``front`` camera looks along −Z from ``(0, 0, d)`` with the
@@ -19,25 +19,25 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw
 
-from pixal3d.core.camera import DEFAULT_FOV_X
+from pixal3d.core.camera import DEFAULT_FOV_X, Camera, look_at
 from pixal3d.core.environment import Environment
-from pixal3d.core.render import ViewCamera, look_at, render, scene_render_meshes
+from pixal3d.core.render import render, scene_render_meshes
 
 
-def front_camera(fov_x: float = DEFAULT_FOV_X) -> ViewCamera:
+def front_camera(fov_x: float = DEFAULT_FOV_X) -> Camera:
     """The official default view of the unit cube: from +Z at ``d = 1/(2 tan(fov_x/2))``, looking along −Z."""
     d = 1.0 / (2.0 * math.tan(fov_x / 2.0))
-    return ViewCamera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), yfov=float(fov_x))
+    return Camera(look_at((0.0, 0.0, d)), float(fov_x))
 
 
-def three_quarter_camera(azimuth_deg: float = 35.0, elevation_deg: float = 25.0) -> ViewCamera:
+def three_quarter_camera(azimuth_deg: float = 35.0, elevation_deg: float = 25.0) -> Camera:
     """Orthographic view from the front-right and above, framing the whole unit cube."""
     az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
     direction = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-    return ViewCamera(look_at(direction * 3.0, np.zeros(3)), yfov=0.0, ortho_half=0.82)
+    return Camera.orthographic(look_at(direction * 3.0), 0.82)
 
 
-def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = "front", camera: ViewCamera | None = None,
+def render_scene(scene: trimesh.Scene | trimesh.Trimesh, size: int, view: str = "front", camera: Camera | None = None,
                  supersample: int = 1, environment: Environment | None = None) -> np.ndarray:
     """Render ``scene`` to an RGBA image ``[size, size, 4]`` uint8 (straight alpha, transparent background).
 

@@ -48,7 +48,7 @@ def _cube_interval(origin: np.ndarray, directions: np.ndarray, half: float = 0.5
 
 def silhouette_hull(mask: np.ndarray, camera) -> tuple[np.ndarray, np.ndarray]:
     """The exact silhouette hull of a square boolean ``mask [S,S]`` seen by ``camera``
-    (:class:`~pixal3d.core.render.ViewCamera`) inside the unit cube → ``(vertices, faces)``
+    (:class:`~pixal3d.core.camera.Camera`) inside the unit cube → ``(vertices, faces)``
     (module docstring). Pixels whose central ray misses the cube are dropped."""
     mask = np.asarray(mask, bool)
     size = mask.shape[0]

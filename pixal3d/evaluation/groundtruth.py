@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pixal3d.core.render import RenderMesh, ViewCamera, render_passes, scene_render_meshes
+from pixal3d.core.camera import Camera
+from pixal3d.core.render import RenderMesh, render_passes, scene_render_meshes
 from pixal3d.data.build import FILL, ViewParams, draw_views, view_distance, view_mesh, view_rotation
 from pixal3d.data.overlap import file_sha256
 from pixal3d.errors import UserError
@@ -69,14 +70,14 @@ def eval_views(sha256: str, seed: int, count: int) -> list[ViewParams]:
 # cameras
 
 
-def input_camera(fov_x: float, distance: float) -> ViewCamera:
+def input_camera(fov_x: float, distance: float) -> Camera:
     """The training front camera ``input``: at ``(0, 0, distance)`` of the view frame, looking at the origin."""
     c2w = np.eye(4)
     c2w[2, 3] = float(distance)
-    return ViewCamera(c2w, float(fov_x), name="input")
+    return Camera(c2w, float(fov_x), name="input")
 
 
-def orbit_camera(camera: ViewCamera, axis: np.ndarray, yaw_deg: float, name: str | None = None) -> ViewCamera:
+def orbit_camera(camera: Camera, axis: np.ndarray, yaw_deg: float, name: str | None = None) -> Camera:
     """``camera`` turned by ``yaw_deg`` about ``axis`` through the origin (right-handed)."""
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
@@ -84,10 +85,10 @@ def orbit_camera(camera: ViewCamera, axis: np.ndarray, yaw_deg: float, name: str
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     rot = np.eye(4)
     rot[:3, :3] = np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * (k @ k)
-    return ViewCamera(rot @ camera.cam_to_world, camera.yfov, name=name or f"yaw_{yaw_deg:05.1f}")
+    return dataclasses.replace(camera, cam_to_world=rot @ camera.cam_to_world, name=name or f"yaw_{yaw_deg:05.1f}")
 
 
-def render_camera(meshes: list[RenderMesh], camera: ViewCamera, size: int,
+def render_camera(meshes: list[RenderMesh], camera: Camera, size: int,
                   passes: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """The evaluation renders of ``meshes`` through ``camera`` (straight alpha): held-out cameras
     :data:`HELD_OUT_PASSES` at :data:`HELD_OUT_SUPERSAMPLE`, the others ``passes`` (default :data:`PASSES`)
@@ -219,7 +220,7 @@ class GroundTruthView:
     vertices: np.ndarray
     faces: np.ndarray
     render_meshes: list[RenderMesh]
-    cameras: list[ViewCamera]
+    cameras: list[Camera]
     renders: dict[str, dict[str, np.ndarray]]
     size: int
     up_axis: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
@@ -227,11 +228,11 @@ class GroundTruthView:
     extra_renders: dict[float, dict[str, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def input(self) -> ViewCamera:
+    def input(self) -> Camera:
         return self.cameras[0]
 
     @property
-    def held_out(self) -> list[ViewCamera]:
+    def held_out(self) -> list[Camera]:
         return self.cameras[1:]
 
     @property
@@ -240,10 +241,9 @@ class GroundTruthView:
         return np.round(self.renders["input"]["shaded"] * 255).astype(np.uint8)
 
     def camera(self):
-        """The conditioning camera of the input view (``mesh_scale`` 1: the training convention)."""
-        from pixal3d.core.camera import Camera
-
-        return Camera(self.params.fov_x, self.distance, 1.0)
+        """The conditioning camera of the input view: :attr:`input` in the official Blender world (``mesh_scale`` 1,
+        the training convention)."""
+        return Camera.front(self.params.fov_x, self.distance, 1.0)
 
     def camera_info(self) -> dict:
         p = self.params
@@ -251,7 +251,7 @@ class GroundTruthView:
                 "distance": self.distance, "mesh_scale": 1.0,
                 "held_out": [c.name for c in self.held_out]}
 
-    def extra_input_cameras(self, count: int) -> list[ViewCamera]:
+    def extra_input_cameras(self, count: int) -> list[Camera]:
         """The cameras of a ``count``-view input (multi-view protocol): the input camera turned about the
         up axis by ``360°·k/count``, ``k = 0..count-1``."""
         return [self.input] + [orbit_camera(self.input, self.up_axis, 360.0 * k / count, f"input_{k}")
@@ -284,7 +284,7 @@ def on_black(rgba: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(rgba[..., :3] * rgba[..., 3:] * 255).astype(np.uint8), "RGB")
 
 
-def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[ViewCamera], list[dict[str, np.ndarray]]]:
+def render_extra_inputs(gt: GroundTruthView, count: int) -> tuple[list[Camera], list[dict[str, np.ndarray]]]:
     """Cameras and renders of a ``count``-view input (view 0 is the input view itself). Each extra camera's
     render is kept on ``gt`` by its yaw, so the methods scored on one view and view counts sharing a camera
     (180° is in 2, 4 and 6 views) render it once."""

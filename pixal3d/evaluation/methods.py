@@ -185,15 +185,9 @@ class ModelMethod(Method):
         if num_views != 1 and self.mode != "oracle":
             raise UserError("the multi-view protocol needs the true cameras: use --mode oracle with --num-views > 1")
         if num_views != 1:
-            import torch
-
-            from pixal3d.core.camera import PinholeCamera
-
             cameras, renders = render_extra_inputs(gt, num_views)
             image = [on_black(r["shaded"]) for r in renders]
-            views = [PinholeCamera.from_fov(c.yfov, torch.tensor(c.cam_to_world, dtype=torch.float32), gt.size, gt.size)
-                     for c in cameras]
-            options = GenerationOptions(seed=self.seed, cameras=views, steps=self.steps, pipeline_type=self.pipeline_type)
+            options = GenerationOptions(seed=self.seed, cameras=cameras, steps=self.steps, pipeline_type=self.pipeline_type)
         elif self.mode == "oracle":
             image = on_black(gt.renders["input"]["shaded"])
             options = GenerationOptions(seed=self.seed, camera=gt.camera(), preprocess=False, steps=self.steps,

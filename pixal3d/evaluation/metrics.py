@@ -157,7 +157,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int = POINTS,
 
 
 def visible(points: np.ndarray, camera, depth: np.ndarray, tolerance: float = VISIBLE_TOLERANCE) -> np.ndarray:
-    """Which ``points [M,3]`` a surface shows to ``camera`` (an :class:`~pixal3d.core.render.ViewCamera`)
+    """Which ``points [M,3]`` a surface shows to ``camera`` (a :class:`~pixal3d.core.camera.Camera`)
     given that surface's own ``depth`` render ``[S,S]`` (module docstring)."""
     size = depth.shape[0]
     xy, z = camera.project(points, size)

@@ -5,13 +5,14 @@ input photo) and a turntable animation (GIF, Pillow's encoder). Both use the CPU
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from pixal3d.core.render import ViewCamera, glb_camera, load_render_meshes, render, turntable_cameras
+from pixal3d.core.render import glb_camera, load_render_meshes, render, turntable_cameras
 from pixal3d.utils.files import atomic_output
 
 #: backdrop of photos with transparency in the alignment view (mid grey) and of the turntable frames
@@ -30,10 +31,10 @@ def render_through_camera(glb: str | Path, width: int, height: int, fov_x: float
     """
     camera = glb_camera(glb)
     side = max(width, height)
-    fov_side = camera.yfov if fov_x is None else 2.0 * math.atan(math.tan(fov_x / 2.0) * side / width)
+    fov_side = camera.fov_y if fov_x is None else 2.0 * math.atan(math.tan(fov_x / 2.0) * side / width)
     size = min(side, max_side)
     rgba = render(meshes if meshes is not None else load_render_meshes(glb),
-                  ViewCamera(camera.cam_to_world, fov_side, camera.znear), size, background=None)
+                  dataclasses.replace(camera, fov_x=fov_side, fov_y=fov_side), size, background=None)
     image = Image.fromarray(np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8), "RGBA")
     if size != side:
         image = image.resize((side, side), Image.Resampling.LANCZOS)

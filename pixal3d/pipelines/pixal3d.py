@@ -22,7 +22,6 @@ Every stage's conditioning is the pixel back-projection of the image features
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixal3d.core.asset import VoxelAsset
-from pixal3d.core.camera import DEFAULT_FOV_X, Camera, PinholeCamera, canonicalize_views
+from pixal3d.core.camera import DEFAULT_FOV_X, Camera, canonicalize_views
 from pixal3d.core.cascade import DEFAULT_MAX_NUM_TOKENS
 from pixal3d.devices import select_device
 from pixal3d.errors import UserError
@@ -80,7 +79,7 @@ class GenerationOptions:
     camera: Camera | None = None  # a full camera overrides ``fov``
     #: multi-view: one world-frame camera per image (e.g. :func:`~pixal3d.core.camera.read_transforms` or
     #: :func:`~pixal3d.core.camera.orbit_cameras`); the output is in the first view's camera frame
-    cameras: list[PinholeCamera] | None = None
+    cameras: list[Camera] | None = None
     pipeline_type: str | None = None  # '1024_cascade' or '1536_cascade'
     steps: int | None = None  # every flow
     guidance: float | None = None  # structure and shape flows
@@ -545,15 +544,15 @@ class Pixal3DPipeline:
         if options.camera is not None:
             return options.camera, "given"
         if options.fov is not None:
-            return Camera.from_fov(options.fov), "manual fov"
+            return Camera.front(options.fov), "manual fov"
         from pixal3d.conditioning.fov import estimate_fov
 
         fov = estimate_fov(image, self.device)
         if fov is not None:
-            return Camera.from_fov(fov), "MoGe-2"
-        return Camera.from_fov(DEFAULT_FOV_X), "default fov"
+            return Camera.front(fov), "MoGe-2"
+        return Camera.front(DEFAULT_FOV_X), "default fov"
 
-    def _multiview_inputs(self, images: list, options: GenerationOptions) -> tuple[list[Image.Image], list[PinholeCamera],
+    def _multiview_inputs(self, images: list, options: GenerationOptions) -> tuple[list[Image.Image], list[Camera],
                                                                                   Camera, dict[str, Any]]:
         """Multi-view: every image cut out and composited on black without a crop (its camera stays exact;
         :func:`prepare_image` with ``crop=False``), the cameras mapped into view 0's canonical frame, and view 0's
@@ -569,10 +568,10 @@ class Pixal3DPipeline:
             raise UserError("multi-view images must all have the same size, got "
                             + ", ".join(f"{v.width}x{v.height}" for v in views))
         used = [p.info["background"] for p in prepared]
-        canonical = canonicalize_views([c.rescaled(*views[0].size) for c in cameras])
+        canonical = canonicalize_views(cameras)
         first = canonical[0]
-        fov0 = 2.0 * math.atan(first.width / (2.0 * float(first.intrinsics[0, 0])))
-        output_camera = Camera(fov0, float(torch.linalg.norm(first.cam_to_world[:3, 3])), first.mesh_scale)
+        fov0 = first.fov_x
+        output_camera = Camera.front(fov0, first.distance, first.mesh_scale)
         info = {"views": len(views), "background": ",".join(sorted(set(used))),
                 "camera": f"view 0 of {len(views)} (fov {fov0:.4f} rad, distance {output_camera.distance:.4f})"}
         return views, canonical, output_camera, info

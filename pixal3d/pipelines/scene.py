@@ -286,7 +286,7 @@ def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, gen
     from pixal3d.pipelines.pixal3d import GenerationOptions
 
     def generate(view: ObjectView) -> tuple[bytes, float]:
-        camera = Camera.from_fov(view.fov_x)
+        camera = Camera.front(view.fov_x)
         options = GenerationOptions(seed=seed, camera=camera, preprocess=False, **(generation_overrides or {}))
         result = pipeline.generate(view.image, options, progress=progress)
         with tempfile.TemporaryDirectory() as tmp:

@@ -22,8 +22,8 @@ from pixal3d.models.sparse.tensor import SparseTensor
 from tests.helpers import assert_close
 
 TINY_NAF_STAGE = StageConfig(160, 8, 80)
-CAM_NAF = Camera(0.6911112070083618, 1.3888887166976929, 1.0)
-CAM_DINO = Camera(0.8575560450553894, 2.0, 1.0)
+CAM_NAF = Camera.front(0.6911112070083618, 1.3888887166976929, 1.0)
+CAM_DINO = Camera.front(0.8575560450553894, 2.0, 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import trimesh
 
 from pixal3d.core.environment import (Environment, equirect_directions, find_environments, load_environment,
                                       yaw_rotation)
-from pixal3d.core.render import ViewCamera, look_at, render, scene_render_meshes
+from pixal3d.core.camera import Camera, look_at
+from pixal3d.core.render import render, scene_render_meshes
 from pixal3d.errors import UserError
 
 H, W = 64, 128
@@ -63,7 +64,7 @@ def test_render_with_a_uniform_environment_is_albedo_plus_the_dielectric_reflect
     sphere = trimesh.creation.icosphere(3, radius=0.4)
     sphere.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
         baseColorFactor=[128, 128, 128, 255], metallicFactor=0.0, roughnessFactor=1.0))
-    camera = ViewCamera(look_at(np.array([0.0, 0.0, 2.0]), np.zeros(3)), yfov=math.radians(40))
+    camera = Camera(look_at(np.array([0.0, 0.0, 2.0]), np.zeros(3)), math.radians(40))
     env = Environment.from_map(np.ones((H, W, 3)))
     image = render(scene_render_meshes(sphere), camera, 64, environment=env)
     inside = image[..., 3] > 0.99

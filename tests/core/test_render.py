@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from pixal3d.core.render import RenderMesh, ViewCamera, look_at, rasterize, rasterize_fragments, render
+from pixal3d.core.camera import Camera, look_at
+from pixal3d.core.render import RenderMesh, rasterize, rasterize_fragments, render
 
 
 def test_rasterize_covers_triangle_area_and_interpolates():
@@ -32,7 +33,7 @@ def test_render_cube_silhouette_matches_projection():
     box = trimesh.creation.box(extents=(0.5, 0.5, 0.5))
     mesh = RenderMesh(box.vertices, box.faces, None, None, np.array([1, 0, 0, 1], dtype=np.float32))
     d, fov = 2.0, math.radians(40)
-    cam = ViewCamera(look_at(np.array([0, 0, d]), np.zeros(3)), fov)
+    cam = Camera(look_at(np.array([0, 0, d]), np.zeros(3)), fov)
     mask = render([mesh], cam, 128, "mask")
     f = 128 / (2 * math.tan(fov / 2))
     half = f * 0.25 / (d - 0.25)  # the front face's half-width in pixels
@@ -48,7 +49,7 @@ def _quad(z: float, half: float, color, alpha_mode: str = "OPAQUE", **kw) -> Ren
     return RenderMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), None, None, np.asarray(color, dtype=np.float32), alpha_mode, **kw)
 
 
-ORTHO = ViewCamera(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.0, ortho_half=0.5)
+ORTHO = Camera.orthographic(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.5)
 
 
 def test_rasterize_fragments_keeps_every_overlapping_triangle():
@@ -92,7 +93,7 @@ def test_normal_and_depth_passes_share_one_rasterisation():
     from pixal3d.core.render import render_passes
 
     d = 3.0
-    cam = ViewCamera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), math.radians(30))
+    cam = Camera(look_at(np.array([0.0, 0.0, d]), np.zeros(3)), math.radians(30))
     # a quad at z = 0.1 tilted about x: its geometric normal (0, -sin t, cos t) faces the camera
     t = math.radians(20)
     v = np.array([[-0.2, -0.2, 0.0], [0.2, -0.2, 0.0], [0.2, 0.2, 0.0], [-0.2, 0.2, 0.0]])

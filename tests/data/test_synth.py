@@ -9,7 +9,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from pixal3d.core.render import ViewCamera, look_at
+from pixal3d.core.camera import Camera, look_at
 from pixal3d.data import preview, synth
 from pixal3d.errors import UserError
 
@@ -169,7 +169,7 @@ def _quad(z: float, half: float, color, alpha_mode="OPAQUE", alpha=1.0) -> trime
 
 
 def test_preview_coverage_and_blending():
-    ortho = ViewCamera(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.0, ortho_half=0.5)
+    ortho = Camera.orthographic(look_at(np.array([0.0, 0.0, 3.0]), np.zeros(3)), 0.5)
     scene = trimesh.Scene([_quad(0.0, 0.25, (1.0, 0.0, 0.0))])
     img = preview.render_scene(scene, 64, camera=ortho)
     assert img.shape == (64, 64, 4) and img.dtype == np.uint8

@@ -112,7 +112,7 @@ def test_held_out_cameras_orbit_the_up_axis(box_view):
         assert np.linalg.norm(pos) == pytest.approx(gt.distance)
         assert pos @ up == pytest.approx(eye @ up)  # same elevation about the object's up axis
         np.testing.assert_allclose(-cam.cam_to_world[:3, 2], -pos / np.linalg.norm(pos), atol=1e-12)  # looks at the centre
-        assert cam.yfov == gt.input.yfov
+        assert cam.fov_y == gt.input.fov_y
     back = gt.held_out[1].cam_to_world[:3, 3]
     np.testing.assert_allclose(back - (back @ up) * up, -(eye - (eye @ up) * up), atol=1e-12)  # 180° is behind
     assert G.held_out_yaws(4) == (72.0, 144.0, 216.0, 288.0)
@@ -160,7 +160,7 @@ def test_voxelised_ground_truth_lands_on_the_ground_truth(mesh_dir):
     params = G.eval_views(source.sha256, 0, 1)[0]
     gt = G.ground_truth_view(source, 0, params, SIZE, held_out=1)
     vm = B.view_mesh(source.mesh, B.view_rotation(params.azimuth_deg, params.elevation_deg))
-    asset, _ = voxelize(vm, 64, camera=Camera(params.fov_x, gt.distance, 1.0))
+    asset, _ = voxelize(vm, 64, camera=Camera.front(params.fov_x, gt.distance, 1.0))
     v, f = asset_surface(asset)
     pred = [RenderMesh(v, f, None, None, np.ones(4, np.float32))]
     for cam in gt.cameras:

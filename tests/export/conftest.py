@@ -32,7 +32,7 @@ def sphere_asset(alpha: str = "opaque", resolution: int = 32) -> VoxelAsset:
         attrs[:, 5] = (centres[:, 1] >= 0).astype(np.float32)
     return VoxelAsset(resolution=resolution, coords=coords.astype(np.int32), attrs=attrs,
                       mesh_vertices=vertices.astype(np.float32), mesh_faces=sphere.faces.astype(np.int32),
-                      camera=Camera(FOV, DISTANCE, 1.0))
+                      camera=Camera.front(FOV, DISTANCE, 1.0))
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_orientation_and_camera_node(written):
     assert abs(v.mean(0)[0] - 0.1) < 0.01 and abs(v.mean(0)[2]) < 0.01
     cam = glb_camera(written["opaque"])
     np.testing.assert_allclose(cam.cam_to_world[:3, 3], [0, 0, DISTANCE], atol=1e-6)
-    assert cam.yfov == pytest.approx(FOV)
+    assert cam.fov_y == pytest.approx(FOV)
     # official: (x, y, z) → (−x, y, −z), the camera turns with the object
     v = np.concatenate([m.vertices for m in load_render_meshes(written["official"])])
     assert abs(v.mean(0)[0] + 0.1) < 0.01

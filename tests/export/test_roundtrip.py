@@ -27,7 +27,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def test_spot_roundtrip(tmp_path):
     mesh = load_mesh(SPOT)
     fov = math.radians(40.0)
-    camera = Camera(fov, 1.0 / (2.0 * math.tan(fov / 2.0)), 1.0)
+    camera = Camera.front(fov, 1.0 / (2.0 * math.tan(fov / 2.0)), 1.0)
     asset, _ = voxelize(mesh, 64, camera=camera)
     out = tmp_path / "spot.glb"
     asset_to_glb(asset, out, ExportOptions(texture_size=512, decimation_target=20_000), progress=False)

@@ -13,7 +13,7 @@ from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 @pytest.fixture(scope="module")
 def tiny_camera(reference):
     cam = reference("pipeline_e2e_tiny").meta["camera_params"]
-    return Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+    return Camera.front(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
 
 
 @pytest.fixture(scope="module")

@@ -56,9 +56,9 @@ def test_bf16_model_matches_reference(reference):
     assert model.input_layer.weight.dtype == torch.float32
     out = model(f["x"], f["t"], {"global": f["cond_global"], "proj": f["cond_proj"]})
     assert out.dtype == torch.float32
-    # bf16 GEMMs round differently across CPUs (≤ 1e-3 on the recording's, 2.5e-3 measured on an AMD EPYC); half the
-    # fp32-vs-bf16 gap (7e-3) still tells a bf16 model from a float32 one
-    assert_close(out, fb["out_bf16model"], 3.5e-3, "bf16 out")
+    # bf16 GEMMs round differently across CPUs (≤ 1e-3 on the recording's, 2.5e-3 measured on an AMD EPYC, 4.1e-3 on
+    # an Intel Xeon with AVX-512); 5e-3 still tells a bf16 model from a float32 one (their gap is 7e-3)
+    assert_close(out, fb["out_bf16model"], 5e-3, "bf16 out")
 
 
 @torch.no_grad()

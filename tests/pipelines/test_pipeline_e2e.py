@@ -25,7 +25,7 @@ def tiny(request, reference, tmp_path_factory):
     folder = write_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "Pixal3D", e2e, reference("dinov3_tiny"), reference("naf_tiny"))
     pipeline = Pixal3DPipeline.from_pretrained(folder, device=request.param)
     cam = e2e.meta["camera_params"]
-    camera = Camera(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
+    camera = Camera.front(cam["camera_angle_x"], cam["distance"], cam["mesh_scale"])
     image = Image.fromarray(e2e["image_uint8_HWC"].numpy())
     return e2e, pipeline, camera, image
 

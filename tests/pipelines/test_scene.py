@@ -16,7 +16,8 @@ import trimesh
 from PIL import Image
 
 from pixal3d import paths
-from pixal3d.core.render import RenderMesh, ViewCamera, render, scene_render_meshes
+from pixal3d.core.camera import Camera
+from pixal3d.core.render import RenderMesh, render
 from pixal3d.pipelines import scene as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def _to_gl(mesh: trimesh.Trimesh) -> RenderMesh:
 @pytest.fixture(scope="module")
 def rendered():
     objects = _scene_objects()
-    camera = ViewCamera(np.eye(4), FOV)
+    camera = Camera(np.eye(4), FOV)
     image = render([_to_gl(m) for m in objects], camera, SIZE, background=None)
     masks = []
     for k in range(len(objects)):

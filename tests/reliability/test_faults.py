@@ -31,8 +31,10 @@ def run(script: list[str], *args, failpoint: str | None = None, cwd: Path | None
     env.pop("PIXAL3D_FAILPOINT", None)
     if failpoint:
         env["PIXAL3D_FAILPOINT"] = failpoint
+    # a job started in the background of a non-interactive shell inherits SIGINT ignored, and Python then never
+    # turns a SIGINT into KeyboardInterrupt: give the child the default disposition, as a terminal's Ctrl-C meets
     return subprocess.run([sys.executable, *script, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd or REPO, timeout=300)
+                          cwd=cwd or REPO, timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def train(config: Path, data: Path, out: Path, failpoint: str | None = None) -> subprocess.CompletedProcess:
