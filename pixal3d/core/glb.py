@@ -1,4 +1,4 @@
-"""Reading the JSON chunk of binary glTF (GLB) files — the one reader every module uses.
+"""Reading and rewriting the JSON chunk of binary glTF (GLB) files — the one reader every module uses.
 
 A GLB starts with a 12-byte header (``glTF``, version, total length) and its first chunk (length, type ``JSON``);
 the JSON follows at byte 20. Only the header and that chunk are read from a file, so asking a large GLB for its
@@ -60,3 +60,14 @@ def _parse(name: str, head: bytes, size: int, complete: bool, read) -> bytes:
     if length > MAX_JSON_BYTES or 20 + length > size:
         raise UserError(f"{name}: the GLB's JSON chunk ({length} bytes) does not fit the file")
     return read(length)
+
+
+def replace_glb_json(data: bytes, gltf: dict[str, Any]) -> bytes:
+    """GLB ``data`` with its JSON chunk replaced by ``gltf`` (compact JSON, space-padded to 4 bytes); the chunks after
+    it (the BIN chunk) are kept byte for byte and the header's total length is updated."""
+    read_glb_json(data)  # checks the header and the JSON chunk
+    (length,) = struct.unpack_from("<I", data, 12)
+    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), JSON_CHUNK) + text + bytes(data[20 + length:])
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body

@@ -18,9 +18,7 @@ File conventions:
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import Camera
+from pixal3d.core.glb import read_glb_json, replace_glb_json
 from pixal3d.errors import UserError
 from pixal3d.export.bake import BakedTextures, bake, texture_image
 from pixal3d.mesh.cleanup import MAX_HOLE_PERIMETER, MIN_COMPONENT_AREA, clean_mesh
@@ -196,20 +195,13 @@ def _quaternion(rot: np.ndarray) -> list[float]:
 
 def patch_glb_camera(data: bytes, camera: dict, node: dict) -> bytes:
     """Add a camera and its node to the first scene of a GLB (bytes in → bytes out)."""
-    if data[:4] != b"glTF":
-        raise ValueError("not a GLB")
-    json_len, _ = struct.unpack_from("<I4s", data, 12)
-    gltf = json.loads(data[20:20 + json_len])
-    rest = data[20 + json_len:]  # the BIN chunk, header included
+    gltf = read_glb_json(data)
     gltf.setdefault("cameras", []).append(camera)
     node = dict(node, camera=len(gltf["cameras"]) - 1)
     gltf.setdefault("nodes", []).append(node)
     scene = gltf["scenes"][gltf.get("scene", 0)]
     scene.setdefault("nodes", []).append(len(gltf["nodes"]) - 1)
-    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 4)
-    body = struct.pack("<I4s", len(text), b"JSON") + text + rest
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+    return replace_glb_json(data, gltf)
 
 
 def build_glb(

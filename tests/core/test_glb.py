@@ -1,13 +1,14 @@
-"""The one GLB JSON reader: files and bytes, complete and truncated files, every refusal a UserError."""
+"""The one GLB JSON reader and rewriter: files and bytes, complete and truncated files, every refusal a UserError."""
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
 import trimesh
 
-from pixal3d.core.glb import read_glb_json
+from pixal3d.core.glb import read_glb_json, replace_glb_json
 from pixal3d.errors import UserError
 
 
@@ -46,3 +47,15 @@ def test_damaged_files_are_one_line_errors(glb_bytes, tmp_path, damage, message)
         read_glb_json(path)
     with pytest.raises(UserError, match="cannot read"):
         read_glb_json(tmp_path / "missing.glb")
+
+
+def test_replacing_the_json_chunk_keeps_the_binary_chunk(glb_bytes):
+    gltf = read_glb_json(glb_bytes)
+    gltf["asset"]["generator"] = "pixal3d test ünïcode"
+    out = replace_glb_json(glb_bytes, gltf)
+    assert read_glb_json(out, complete=True) == gltf
+    old_len, new_len = (struct.unpack_from("<I", b, 12)[0] for b in (glb_bytes, out))
+    assert out[20 + new_len:] == glb_bytes[20 + old_len:]  # the BIN chunk, byte for byte
+    assert len(out) % 4 == 0
+    scene = trimesh.load(io.BytesIO(out), file_type="glb", force="scene")
+    assert len(scene.geometry) == len(trimesh.load(io.BytesIO(glb_bytes), file_type="glb", force="scene").geometry)
