@@ -70,6 +70,12 @@ class ViewDataset(Dataset):
         augment: pass each image through :func:`pixal3d.data.augment.photo_augment` (matting edges, colour,
             blur, noise, JPEG), drawn from ``default_rng([torch.initial_seed(), index])`` — per DataLoader worker
             and epoch, so a seeded run repeats its draws.
+        num_views: conditioning views per item, an int or an inclusive range ``[lo, hi]`` drawn uniformly per item
+            (multi-view training: the flows learn from the mean of several views' back-projections, as generation
+            with several images computes it). Besides its own view, an item then carries ``k - 1`` other views of the
+            same asset (distinct, drawn from ``default_rng([torch.initial_seed(), index, 1])``) as ``extra_images``
+            with their cameras in this view's frame (``extra_cameras``, see :func:`relative_camera`); the targets stay
+            this view's. 1 (the default): single view, nothing extra.
 
     Each item is a dict (the keys of the fields read, plus ``asset_id``, ``view`` and ``camera`` always):
 
@@ -85,7 +91,8 @@ class ViewDataset(Dataset):
 
     def __init__(self, root: str | os.PathLike, split: str = "train", resolution: int | None = None,
                  val_fraction: float = 0.05, image_size: int | None = None, ss_resolution: int = 64,
-                 fields: tuple[str, ...] | list[str] = FIELDS, augment: bool = False):
+                 fields: tuple[str, ...] | list[str] = FIELDS, augment: bool = False,
+                 num_views: int | list[int] | tuple[int, int] = 1):
         unknown = set(fields) - set(FIELDS)
         if unknown or not fields:
             raise UserError(f"dataset fields must be a non-empty subset of {', '.join(FIELDS)}, got {list(fields)}")
@@ -104,17 +111,24 @@ class ViewDataset(Dataset):
             raise UserError(f"ss_resolution {ss_resolution} must divide the voxel resolution {self.resolution}")
         self.image_size = image_size
         self.augment = bool(augment)
+        lo, hi = (num_views, num_views) if isinstance(num_views, int) else tuple(num_views)
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
+            raise UserError(f"num_views must be a positive int or a range [lo, hi] with 1 <= lo <= hi, got {num_views}")
+        self.num_views = (lo, hi)
         self.ss_resolution = int(ss_resolution)
         self.items: list[tuple[str, dict[str, Any]]] = []
+        self.asset_views: dict[str, list[dict[str, Any]]] = {}
         for asset_id, entry in manifest["assets"].items():
             if entry.get("status") != "ok" or (split != "all" and split_of(asset_id, val_fraction) != split):
                 continue
             self.items.extend((asset_id, view) for view in entry["views"])
+            self.asset_views[asset_id] = list(entry["views"])
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _image(self, path: Path, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image(self, path: Path, draw: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rgb on black [3,S,S], alpha [1,S,S])``; augmented with the draws of ``default_rng([seed, *draw])``."""
         try:
             with Image.open(path) as im:
                 im = im.convert("RGBA")
@@ -126,7 +140,7 @@ class ViewDataset(Dataset):
         if self.augment:
             from pixal3d.data.augment import photo_augment
 
-            pixels = photo_augment(pixels, np.random.default_rng([torch.initial_seed(), index]))
+            pixels = photo_augment(pixels, np.random.default_rng([torch.initial_seed(), *draw]))
         rgba = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
         alpha = rgba[3:4]
         return rgba[:3] * alpha, alpha
@@ -154,7 +168,7 @@ class ViewDataset(Dataset):
         folder = self.root / asset_id
         item: dict[str, Any] = {"asset_id": asset_id, "view": int(view["index"])}
         if "image" in self.fields:
-            item["image"], item["alpha"] = self._image(folder / view["image"], index)
+            item["image"], item["alpha"] = self._image(folder / view["image"], (index,))
         camera = None
         if "voxels" in self.fields:
             asset = VoxelAsset.load(folder / view["voxels"])
@@ -173,7 +187,51 @@ class ViewDataset(Dataset):
         elif "occupancy" in self.fields:
             item["occupancy"], camera = self._coarse_occupancy(folder / view["voxels"])
         item["camera"] = camera or Camera.front(view["fov_x"], view["distance"])
+        if "image" in self.fields and self.num_views[1] > 1:
+            self._add_extra_views(item, folder, view, index)
         return item
+
+    def _add_extra_views(self, item: dict[str, Any], folder: Path, view: dict[str, Any], index: int) -> None:
+        rng = np.random.default_rng([torch.initial_seed(), index, 1])
+        others = [v for v in self.asset_views[item["asset_id"]] if v["index"] != view["index"]]
+        k = min(int(rng.integers(self.num_views[0], self.num_views[1] + 1)), len(others) + 1)
+        chosen = [others[i] for i in sorted(rng.choice(len(others), size=k - 1, replace=False))] if k > 1 else []
+        own = _file_to_view(folder / view["voxels"])
+        images = [self._image(folder / v["image"], (index, 2, int(v["index"])))[0] for v in chosen]
+        item["extra_images"] = torch.stack(images) if images else torch.zeros(0, *item["image"].shape)
+        item["extra_cameras"] = [relative_camera(own, _file_to_view(folder / v["voxels"]), v["fov_x"], v["distance"])
+                                 for v in chosen]
+
+
+def _file_to_view(path: Path) -> np.ndarray:
+    """The ``[4,4]`` file → view-frame similarity stored in a built view's ``.npz`` header."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(data["header"].tobytes().decode())
+        return np.asarray(header["source"]["view"]["file_to_view"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} records no file_to_view transform ({exc}); rebuild the dataset") from exc
+
+
+#: view (voxel) frame → official Blender world: ``(x, y, z) → (x, −z, y)``
+_VIEW_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+
+
+def relative_camera(own_file_to_view: np.ndarray, other_file_to_view: np.ndarray, fov_x: float,
+                    distance: float) -> Camera:
+    """The camera of another view of the same asset, in this view's conditioning frame.
+
+    Each built view rotates and rescales the asset into its own view frame (a similarity ``T``, file → view) and sees
+    it from ``(0, 0, distance)`` of that frame. The other camera's centre and axes are carried through
+    ``T_own · T_other⁻¹`` (scale removed from the axes: perspective is unchanged when scene and camera scale
+    together), then into the official Blender world of the back-projection; its lens is its ``fov_x``.
+    """
+    m = own_file_to_view @ np.linalg.inv(other_file_to_view)
+    scale = np.cbrt(np.linalg.det(m[:3, :3]))
+    pose = np.eye(4)
+    pose[:3, :3] = m[:3, :3] / scale
+    pose[:3, 3] = (m @ np.array([0.0, 0.0, float(distance), 1.0]))[:3]
+    return Camera(_VIEW_TO_BLENDER @ pose, float(fov_x))
 
 
 _SPARSE_KEYS = ("dual_vertices", "intersected", "split_weight", "attrs")
@@ -185,7 +243,9 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
     Returns ``image [B,3,S,S]``, ``alpha [B,1,S,S]``, ``occupancy [B,1,G,G,G]``, ``camera`` (list),
     ``fov_x`` / ``distance`` ``[B]`` float32, ``asset_id`` (list), ``view`` ``[B]`` int64, and the sparse
     arrays concatenated in item order: ``coords [ΣN, 4]`` int32 ``(b, x, y, z)``, ``dual_vertices [ΣN, 3]``,
-    ``intersected [ΣN, 3]`` bool, ``split_weight [ΣN]``, ``attrs [ΣN, 6]``.
+    ``intersected [ΣN, 3]`` bool, ``split_weight [ΣN]``, ``attrs [ΣN, 6]``. Multi-view items add
+    ``extra_images [ΣE,3,S,S]``, ``extra_cameras`` (list of ΣE) and ``extra_item [ΣE]`` int64 (the item each
+    extra view belongs to).
     """
     if not samples:
         raise ValueError("cannot collate an empty batch")
@@ -201,6 +261,11 @@ def collate_views(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("image", "alpha", "occupancy"):
         if key in samples[0]:
             batch[key] = torch.stack([s[key] for s in samples])
+    if "extra_images" in samples[0]:
+        batch["extra_images"] = torch.cat([s["extra_images"] for s in samples])
+        batch["extra_cameras"] = [c for s in samples for c in s["extra_cameras"]]
+        batch["extra_item"] = torch.cat([torch.full((len(s["extra_cameras"]),), b, dtype=torch.int64)
+                                         for b, s in enumerate(samples)])
     if "coords" in samples[0]:
         batch["coords"] = torch.cat(coords)
         for key in _SPARSE_KEYS:

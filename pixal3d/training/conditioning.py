@@ -12,6 +12,11 @@ the pipeline at inference for a non-NAF encoder.
 cross-attends to the image tokens only (``tokens='all'``: global tokens followed by every patch token, as
 TRELLIS.2 conditions on all DINO tokens; ``'global'``: the global tokens alone).
 
+Multi-view items (extra views of the same asset with their cameras in the item's frame, see
+:class:`~pixal3d.data.dataset.ViewDataset` ``num_views``) get the unweighted mean over their views of the global
+tokens and of the back-projected features (or of the image tokens for ``'cross'``), as
+:meth:`~pixal3d.conditioning.extractor.ConditionExtractor.condition` averages the views of a generation.
+
 Classifier-free guidance dropout replaces an item's whole condition by zeros (the inference negative).
 """
 
@@ -77,12 +82,16 @@ class TrainingConditioner(nn.Module):
             return self.encoder.encode(x)
 
     def forward(self, images: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None = None,
-                keep: torch.Tensor | None = None) -> Any:
+                keep: torch.Tensor | None = None, extra: tuple[torch.Tensor, Sequence[Camera], torch.Tensor] | None = None
+                ) -> Any:
         """The flow's ``cond`` for the batch.
 
         ``coords`` ``[N, 4]`` (batch, x, y, z) on the ``G`` grid for sparse stages, ``None`` for the dense SS
-        stage. ``keep`` ``[B]`` (1 keep, 0 drop → zeros) applies CFG dropout.
+        stage. ``keep`` ``[B]`` (1 keep, 0 drop → zeros) applies CFG dropout. ``extra``: ``(images [E,3,H,W],
+        cameras (E), item [E] int64)``, more views of the items, averaged with their own.
         """
+        if extra is not None and len(extra[1]):
+            return self._multiview(images, cameras, coords, keep, extra)
         glob, patch = self.encode(images)
         if keep is not None:
             keep = keep.to(glob.device, glob.dtype)
@@ -99,4 +108,42 @@ class TrainingConditioner(nn.Module):
         if keep is not None:
             glob = glob * keep[:, None, None]
             feats = feats * keep[coords[:, 0].long()][:, None]
+        return {"global": glob, "proj": SparseTensor(feats, coords)}
+
+    def _multiview(self, images: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None,
+                   keep: torch.Tensor | None, extra: tuple[torch.Tensor, Sequence[Camera], torch.Tensor]) -> Any:
+        """:meth:`forward` for items with extra views: every view encoded and projected, then averaged per item."""
+        B = images.shape[0]
+        extra_images, extra_cameras, extra_item = extra
+        owner = torch.cat([torch.arange(B), extra_item.long().cpu()])  # view v belongs to item owner[v]
+        glob, patch = self.encode(torch.cat([images, extra_images.to(images.device)]))
+        owner_d = owner.to(glob.device)
+        counts = torch.bincount(owner_d, minlength=B).to(glob.dtype)
+
+        def item_mean(x: torch.Tensor) -> torch.Tensor:  # [V, ...] → [B, ...]
+            out = x.new_zeros(B, *x.shape[1:]).index_add_(0, owner_d, x)
+            return out / counts.view(-1, *[1] * (x.ndim - 1))
+
+        keep = keep.to(glob.device, glob.dtype) if keep is not None else None
+        if self.mode == "cross":
+            ctx = item_mean(glob if self.tokens == "global" else image_tokens(glob, patch))
+            return ctx * keep[:, None, None] if keep is not None else ctx
+        glob = item_mean(glob)
+        cams = list(cameras) + list(extra_cameras)
+        if coords is None:
+            proj = item_mean(backproject_dense(patch, cams, self.grid_resolution, self.image_size))
+            if keep is not None:
+                glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
+            return {"global": glob, "proj": proj}
+        # every view projects the voxels of its item: view v gets its item's rows with batch index v
+        item_of_row = coords[:, 0].long()
+        rows = [torch.nonzero(item_of_row == int(b)).squeeze(1) for b in owner.tolist()]
+        view_coords = torch.cat([torch.cat([torch.full_like(coords[r, :1], v), coords[r, 1:]], 1)
+                                 for v, r in enumerate(rows)])
+        feats = backproject_sparse(patch, cams, view_coords, self.grid_resolution, self.image_size)
+        summed = feats.new_zeros(coords.shape[0], feats.shape[1]).index_add_(0, torch.cat(rows).to(feats.device), feats)
+        feats = summed / counts[item_of_row.to(counts.device)][:, None]
+        if keep is not None:
+            glob = glob * keep[:, None, None]
+            feats = feats * keep[item_of_row.to(keep.device)][:, None]
         return {"global": glob, "proj": SparseTensor(feats, coords)}

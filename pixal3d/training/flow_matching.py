@@ -119,7 +119,8 @@ class FlowTrainer(Trainer):
                   coords: torch.Tensor | None = None) -> Any:
         keep = drop_mask(generators, self.p_uncond) if self.p_uncond > 0 else None
         images = batch["image"].to(self.device)
-        return self.conditioner(images, batch["camera"], coords, keep)
+        extra = (batch["extra_images"], batch["extra_cameras"], batch["extra_item"]) if "extra_images" in batch else None
+        return self.conditioner(images, batch["camera"], coords, keep, extra)
 
     def times(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
         return sample_t(generators, self.t_schedule, self.t_mean, self.t_std).to(self.device)

@@ -13,7 +13,8 @@ import torch
 from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import distance_from_fov
 from pixal3d.data import build as B
-from pixal3d.data.dataset import ViewDataset, collate_views, occupancy_grid, split_of
+from pixal3d.conditioning.backprojection import project_points
+from pixal3d.data.dataset import ViewDataset, collate_views, occupancy_grid, relative_camera, split_of
 from pixal3d.data.synth import synthesize
 from pixal3d.errors import UserError
 
@@ -281,3 +282,34 @@ def test_view_dataset_augments_only_when_asked_and_repeats_under_a_seed(data):
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, plain[i]["image"]) for i, x in enumerate(a))
     assert torch.equal(plain[0]["image"], ViewDataset(data, split="all", ss_resolution=32, fields=("image",))[0]["image"])
+
+
+def test_multiview_items_carry_the_other_views_with_cameras_in_this_views_frame(data):
+    """An extra view's camera, carried into this view's frame, projects this view's voxels onto the extra view's
+    silhouette (the dataset's relative poses are right); ``num_views=1`` adds nothing."""
+    assert "extra_images" not in ViewDataset(data, split="all", ss_resolution=32)[0]
+    ds = ViewDataset(data, split="all", ss_resolution=32, num_views=[2, 2])
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["extra_images"].shape == (1, *s["image"].shape) and len(s["extra_cameras"]) == 1
+        other = ds[i + 1 if i % 2 == 0 else i - 1]  # the asset's other view (2 views per asset, in order)
+        assert torch.equal(s["extra_images"][0], other["image"])
+        S, R = s["image"].shape[-1], 32
+        p = (s["coords"].numpy() + s["dual_vertices"].numpy()) / R - 0.5  # view frame, x right, y up, z to camera
+        world = torch.from_numpy(np.stack([p[:, 0], -p[:, 2], p[:, 1]], 1)).float()  # official Blender world
+        uv, depth, valid = project_points(world, s["extra_cameras"][0], S)
+        assert valid.all() and (depth > 0).all()
+        col, row = (np.clip(np.round(uv[:, k].numpy()).astype(int), 0, S - 1) for k in (0, 1))
+        alpha = other["alpha"][0].numpy()
+        hit = (alpha[row, col] > 0).mean()
+        assert hit > 0.9, hit
+        assert (alpha[row, S - 1 - col] > 0).mean() < hit
+        # the own camera, carried the same way, is the stored front camera
+        header = json.loads(np.load(data / s["asset_id"] / f"view_{s['view']:02d}.npz")["header"].tobytes())
+        T = np.asarray(header["source"]["view"]["file_to_view"])
+        same = relative_camera(T, T, s["camera"].fov_x, s["camera"].distance)
+        np.testing.assert_allclose(same.cam_to_world, s["camera"].cam_to_world, atol=1e-12)
+    batch = collate_views([ds[0], ds[1], ds[2]])
+    assert batch["extra_images"].shape[0] == 3 and batch["extra_item"].tolist() == [0, 1, 2]
+    with pytest.raises(UserError, match="num_views"):
+        ViewDataset(data, split="all", ss_resolution=32, num_views=[3, 1])

@@ -189,3 +189,19 @@ def test_ss_flow_trains_from_a_vae_run(tiny_data, tmp_path):
     assert folder.config.image_encoder["name"] == "small_conv"
     assert (folder.path / folder.config.image_encoder["args"]["weights"]).is_file()
     assert folder.config.image_cond_configs["ss"] == {"image_size": 64, "grid_resolution": 4}
+
+
+def test_multiview_ss_flow_trains_on_averaged_views(tiny_data, tmp_path):
+    """``num_views`` in the dataset args: batches carry extra views and the flow learns from their mean condition."""
+    vae_cfg = load_tiny_config("ss_vae_tiny", max_steps=2, batch_size=2, save_every=2)
+    make_trainer(vae_cfg, tiny_data, tmp_path / "vae").train()
+    cfg = load_tiny_config("ss_flow_tiny", max_steps=10, batch_size=2, save_every=10,
+                           trainer_args={"base_pipeline": str(tmp_path / "vae"), "p_uncond": 0.0, "t_schedule": "uniform"})
+    cfg["dataset"]["args"]["num_views"] = [2, 2]
+    trainer = make_trainer(cfg, tiny_data, tmp_path / "mv")
+    batch = collate_views([trainer.dataset[i] for i in range(2)])
+    assert batch["extra_item"].tolist() == [0, 1]
+    before, after = fixed_batch_losses(trainer, 8)
+    assert after < 0.9 * before, (before, after)
+    trainer.train()
+    assert (tmp_path / "mv" / "ckpts" / "step_0000010").is_dir()
