@@ -13,10 +13,14 @@ Rows (each in a fresh process, see ``bench/runner.py``):
   forward passes); the 12-step time is extrapolated from the official schedule (guided steps = two
   passes, the others one).
 
+* ``bench_official_512_full``: the same networks run as generation runs them — the structure flow's 12 Euler steps
+  with the official CFG interval and its decoder, then the 512 shape flow's 12 steps on the bunny's tokens —
+  measured end to end, nothing extrapolated.
+
 * ``bench_default_model``: the shipped default model (``models/pixal3d-small``) on the bundled 512²
   example image, as ``inference.py`` runs it: load, generate (default steps and CFG), GLB export.
 
-Usage: ``python bench/pipeline.py [bench_tiny] [bench_official_512] [bench_default_model]``. The official row writes ~6 GB
+Usage: ``python bench/pipeline.py [bench_tiny] [bench_official_512] [bench_official_512_full] [bench_default_model]``. The official row writes ~6 GB
 of weights to a temporary folder (removed afterwards) and takes several minutes on 2 cores.
 """
 
@@ -154,8 +158,9 @@ def _twelve_step_estimate(one_guided_step_s: float, rescale_t: float, interval: 
     return guided * one_guided_step_s + (12 - guided) * one_guided_step_s / 2
 
 
-def bench_official_512() -> dict:
-    """Official-size 512 stage (random weights, official layout), low-memory mode, CPU."""
+def _official_512_pipeline(folder: Path):
+    """``(pipeline, image, camera, seconds to build the encoders)`` on a folder of official 512-stage random weights,
+    low-memory mode (one network resident), CPU."""
     import torch
     from PIL import Image
 
@@ -165,6 +170,19 @@ def bench_official_512() -> dict:
     from pixal3d.core.camera import Camera
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
+
+    start = time.perf_counter()
+    conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
+    pipe = Pixal3DPipeline(open_pipeline_folder(folder), conditioner, torch.device("cpu"), low_vram=True)
+    image = Image.new("RGB", (518, 518), (128, 96, 64))
+    return pipe, image, Camera.front(0.8575560450553894), time.perf_counter() - start
+
+
+def bench_official_512_full() -> dict:
+    """Official-size 512 stage measured end to end: DINOv3 + NAF conditioning, the structure flow's 12 guided Euler steps
+    and its decoder, the 512 shape flow's 12 steps on the bunny's tokens (random weights, low-memory mode, CPU)."""
+    import torch
+
     from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
 
     tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
@@ -172,13 +190,37 @@ def bench_official_512() -> dict:
         write_official_folder(tmp, OFFICIAL_STAGES)
         coords_lr = bunny_coords(32)
         base = maxrss_mb()
-        times: dict[str, float] = {}
+        pipe, image, camera, build_s = _official_512_pipeline(tmp)
+        times: dict[str, float] = {"build encoders": build_s}
+        torch.manual_seed(42)
         start = time.perf_counter()
-        conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
-        pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
-        image = Image.new("RGB", (518, 518), (128, 96, 64))
-        camera = Camera.front(0.8575560450553894)
-        times["build encoders"] = time.perf_counter() - start
+        structure_step(pipe, image, camera, STAGE_DEFAULTS["sparse_structure"])
+        times["structure: condition + flow 12 steps + decoder"] = time.perf_counter() - start
+        start = time.perf_counter()
+        pipe.sample_shape("shape_lr", image, camera, coords_lr, STAGE_DEFAULTS["shape_slat"], progress=False)
+        times["shape 512: condition + flow 12 steps"] = time.perf_counter() - start
+        peak = maxrss_mb() - base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"name": "official 512 stage (SS + shape 512) end to end, random weights", "time_s": sum(times.values()),
+            "peak_mb": peak, "note": f"{len(coords_lr)} LR tokens (bunny at 32³), official 12 steps and CFG interval per "
+                                     f"flow, nothing extrapolated; {_stage_seconds(times)}; {torch.get_num_threads()} threads"}
+
+
+def bench_official_512() -> dict:
+    """Official-size 512 stage (random weights, official layout), low-memory mode, CPU: one guided step per flow,
+    12 steps extrapolated."""
+    import torch
+
+    from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
+
+    tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
+    try:
+        write_official_folder(tmp, OFFICIAL_STAGES)
+        coords_lr = bunny_coords(32)
+        base = maxrss_mb()
+        pipe, image, camera, build_s = _official_512_pipeline(tmp)
+        times: dict[str, float] = {"build encoders": build_s}
 
         one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes
         torch.manual_seed(42)
@@ -228,4 +270,4 @@ def bench_default_model() -> dict:
 
 
 if __name__ == "__main__":
-    main([bench_tiny, bench_official_512, bench_default_model])
+    main([bench_tiny, bench_official_512, bench_official_512_full, bench_default_model])
