@@ -135,17 +135,24 @@ def card_tables(runs: list[RunFacts], data: dict[str, Any], ablations: list[str]
     lines += ["", f"Data: {data['assets']} assets ({sources}), {data['views']} views; R = {cfg.get('resolution')}, "
                   f"{cfg.get('views')} views of {cfg.get('image_size')}² per asset. Imported models by licence: {licences}."]
     if calibration:
-        chosen = calibration["subdivision_bias"]
-        lines += ["", f"Shape decoder subdivision bias {chosen:+g}, chosen by `--steps calibrate` on "
-                      f"{calibration['meshes']} held-out assets ({calibration.get('assets', 'procedural')}):", "",
-                  "| bias | mean score | IoU input | IoU held-out | F@0.05 | CD-L1 | voxels | generation (s) |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for row in calibration["candidates"]:
-            mark = "**" if row["bias"] == chosen else ""
-            lines.append(f"| {mark}{row['bias']:+g}{mark} | {row['score']:.3f} | {row['iou_input']:.3f} | "
-                         f"{row['iou_heldout']:.3f} | {row['fscore@0.05']:.3f} | {row['chamfer_l1']:.4f} | "
-                         f"{row['voxels']:,.0f} | {row['seconds']:.1f} |")
+        lines += ["", calibration_table(calibration)]
     return "\n".join(lines) + "\n"
+
+
+def calibration_table(calibration: dict[str, Any]) -> str:
+    """Markdown: the chosen subdivision bias and one row per candidate of a calibration record
+    (``runs/calibration.json``)."""
+    chosen = calibration["subdivision_bias"]
+    lines = [f"Shape decoder subdivision bias {chosen:+g}, chosen by `--steps calibrate` on "
+             f"{calibration['meshes']} held-out assets ({calibration.get('assets', 'procedural')}):", "",
+             "| bias | mean score | IoU input | IoU held-out | F@0.05 | CD-L1 | voxels | generation (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in calibration["candidates"]:
+        mark = "**" if row["bias"] == chosen else ""
+        lines.append(f"| {mark}{row['bias']:+g}{mark} | {row['score']:.3f} | {row['iou_input']:.3f} | "
+                     f"{row['iou_heldout']:.3f} | {row['fscore@0.05']:.3f} | {row['chamfer_l1']:.4f} | "
+                     f"{row['voxels']:,.0f} | {row['seconds']:.1f} |")
+    return "\n".join(lines)
 
 
 def plot_losses(recipe: Recipe, path: Path) -> Path:

@@ -10,7 +10,7 @@ A recipe is a JSON file (``configs/train/small/recipe.json`` for ``models/pixal3
      "build": {"resolution": 128, "views": 4, "image_size": 256, "seed": 0, "up": "+y"},
      "stages": ["ss_vae", "ss_flow", ...],          # configs beside the recipe, trained in this order
      "ablations": ["ss_flow_cross"],                # runs trained after the chain, at the same budget, not exported
-     "calibration": {"synth": {"count": 12, "seed": 1}, "biases": [0, 1, 2, 3, 4], "tolerance": 0.01,
+     "calibration": {"synth": {"count": 12, "seed": 1}, "biases": [0, 1, 2, 3, 4, 5, 6, 7, 8], "tolerance": 0.01,
                      "image_size": 256, "held_out": 2, "points": 20000}}   # the shape decoder's subdivision bias
 
 Relative paths are taken from the repository root (the recipe's ``configs/train/<name>/`` grand-parent).
