@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from runner import REPO, main, maxrss_mb
@@ -158,9 +159,10 @@ def _twelve_step_estimate(one_guided_step_s: float, rescale_t: float, interval: 
     return guided * one_guided_step_s + (12 - guided) * one_guided_step_s / 2
 
 
-def _official_512_pipeline(folder: Path):
-    """``(pipeline, image, camera, seconds to build the encoders)`` on a folder of official 512-stage random weights,
-    low-memory mode (one network resident), CPU."""
+@contextmanager
+def official_512_run():
+    """Random weights of the official 512 stage written to a temporary folder (removed on exit) and opened in
+    low-memory mode on the CPU → ``(pipeline, image, camera, bunny coords at 32³, {"build encoders": s}, RSS base MB)``."""
     import torch
     from PIL import Image
 
@@ -171,11 +173,19 @@ def _official_512_pipeline(folder: Path):
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
 
-    start = time.perf_counter()
-    conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
-    pipe = Pixal3DPipeline(open_pipeline_folder(folder), conditioner, torch.device("cpu"), low_vram=True)
-    image = Image.new("RGB", (518, 518), (128, 96, 64))
-    return pipe, image, Camera.front(0.8575560450553894), time.perf_counter() - start
+    tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
+    try:
+        write_official_folder(tmp, OFFICIAL_STAGES)
+        coords_lr = bunny_coords(32)
+        base = maxrss_mb()
+        start = time.perf_counter()
+        conditioner = ConditionExtractor(DINOv3Encoder.from_config(DINOV3_VITL16), NAF(), device="cpu")
+        pipe = Pixal3DPipeline(open_pipeline_folder(tmp), conditioner, torch.device("cpu"), low_vram=True)
+        image = Image.new("RGB", (518, 518), (128, 96, 64))
+        times = {"build encoders": time.perf_counter() - start}
+        yield pipe, image, Camera.front(0.8575560450553894), coords_lr, times, base
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def bench_official_512_full() -> dict:
@@ -185,13 +195,7 @@ def bench_official_512_full() -> dict:
 
     from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
 
-    tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
-    try:
-        write_official_folder(tmp, OFFICIAL_STAGES)
-        coords_lr = bunny_coords(32)
-        base = maxrss_mb()
-        pipe, image, camera, build_s = _official_512_pipeline(tmp)
-        times: dict[str, float] = {"build encoders": build_s}
+    with official_512_run() as (pipe, image, camera, coords_lr, times, base):
         torch.manual_seed(42)
         start = time.perf_counter()
         structure_step(pipe, image, camera, STAGE_DEFAULTS["sparse_structure"])
@@ -200,8 +204,6 @@ def bench_official_512_full() -> dict:
         pipe.sample_shape("shape_lr", image, camera, coords_lr, STAGE_DEFAULTS["shape_slat"], progress=False)
         times["shape 512: condition + flow 12 steps"] = time.perf_counter() - start
         peak = maxrss_mb() - base
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"name": "official 512 stage (SS + shape 512) end to end, random weights", "time_s": sum(times.values()),
             "peak_mb": peak, "note": f"{len(coords_lr)} LR tokens (bunny at 32³), official 12 steps and CFG interval per "
                                      f"flow, nothing extrapolated; {_stage_seconds(times)}; {torch.get_num_threads()} threads"}
@@ -214,14 +216,7 @@ def bench_official_512() -> dict:
 
     from pixal3d.sampling.flow_euler import STAGE_DEFAULTS
 
-    tmp = Path(tempfile.mkdtemp(prefix="pixal3d_bench_"))
-    try:
-        write_official_folder(tmp, OFFICIAL_STAGES)
-        coords_lr = bunny_coords(32)
-        base = maxrss_mb()
-        pipe, image, camera, build_s = _official_512_pipeline(tmp)
-        times: dict[str, float] = {"build encoders": build_s}
-
+    with official_512_run() as (pipe, image, camera, coords_lr, times, base):
         one = {k: p.with_overrides(steps=1) for k, p in STAGE_DEFAULTS.items()}  # t = 1: guided, two passes
         torch.manual_seed(42)
         start = time.perf_counter()
@@ -240,8 +235,6 @@ def bench_official_512() -> dict:
         times["SS flow 12 steps (est.)"] = _twelve_step_estimate(ss_step, d["sparse_structure"].rescale_t, d["sparse_structure"].guidance_interval)
         times["shape 512 flow 12 steps (est.)"] = _twelve_step_estimate(shape_step, d["shape_slat"].rescale_t, d["shape_slat"].guidance_interval)
         peak = maxrss_mb() - base
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     total = sum(times.values())
     return {"name": "official 512 stage (SS + shape 512), random weights", "time_s": total, "peak_mb": peak,
             "note": f"{len(coords_lr)} LR tokens (bunny at 32³); 1 guided step measured per flow "
