@@ -26,6 +26,16 @@ VERSION = 1
 PBR_CHANNELS = ("base_r", "base_g", "base_b", "metallic", "roughness", "alpha")
 
 
+def read_asset_header(path: str | Path) -> dict:
+    """The JSON header of an asset file written by :meth:`VoxelAsset.save`, reading only that array of the ``.npz``;
+    :class:`UserError` if the file is unreadable or has no header."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(data["header"].tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a readable asset file ({exc})") from exc
+
+
 @dataclass
 class VoxelAsset:
     """Active voxels at ``resolution`` with flexible-dual-grid shape and PBR attributes.

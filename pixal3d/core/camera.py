@@ -99,12 +99,17 @@ def distance_from_fov(fov_x: float, mesh_scale: float = 1.0, extend_pixel: float
     return float(f_px * x_w / x_ndc - y_w)
 
 
+def front_pose(distance: float) -> np.ndarray:
+    """Camera-to-world ``[4,4]`` float64 of the official front camera at ``(0, -distance, 0)`` (Blender frame)."""
+    pose = np.eye(4)
+    pose[:3, :3] = np.array(GRID_TO_WORLD_ROTATION)
+    pose[1, 3] = -float(distance)
+    return pose
+
+
 def front_view_matrix(distance: float) -> torch.Tensor:
-    """Camera-to-world ``[4,4]`` float32 of the official front camera at ``(0, -distance, 0)`` (Blender frame)."""
-    return torch.tensor([[1.0, 0.0, 0.0, 0.0],
-                         [0.0, 0.0, -1.0, -float(distance)],
-                         [0.0, 1.0, 0.0, 0.0],
-                         [0.0, 0.0, 0.0, 1.0]], dtype=torch.float32)
+    """:func:`front_pose` in float32, as the official code builds it."""
+    return torch.from_numpy(front_pose(distance).astype(np.float32))
 
 
 def voxel_to_world_matrix(grid_resolution: int, mesh_scale: float = 1.0) -> torch.Tensor:
@@ -223,8 +228,7 @@ class Camera:
         d = distance_from_fov(fov_x, mesh_scale) if distance is None else float(distance)
         if not (d > 0.0) or not math.isfinite(d):
             raise UserError(f"camera distance must be a positive number, got {distance}")
-        c2w = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, -d], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-        return cls(c2w, fov_x, mesh_scale=mesh_scale, name=name)
+        return cls(front_pose(d), fov_x, mesh_scale=mesh_scale, name=name)
 
     @classmethod
     def from_intrinsics(cls, intrinsics: np.ndarray | torch.Tensor, cam_to_world: np.ndarray | torch.Tensor,
@@ -269,10 +273,8 @@ class Camera:
     @property
     def is_front(self) -> bool:
         """Whether this is a :meth:`front` camera (official front pose, centred square-pixel lens)."""
-        front = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, -1.0, -self.distance], [0.0, 1.0, 0.0, 0.0],
-                          [0.0, 0.0, 0.0, 1.0]])
         return (self.ortho_half is None and self.fov_y == self.fov_x and self.principal == (0.5, 0.5)
-                and np.array_equal(self.cam_to_world, front))
+                and np.array_equal(self.cam_to_world, front_pose(self.distance)))
 
     def front_fields(self) -> dict[str, float]:
         """``{"fov_x", "distance", "mesh_scale"}`` of a :meth:`front` camera: what asset headers and GLB files
@@ -354,7 +356,7 @@ def canonicalize_views(cameras: Sequence[Camera]) -> list[Camera]:
     if len(cameras) == 0:
         raise UserError("at least one camera view is needed")
     c0 = cameras[0].cam_to_world
-    front = Camera.front(distance=float(np.linalg.norm(c0[:3, 3]))).cam_to_world
+    front = front_pose(np.linalg.norm(c0[:3, 3]))
     to_canonical = front @ np.linalg.inv(c0)
     return [cameras[0].with_pose(front)] + [cam.with_pose(to_canonical @ cam.cam_to_world) for cam in cameras[1:]]
 

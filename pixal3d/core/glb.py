@@ -48,7 +48,8 @@ def read_glb_json(source: str | os.PathLike | bytes, complete: bool = False) -> 
     return tree
 
 
-def _parse(name: str, head: bytes, size: int, complete: bool, read) -> bytes:
+def _parse(name: str, head: bytes, size: int, complete: bool, read):
+    """Check a GLB header whose first chunk is JSON and return ``read(length)`` of that chunk."""
     if len(head) < 20 or head[:4] != b"glTF":
         raise UserError(f"{name} is not a binary glTF (GLB) file")
     version, total, length, kind = struct.unpack_from("<IIII", head, 4)
@@ -65,8 +66,7 @@ def _parse(name: str, head: bytes, size: int, complete: bool, read) -> bytes:
 def replace_glb_json(data: bytes, gltf: dict[str, Any]) -> bytes:
     """GLB ``data`` with its JSON chunk replaced by ``gltf`` (compact JSON, space-padded to 4 bytes); the chunks after
     it (the BIN chunk) are kept byte for byte and the header's total length is updated."""
-    read_glb_json(data)  # checks the header and the JSON chunk
-    (length,) = struct.unpack_from("<I", data, 12)
+    length = _parse("data", bytes(data[:20]), len(data), False, lambda n: n)  # the header's checks, no JSON parse
     text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 4)
     body = struct.pack("<II", len(text), JSON_CHUNK) + text + bytes(data[20 + length:])

@@ -334,10 +334,11 @@ def _stored_view(png: Path, npz: Path, config_hash: str, source_sha: str) -> dic
     """The view record stored in ``npz``'s header when both files are complete and current, else None."""
     if not (png.is_file() and npz.is_file()):
         return None
+    from pixal3d.core.asset import read_asset_header
+
     try:
-        with np.load(npz, allow_pickle=False) as data:
-            header = json.loads(data["header"].tobytes().decode())
-    except Exception:  # a foreign or damaged file is simply rebuilt
+        header = read_asset_header(npz)
+    except UserError:  # a foreign or damaged file is simply rebuilt
         return None
     view = header.get("source", {}).get("view")
     if not isinstance(view, dict) or view.get("config_hash") != config_hash or view.get("source_sha256") != source_sha:

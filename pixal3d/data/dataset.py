@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pixal3d.core.asset import VoxelAsset
-from pixal3d.core.camera import Camera
+from pixal3d.core.asset import VoxelAsset, read_asset_header
+from pixal3d.core.camera import GRID_TO_WORLD_ROTATION, Camera
 from pixal3d.data.build import load_manifest
 from pixal3d.errors import UserError
 
@@ -196,9 +196,9 @@ class ViewDataset(Dataset):
         others = [v for v in self.asset_views[item["asset_id"]] if v["index"] != view["index"]]
         k = min(int(rng.integers(self.num_views[0], self.num_views[1] + 1)), len(others) + 1)
         chosen = [others[i] for i in sorted(rng.choice(len(others), size=k - 1, replace=False))] if k > 1 else []
-        own = _file_to_view(folder / view["voxels"])
         images = [self._image(folder / v["image"], (index, 2, int(v["index"])))[0] for v in chosen]
         item["extra_images"] = torch.stack(images) if images else torch.zeros(0, *item["image"].shape)
+        own = _file_to_view(folder / view["voxels"]) if chosen else None
         item["extra_cameras"] = [relative_camera(own, _file_to_view(folder / v["voxels"]), v["fov_x"], v["distance"])
                                  for v in chosen]
 
@@ -206,15 +206,9 @@ class ViewDataset(Dataset):
 def _file_to_view(path: Path) -> np.ndarray:
     """The ``[4,4]`` file → view-frame similarity stored in a built view's ``.npz`` header."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(data["header"].tobytes().decode())
-        return np.asarray(header["source"]["view"]["file_to_view"], dtype=np.float64)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        return np.asarray(read_asset_header(path)["source"]["view"]["file_to_view"], dtype=np.float64)
+    except (KeyError, TypeError) as exc:
         raise UserError(f"{path} records no file_to_view transform ({exc}); rebuild the dataset") from exc
-
-
-#: view (voxel) frame → official Blender world: ``(x, y, z) → (x, −z, y)``
-_VIEW_TO_BLENDER = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
 
 
 def relative_camera(own_file_to_view: np.ndarray, other_file_to_view: np.ndarray, fov_x: float,
@@ -231,7 +225,9 @@ def relative_camera(own_file_to_view: np.ndarray, other_file_to_view: np.ndarray
     pose = np.eye(4)
     pose[:3, :3] = m[:3, :3] / scale
     pose[:3, 3] = (m @ np.array([0.0, 0.0, float(distance), 1.0]))[:3]
-    return Camera(_VIEW_TO_BLENDER @ pose, float(fov_x))
+    to_blender = np.eye(4)
+    to_blender[:3, :3] = GRID_TO_WORLD_ROTATION  # view (voxel) frame → official Blender world
+    return Camera(to_blender @ pose, float(fov_x))
 
 
 _SPARSE_KEYS = ("dual_vertices", "intersected", "split_weight", "attrs")
