@@ -20,7 +20,7 @@ from runner import table_header, table_row
 
 from pixal3d.models.modules.blocks import ModulatedTransformerCrossBlock
 from pixal3d.models.modules.rope import RotaryEmbedder3D
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.models.ss_flow import grid_positions
 
 C, HEADS, MLP_RATIO, TOKENS, PROJ_IN, CTX, N_GLOBAL, GRID = 1536, 12, 5.3334, 4096, 2048, 1024, 5, 16

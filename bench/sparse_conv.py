@@ -21,7 +21,7 @@ import torch
 from runner import best_of, table_header, table_row
 
 from pixal3d.models.sparse.conv import build_neighbour_map, submanifold_conv3d
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def sphere_shell(n_target: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ The layers, bottom to top (see docs/architecture.md, "Package layout")::
     L4  pipelines                                 image → asset → GLB, joined
     L3  conditioning, export, data                image features, GLB export, datasets
     L2  mesh, image, models, sampling             meshes, pictures, networks, samplers
-    L1  core, ovoxel                              cameras, voxel asset, renderer, cascade and pipeline.json config, O-Voxel decoding
+    L1  core, ovoxel                              cameras, sparse tensor, voxel asset, renderer, GLB JSON, configs, O-Voxel
     L0  errors, paths, devices, utils             shared plumbing
 
 ``pixal3d/__init__.py`` and every ``__main__.py`` are entry points and may import anything. Imports are read

@@ -32,7 +32,7 @@ from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, ima
 from pixal3d.conditioning.naf import NAF, NAFGuide
 from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 @dataclass(frozen=True)

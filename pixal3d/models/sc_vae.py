@@ -26,7 +26,7 @@ from pixal3d.models.sparse.conv import SparseConv3d
 from pixal3d.models.modules.norm import LayerNorm32
 from pixal3d.models.sparse.nn import Linear, SparseLinear, compute_dtype
 from pixal3d.models.sparse.spatial import ChannelToSpatial, spatial_to_channel
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.models.ss_vae import Fp16Trunk, sample_gaussian
 from pixal3d.utils.coords import CoordIndex, unique_rows
 

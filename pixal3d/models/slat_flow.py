@@ -14,7 +14,7 @@ import torch
 from pixal3d.models.modules.blocks import FlowTransformer
 from pixal3d.models.modules.rope import RotaryEmbedder3D
 from pixal3d.models.registry import register_model
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 @register_model("SLatFlowModel")

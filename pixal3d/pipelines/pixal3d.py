@@ -40,7 +40,7 @@ from pixal3d.devices import select_device
 from pixal3d.errors import UserError
 from pixal3d.models.loading import read_model_config
 from pixal3d.models.pipeline_folder import PipelineFolder, open_pipeline_folder
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.pipelines.cascade import CascadeChoice, choose_cascade_resolution
 from pixal3d.sampling.flow_euler import (
     STAGE_DEFAULTS,

@@ -32,7 +32,7 @@ from pixal3d.conditioning.backprojection import backproject_dense, backproject_s
 from pixal3d.conditioning.encoders import ImageEncoder, image_tokens
 from pixal3d.core.camera import Camera
 from pixal3d.errors import UserError
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 MODES = ("proj", "cross")
 CROSS_TOKENS = ("all", "global")

@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 from pixal3d.errors import UserError
 from pixal3d.models.sc_vae import subdivision_guides
 from pixal3d.models.sparse.spatial import ChannelToSpatial
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.training.trainer import Trainer
 from pixal3d.utils.coords import CoordIndex
 

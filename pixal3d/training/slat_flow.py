@@ -33,7 +33,7 @@ from torch.utils.data import ConcatDataset
 from pixal3d.core.cascade import CascadeConfig
 from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import StageWeights
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.training.flow_matching import FlowTrainer, diffuse, velocity_target
 from pixal3d.training.sc_vae import encode_batch, item_counts, per_item_mean
 from pixal3d.training.trainer import CKPT_DIR

@@ -18,7 +18,7 @@ from pixal3d.conditioning.naf import NAF
 from pixal3d.core.camera import Camera
 from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.errors import UserError
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from tests.helpers import assert_close
 
 TINY_NAF_STAGE = StageConfig(160, 8, 80)

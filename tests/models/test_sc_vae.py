@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pixal3d.models.sc_vae import FlexiDualGridVaeDecoder, SparseUnetVaeDecoder
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from tests.helpers import assert_close
 
 

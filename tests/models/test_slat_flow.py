@@ -6,7 +6,7 @@ import torch
 
 from pixal3d.models.registry import model_class
 from pixal3d.models.slat_flow import ElasticSLatFlowModel, SLatFlowModel
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from tests.helpers import assert_close
 
 

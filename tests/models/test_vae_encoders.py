@@ -20,7 +20,7 @@ from pixal3d.models.sc_vae import (
     subdivision_guides,
 )
 from pixal3d.models.sparse.spatial import channel_to_spatial, spatial_to_channel
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.models.ss_vae import (
     DownsampleBlock3d,
     SparseStructureDecoder,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pixal3d.models.slat_flow import ElasticSLatFlowModel
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.models.ss_flow import SparseStructureFlowModel
 from pixal3d.sampling import (
     SIGMA_MIN,

@@ -10,7 +10,7 @@ import torch
 from pixal3d.data.dataset import collate_views
 from pixal3d.errors import UserError
 from pixal3d.models.pipeline_folder import open_pipeline_folder
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.training.slat_flow import item_noise
 from pixal3d.training.trainer import item_generators
 from tests.training.conftest import load_tiny_config

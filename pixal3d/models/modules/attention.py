@@ -15,7 +15,7 @@ from torch import nn
 
 from pixal3d.models.modules.norm import MultiHeadRMSNorm
 from pixal3d.models.modules.rope import RotaryEmbedder3D
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 #: largest attention-score block (bytes) materialised at once when queries are chunked
 SCORE_BUDGET_BYTES = 256 * 2**20

@@ -15,7 +15,7 @@ from torch import nn
 from pixal3d.models.modules.attention import CrossAttention, ProjectionCrossAttention, SelfAttention
 from pixal3d.models.modules.norm import LayerNorm32
 from pixal3d.models.modules.timestep import TimestepEmbedder
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 IMAGE_ATTN_MODES = ("proj", "cross")
 #: the condition key of the per-block projections of :meth:`FlowTransformer.prepare_condition`

@@ -1,5 +1,2 @@
-"""Sparse voxel tensors and the operations on them, in plain PyTorch."""
-
-from pixal3d.models.sparse.tensor import SparseTensor
-
-__all__ = ["SparseTensor"]
+"""Operations on sparse voxel tensors in plain PyTorch (convolution, layers, spatial resampling); the tensor type
+itself is :class:`pixal3d.core.sparse_tensor.SparseTensor`."""

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from pixal3d.models.sparse.nn import cast_param
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.utils.coords import CoordIndex
 
 #: kernel offsets ``[27, 3]`` (dx, dy, dz) in kernel-index order ((dx+1)·3 + (dy+1))·3 + (dz+1)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixal3d.models.modules.norm import LayerNorm32
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def compute_dtype(weight_dtype: torch.dtype, device: torch.device | str) -> torch.dtype:

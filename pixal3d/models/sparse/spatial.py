@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from pixal3d.utils.coords import unique_rows
 
 _CHILD_OFFSETS = torch.tensor([[s % 2, (s // 2) % 2, s // 4] for s in range(8)], dtype=torch.int32)

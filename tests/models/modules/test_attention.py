@@ -5,7 +5,7 @@ import math
 import torch
 
 from pixal3d.models.modules.attention import CrossAttention, SelfAttention, attention, varlen_attention
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def _naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

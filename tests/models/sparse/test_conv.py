@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from pixal3d.models.sparse.conv import KERNEL_OFFSETS, SparseConv3d, build_neighbour_map, neighbour_map, submanifold_conv3d
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from tests.helpers import assert_close
 
 STRATEGIES = ["padded", "gather", "im2col"]

@@ -3,7 +3,7 @@
 import torch
 
 from pixal3d.models.sparse.conv import submanifold_conv3d
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def test_im2col_backward_matches_autograd_of_gather():

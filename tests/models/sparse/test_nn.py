@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from pixal3d.models.sparse.nn import LayerNorm32, SparseLayerNorm32, SparseLinear, SparseSiLU, compute_dtype
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def test_compute_dtype_policy():

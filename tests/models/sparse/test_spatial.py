@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pixal3d.models.sparse.spatial import ChannelToSpatial, channel_to_spatial, spatial_to_channel
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 
 
 def test_c2s_and_s2c_match_reference(reference):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixal3d.models.sparse.tensor import SparseTensor
+from pixal3d.core.sparse_tensor import SparseTensor
 from tests.helpers import assert_close
 
 
