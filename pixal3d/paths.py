@@ -20,7 +20,7 @@ COMPONENTS: dict[str, tuple[str, str, str]] = {
     "dinov3": ("dinov3-vitl16-pretrain-lvd1689m", "DINOv3 ViT-L/16 (config.json + model.safetensors)", "huggingface.co/facebook/dinov3-vitl16-pretrain-lvd1689m"),
     "naf": ("naf", "NAF upsampler weights naf_release.pth", "github.com/valeoai/NAF releases"),
     "birefnet": ("RMBG-2.0", "background removal (BiRefNet / RMBG-2.0, HF layout)", "huggingface.co/briaai/RMBG-2.0 or ZhengPeng7/BiRefNet"),
-    "moge": ("moge-2-vitl", "MoGe-2 FOV estimator (model.pt)", "huggingface.co/Ruicheng/moge-2-vitl"),
+    "moge": ("moge-2-vitl", "MoGe-2 FOV and scene-depth estimator (model.pt)", "huggingface.co/Ruicheng/moge-2-vitl"),
 }
 
 

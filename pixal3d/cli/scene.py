@@ -5,6 +5,7 @@ See :mod:`pixal3d.pipelines.scene` for the virtual cameras and the ground-plane 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,8 +35,14 @@ def register(subparsers) -> None:
     p.add_argument("--min-area", type=float, default=0.002, help="--auto: smallest object, fraction of the picture (0.002)")
     p.add_argument("--model", default=None, help=f"model folder (default: {paths.component_path('pixal3d-small')})")
     p.add_argument("--fov", type=parse_fov, default=None, help="the picture's horizontal FOV (default: the official default)")
-    p.add_argument("--camera-height", type=float, default=1.0, help="camera height above the ground plane (scene units, 1.0)")
-    p.add_argument("--pitch", type=float, default=15.0, help="camera pitch below the horizon, degrees (15)")
+    p.add_argument("--camera-height", type=float, default=1.0,
+                   help="ground-plane rule: camera height above the ground plane (scene units, 1.0)")
+    p.add_argument("--pitch", type=float, default=15.0, help="ground-plane rule: camera pitch below the horizon, degrees (15)")
+    p.add_argument("--depth", default=None,
+                   help="depth map placing the objects instead of the ground plane: .npy camera z at the picture's "
+                        "size, or a 16-bit PNG in millimetres (default: MoGe-2's estimate when installed)")
+    p.add_argument("--ground-plane", action="store_true",
+                   help="place the objects by the ground-plane rule even when MoGe-2 is installed")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--steps", type=int, default=None, help="sampling steps of every flow (default: the model's)")
     p.add_argument("--resolution", type=int, default=None, help="final voxel resolution (default: the model's)")
@@ -49,9 +56,10 @@ def _scene(args) -> int:
     from pixal3d.cli.export import export_options
     from pixal3d.cli.generate import resolve_model
     from pixal3d.core.camera import DEFAULT_FOV_X
+    from pixal3d.devices import select_device
     from pixal3d.image.io import load_image
     from pixal3d.pipelines.pixal3d import Pixal3DPipeline
-    from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_masks
+    from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_depth, scene_masks
     from pixal3d.utils.files import atomic_output
 
     output = Path(args.output)
@@ -62,25 +70,31 @@ def _scene(args) -> int:
     if not args.camera_height > 0:
         raise UserError(f"--camera-height must be positive, got {args.camera_height}")
     export = export_options(args)
-    image, masks, _ = scene_masks(load_image(args.image), args.masks, args.masks_dir, args.min_area)
+    if args.depth is not None and args.ground_plane:
+        raise UserError("--depth and --ground-plane exclude each other")
+    picture = load_image(args.image)
+    image, masks, _ = scene_masks(picture, args.masks, args.masks_dir, args.min_area)
     model = resolve_model(args.model)
+    depth, estimated_fov, placement = scene_depth(picture, args.depth, not args.ground_plane, select_device(args.device))
+    fov = args.fov if args.fov is not None else estimated_fov if estimated_fov is not None else DEFAULT_FOV_X
+    print(f"scene: placement by the {placement}; horizontal FOV {math.degrees(fov):.1f}°", file=sys.stderr)
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device)
     overrides = {"steps": args.steps}
     if args.resolution:
         overrides["pipeline_type"] = pipeline.pipeline_type_for(args.resolution)
     generator = pipeline_object_generator(pipeline, args.seed, export, overrides)
-    result = generate_scene(image, masks, args.fov if args.fov is not None else DEFAULT_FOV_X, generator,
-                            args.camera_height, args.pitch,
-                            progress=lambda name: print(f"scene: generating {name}", file=sys.stderr, flush=True))
+    result = generate_scene(image, masks, fov, generator, args.camera_height, args.pitch,
+                            progress=lambda name: print(f"scene: generating {name}", file=sys.stderr, flush=True),
+                            depth=depth)
     with atomic_output(output) as tmp:
         tmp.write_bytes(result.glb)
     if args.separate:
         for name, data in zip(result.names, result.object_glbs):
             with atomic_output(output.with_name(f"{output.stem}_{name}.glb")) as tmp:
                 tmp.write_bytes(data)
-    for name, depth in zip(result.names, result.depths):
-        print(f"{name}: depth {depth:.3f}, silhouette IoU {result.iou[name]:.3f}", file=sys.stderr)
+    for name, reference in zip(result.names, result.depths):
+        print(f"{name}: depth {reference:.3f}, silhouette IoU {result.iou[name]:.3f}", file=sys.stderr)
     print(f"union silhouette IoU {result.iou['union']:.3f}; {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(f"wrote {output} ({len(result.names)} objects)")
     return 0

@@ -545,7 +545,7 @@ class Pixal3DPipeline:
             return options.camera, "given"
         if options.fov is not None:
             return Camera.front(options.fov), "manual fov"
-        from pixal3d.conditioning.fov import estimate_fov
+        from pixal3d.conditioning.camera_estimation import estimate_fov
 
         fov = estimate_fov(image, self.device)
         if fov is not None:

@@ -20,6 +20,11 @@ Per object (:func:`object_view`):
    ``D/d_v`` about the camera centre, with ``D`` the distance along the virtual axis at depth ``Z`` — a scaling
    about the centre of projection leaves its picture unchanged, so alignment is kept.
 
+   With a **depth map** (camera z per pixel: ``pixal3d scene --depth``, or MoGe-2's metric depth when it is
+   installed) the scale comes from the map instead (:func:`mask_depth`, :func:`depth_map_centre_depth`): the
+   generated object is rendered through its virtual camera, and the scaling about the camera centre is the one that
+   puts the median camera z of its visible surface at the median of the depth map over its mask.
+
 The composed GLB has one named node per object (its mesh and material under it) and the scene camera node.
 """
 
@@ -140,6 +145,42 @@ def ground_depth(mask: np.ndarray, f: float, cx: float, cy: float, camera_height
     return float(camera_height / along * ray[2])
 
 
+def mask_depth(mask: np.ndarray, depth: np.ndarray, name: str = "object") -> float:
+    """Median camera z of the ``depth [S, S]`` map (float, NaN/inf/≤ 0 = unknown) over the ``mask [S, S]`` bool,
+    its one-pixel-eroded interior when that keeps any known depth (edges mix object and background)."""
+    known = np.isfinite(depth) & (depth > 0)
+    interior = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    for region in (interior & known, mask & known):
+        if region.any():
+            return float(np.median(depth[region]))
+    raise UserError(f"{name}: the depth map has no valid depth inside its mask")
+
+
+def depth_map_centre_depth(view: ObjectView, glb: bytes, model_distance: float, surface_depth: float,
+                           size: int = 128) -> float:
+    """Camera z of the cube centre (for :func:`placement_matrix`) that puts the generated object's visible surface
+    at ``surface_depth``, the depth map's median over its mask (module docstring, step 3).
+
+    ``glb``: the object in its GLB frame, virtual camera at ``(0, 0, model_distance)`` looking down −Z. Its front
+    surface, rendered ``size²`` through that camera, gives points ``p`` (virtual OpenCV coordinates) whose scene
+    camera z is ``(R p)_z``; scaling by ``s`` about the camera centre multiplies them all, so
+    ``s = surface_depth / median((R p)_z)``. An object that shows nothing through its camera (an empty generation)
+    has its cube centre put at ``surface_depth``."""
+    from pixal3d.core.render import render, scene_render_meshes
+
+    scene = trimesh.load(io.BytesIO(glb), file_type="glb", force="scene", process=False)
+    pose = np.eye(4)
+    pose[2, 3] = model_distance
+    depth = render(scene_render_meshes(scene), Camera(pose, view.fov_x), size, mode="depth")
+    rows, cols = np.nonzero(np.isfinite(depth))
+    if len(rows) == 0:  # nothing generated in view: its cube centre goes to the map's depth
+        return surface_depth
+    rays = _rays(cols + 0.5, rows + 0.5, focal_for(view.fov_x, size), size / 2.0, size / 2.0)
+    scene_z = depth[rows, cols] * (rays @ view.rotation.T)[:, 2]
+    scale = surface_depth / float(np.median(scene_z))
+    return scale * model_distance * float(view.rotation[2, 2])
+
+
 def placement_matrix(view: ObjectView, depth: float, model_distance: float) -> np.ndarray:
     """``[4,4]`` from the object's GLB frame (its virtual camera at ``(0, 0, model_distance)``, glTF axes) to the
     scene's glTF frame, placing the cube centre at camera depth ``depth`` on the virtual axis."""
@@ -177,14 +218,17 @@ def compose_glb(parts: list[tuple[str, bytes, np.ndarray]], yfov: float, path: s
 
 @dataclass
 class SceneResult:
-    """A composed scene: the GLB bytes, per-object names, placements, contact depths, per-object and union
-    silhouette IoU against the input masks (rendered through the scene camera), timings."""
+    """A composed scene: the GLB bytes, per-object names, placements, reference depths (camera z of the contact
+    point by the ground-plane rule, of the median visible surface by a depth map), the ``placement`` used
+    (``"ground plane"`` | ``"depth map"``), per-object and union silhouette IoU against the input masks (rendered
+    through the scene camera), timings."""
 
     glb: bytes
     names: list[str]
     matrices: list[np.ndarray]
     depths: list[float]
     object_glbs: list[bytes]
+    placement: str
     iou: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -218,11 +262,14 @@ def scene_masks_iou(glb: bytes, masks: list[np.ndarray], names: list[str]) -> di
 def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_x: float,
                    generate_object: Callable[[ObjectView], tuple[bytes, float]],
                    camera_height: float = DEFAULT_CAMERA_HEIGHT, pitch_deg: float = DEFAULT_PITCH_DEG,
-                   size: int = 512, progress: Callable[[str], None] | None = None) -> SceneResult:
+                   size: int = 512, progress: Callable[[str], None] | None = None,
+                   depth: np.ndarray | None = None) -> SceneResult:
     """Compose a scene from ``image`` (PIL, RGBA or RGB) and its object ``masks`` (at the image's size).
 
     ``generate_object(view) -> (GLB bytes in the object's frame, model distance d_v)`` makes each object (the
-    pipeline, or any generator with the same contract). ``fov_x`` is the picture's horizontal FOV.
+    pipeline, or any generator with the same contract). ``fov_x`` is the picture's horizontal FOV. ``depth``:
+    an optional ``[H, W]`` camera-z map at the image's size (scene units; NaN = unknown) that places the objects
+    instead of the ground-plane rule (``camera_height`` and ``pitch_deg`` are then unused).
     """
     rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
     canvas, (left, top) = square_canvas(rgba)
@@ -235,6 +282,13 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
         full[top:top + mask.shape[0], left:left + mask.shape[1]] = mask
         names.append(name)
         padded.append(full)
+    if depth is not None:
+        depth = np.asarray(depth, dtype=np.float64)
+        if depth.shape != rgba.shape[:2]:
+            raise UserError(f"the depth map is {depth.shape[1]}x{depth.shape[0]}, the picture "
+                            f"{rgba.shape[1]}x{rgba.shape[0]}")
+        depth_canvas = np.full((side, side), np.nan)
+        depth_canvas[top:top + depth.shape[0], left:left + depth.shape[1]] = depth
     timings: dict[str, float] = {}
     matrices, depths, glbs = [], [], []
     for name, mask in zip(names, padded):
@@ -242,17 +296,23 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
         if progress:
             progress(name)
         view = object_view(canvas, mask, f, cx, cy, name, size)
-        depth = ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name)
-        data, distance = generate_object(view)
-        matrices.append(placement_matrix(view, depth, distance))
-        depths.append(depth)
+        if depth is None:
+            reference = centre = ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name)
+            data, distance = generate_object(view)
+        else:
+            reference = mask_depth(mask, depth_canvas, name)
+            data, distance = generate_object(view)
+            centre = depth_map_centre_depth(view, data, distance, reference)
+        matrices.append(placement_matrix(view, centre, distance))
+        depths.append(reference)
         glbs.append(data)
         timings[name] = time.perf_counter() - started
     yfov = 2.0 * math.atan(side / (2.0 * f))
     started = time.perf_counter()
     glb = compose_glb(list(zip(names, glbs, matrices)), yfov)
     timings["compose"] = time.perf_counter() - started
-    result = SceneResult(glb, names, matrices, depths, glbs, timings=timings)
+    result = SceneResult(glb, names, matrices, depths, glbs, "ground plane" if depth is None else "depth map",
+                         timings=timings)
     result.iou = scene_masks_iou(glb, padded, names)
     return result
 
@@ -272,6 +332,44 @@ def scene_masks(image: Image.Image, labels: str | Path | None = None, masks_dir:
         return image, masks_from_folder(masks_dir, image.size), "masks folder"
     cutout, used = cut_out(image)
     return cutout, masks_from_alpha(np.asarray(cutout.convert("RGBA"))[..., 3], min_area), f"components of {used}"
+
+
+def load_depth_map(path: str | Path) -> np.ndarray:
+    """A depth map file as ``[H, W]`` float64 camera z: ``.npy`` (float, scene units; NaN or ≤ 0 = unknown) or a
+    16-bit PNG in millimetres (depth-sensor convention, 0 = unknown), returned in metres."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"depth map not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except ValueError as error:
+            raise UserError(f"{path}: not a NumPy array file ({error})") from None
+        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+            raise UserError(f"{path}: a depth map must be a 2-D numeric array, got {depth.dtype} {depth.shape}")
+        return depth.astype(np.float64)
+    if path.suffix.lower() == ".png":
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+            raise UserError(f"{path}: a PNG depth map must be single-channel 16-bit (millimetres)")
+        return np.where(raw > 0, raw / 1000.0, np.nan)
+    raise UserError(f"{path}: a depth map must be .npy (camera z) or a 16-bit .png (millimetres)")
+
+
+def scene_depth(image: Image.Image, depth_file: str | Path | None = None, use_depth_model: bool = True,
+                device=None) -> tuple[np.ndarray | None, float | None, str]:
+    """The depth map that places a scene's objects, and where it came from: the user's ``depth_file``, else
+    MoGe-2's metric estimate of ``image`` when it is installed and ``use_depth_model``, else none (the
+    ground-plane rule). Returns ``(depth [H, W] or None, the estimated horizontal FOV or None, source)``."""
+    if depth_file is not None:
+        return load_depth_map(depth_file), None, f"depth map {Path(depth_file).name}"
+    if use_depth_model:
+        from pixal3d.conditioning.camera_estimation import estimate_depth
+
+        estimate = estimate_depth(image, device)
+        if estimate is not None:
+            return estimate.depth.astype(np.float64), estimate.fov_x, "MoGe-2 depth"
+    return None, None, "ground-plane rule"
 
 
 def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, generation_overrides: dict | None = None,

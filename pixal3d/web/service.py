@@ -497,7 +497,8 @@ class Service:
         from pixal3d.export.formats import format_files
         from pixal3d.export.views import photo_rgb, render_through_camera
         from pixal3d.image.io import load_image
-        from pixal3d.pipelines.scene import generate_scene, pipeline_object_generator, scene_masks, square_canvas
+        from pixal3d.pipelines.scene import (generate_scene, pipeline_object_generator, scene_depth, scene_masks,
+                                             square_canvas)
         from pixal3d.utils.files import atomic_outputs
 
         started = time.perf_counter()
@@ -531,9 +532,10 @@ class Service:
             pipeline = self._get_pipeline(folder)
             if settings.resolution != RESOLUTION_CHOICES[0]:
                 overrides["pipeline_type"] = pipeline.pipeline_type_for(int(settings.resolution))
+            depth, estimated_fov, placement = scene_depth(original, device=pipeline.device)
             generator = pipeline_object_generator(pipeline, seed, export, overrides, progress=object_progress)
-            result = generate_scene(picture, masks, options.fov or DEFAULT_FOV_X, generator, height, pitch_deg,
-                                    progress=next_object)
+            result = generate_scene(picture, masks, options.fov or estimated_fov or DEFAULT_FOV_X, generator, height,
+                                    pitch_deg, progress=next_object, depth=depth)
         stem = self._stem(name, seed) + "_scene"
         glb = request / f"{stem}.glb"
         extra = format_files(result.glb, formats, stem)
@@ -551,7 +553,8 @@ class Service:
         ious = ", ".join(f"{n} {result.iou[n]:.2f}" for n in names)
         facts = [f"**Model:** {label}", f"**Objects:** {len(names)} ({how.replace('components of ', 'connected components; background: ')})",
                  f"**Silhouette IoU through the camera:** {ious}; union {result.iou['union']:.2f}",
-                 f"**Placement:** ground plane {height:g} below the camera, pitched {pitch_deg:g}° down",
+                 f"**Placement:** ground plane {height:g} below the camera, pitched {pitch_deg:g}° down"
+                 if depth is None else f"**Placement:** {placement}",
                  f"**Seed:** {seed}"]
         return self._finish(request, glb, photo, overlay, targets[1:], timings, facts, seed, report, started)
 

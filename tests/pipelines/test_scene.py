@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import trimesh
@@ -18,6 +19,7 @@ from PIL import Image
 from pixal3d import paths
 from pixal3d.core.camera import Camera
 from pixal3d.core.render import RenderMesh, render
+from pixal3d.errors import UserError
 from pixal3d.pipelines import scene as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +109,56 @@ def test_ideal_objects_are_placed_where_they_stand(rendered):
     assert {"obj0", "obj1", "obj2", "camera"} <= names and len(gltf["cameras"]) == 1
 
 
+def _true_depth(objects) -> np.ndarray:
+    """The scene's camera-z map at the picture's size (inf off the objects)."""
+    return render([_to_gl(m) for m in objects], Camera(np.eye(4), FOV), SIZE, mode="depth").astype(np.float64)
+
+
+def test_a_depth_map_places_ideal_objects_exactly(rendered):
+    objects, picture, masks = rendered
+    depth = _true_depth(objects)
+    result = S.generate_scene(picture, masks, FOV, _ideal_generator(objects), size=128, depth=depth)
+    assert result.placement == "depth map"
+    truth = np.concatenate([m.vertices for m in objects])
+    scene_size = float(np.linalg.norm(truth.max(0) - truth.min(0)))
+    for k, centre in enumerate(_placed_centroids(result.glb, result.names)):
+        # the ground rule is within 2-4 % here (its contact point is the object's front); the depth map, 1 %
+        error = np.linalg.norm(centre - objects[k].vertices.mean(0))
+        assert error < 0.01 * scene_size, (result.names[k], error, scene_size)
+        assert result.depths[k] == pytest.approx(np.median(depth[masks[k][1] & np.isfinite(depth)]), rel=0.02)
+    assert min(result.iou[n] for n in result.names) > 0.9, result.iou
+    with pytest.raises(UserError, match="depth map is 10x10"):
+        S.generate_scene(picture, masks, FOV, _ideal_generator(objects), size=128, depth=np.ones((10, 10)))
+
+
+def test_mask_depth_uses_the_interior_and_refuses_a_mask_without_depth():
+    depth = np.full((8, 8), np.nan)
+    depth[2:6, 2:6] = 5.0
+    depth[2, 2:6] = 50.0  # the mask's edge row, mixed with the background
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    assert S.mask_depth(mask, depth) == 5.0
+    with pytest.raises(UserError, match="no valid depth"):
+        S.mask_depth(np.roll(mask, 4, 0) & ~mask, depth)
+
+
+def test_depth_map_files(tmp_path):
+    truth = np.array([[1.5, np.nan], [2.25, 0.75]])
+    np.save(tmp_path / "d.npy", truth)
+    assert np.array_equal(S.load_depth_map(tmp_path / "d.npy"), truth, equal_nan=True)
+    millimetres = np.array([[1500, 0], [2250, 750]], np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), millimetres)
+    assert np.array_equal(S.load_depth_map(tmp_path / "d.png"), truth, equal_nan=True)
+    cv2.imwrite(str(tmp_path / "d8.png"), millimetres.astype(np.uint8))
+    np.save(tmp_path / "d3.npy", np.ones((2, 2, 3)))
+    for name, message in [("none.npy", "not found"), ("d8.png", "16-bit"), ("d3.npy", "2-D"), ("d.png.txt", "not found")]:
+        with pytest.raises(UserError, match=message):
+            S.load_depth_map(tmp_path / name)
+    (tmp_path / "d.txt").write_text("1 2")
+    with pytest.raises(UserError, match="must be .npy"):
+        S.load_depth_map(tmp_path / "d.txt")
+
+
 def test_ground_rule_refuses_objects_above_the_horizon():
     mask = np.zeros((64, 64), bool)
     mask[5:10, 30:34] = True  # high in a level camera's picture
@@ -142,6 +194,24 @@ def test_scene_cli_on_a_tiny_model(rendered, tmp_path, tiny_model):
                           "--masks", str(tmp_path / "nope.png"), "--output", str(tmp_path / "x.glb")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.glb").exists()
+    for extra in (["--depth", str(tmp_path / "nope.npy")], ["--depth", str(tmp_path / "d.npy"), "--ground-plane"]):
+        bad = subprocess.run([sys.executable, "-m", "pixal3d", "scene", "--image", str(tmp_path / "scene.png"),
+                              "--masks-dir", str(tmp_path / "masks"), "--output", str(tmp_path / "x.glb"), *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.glb").exists()
+
+
+def test_scene_cli_places_by_a_depth_map(rendered, tmp_path, tiny_model):
+    objects, picture, masks = rendered
+    np.save(tmp_path / "depth.npy", _true_depth(objects))
+    proc, out = _scene_cli(tmp_path, picture, masks, "--model", str(tiny_model), "--steps", "1",
+                           "--decimation_target", "2000", "--texture_size", "128", "--depth", str(tmp_path / "depth.npy"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "placement by the depth map depth.npy" in proc.stderr
+    for k, (name, mask) in enumerate(masks):
+        reported = float(proc.stderr.split(f"{name}: depth ")[1].split(",")[0])
+        depth = _true_depth(objects)
+        assert reported == pytest.approx(np.median(depth[mask & np.isfinite(depth)]), rel=0.02)
 
 
 def _placed_centroids(glb: bytes, names: list[str]) -> list[np.ndarray]:
