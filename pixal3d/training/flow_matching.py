@@ -7,8 +7,9 @@ TRELLIS's ``logitNormal`` schedule with ``mean=1, std=1``) or uniform. The loss 
 error, averaged over the batch.
 
 Conditioning is computed on the fly from each item's conditioning view (:class:`TrainingConditioner`); the
-image encoder is either trained with the flow (a fresh :class:`SmallConvEncoder`, saved into the pipeline
-folder and named in its ``image_encoder``) or the frozen encoder of the base pipeline folder.
+image encoder is either trained with the flow (a fresh trainable encoder — ``small_conv``, or the projections of
+``efficientnet_lite0`` — saved into the pipeline folder and named in its ``image_encoder``) or the frozen encoder
+of the base pipeline folder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from pixal3d.conditioning.encoders import SmallConvEncoder, build_image_encoder
+from pixal3d.conditioning.encoders import build_image_encoder
 from pixal3d.errors import UserError
 from pixal3d.sampling.flow_euler import SIGMA_MIN
 from pixal3d.training.conditioning import TrainingConditioner, drop_mask
@@ -55,7 +56,7 @@ class FlowTrainer(Trainer):
 
     Trainer args: ``base_pipeline`` (folder with the frozen VAE encoders; its stages are carried into the
     checkpoints), ``image_encoder`` (``"base"``: the base folder's, frozen; or a spec ``{"name": "small_conv",
-    "args": {...}}``, trained with the flow), ``image_size`` (S), ``p_uncond`` (0.1), ``t_schedule``
+    "args": {...}}`` or ``"efficientnet_lite0"``, trained with the flow), ``image_size`` (S), ``p_uncond`` (0.1), ``t_schedule``
     (``"logit_normal"``), ``t_mean``/``t_std`` (1.0, 1.0), ``sigma_min``, ``cross_tokens`` (``"all"``).
     """
 
@@ -93,9 +94,9 @@ class FlowTrainer(Trainer):
         else:
             encoder = build_image_encoder(spec)
             self.encoder_spec = {"name": spec["name"], "args": dict(spec.get("args") or {})}
-            trainable = bool(spec.get("trainable", isinstance(encoder, SmallConvEncoder)))
-            if trainable and not isinstance(encoder, SmallConvEncoder):
-                raise UserError("only the small_conv image encoder can be trained")
+            trainable = bool(spec.get("trainable", encoder.trainable))
+            if trainable and not encoder.trainable:
+                raise UserError(f"the {spec['name']} image encoder cannot be trained")
             if trainable:
                 self.encoder_spec["args"]["weights"] = ENCODER_FILE
         self.encoder_trainable = trainable

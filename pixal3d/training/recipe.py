@@ -211,7 +211,7 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("trainer_state.pt"))
-    _keep_inference_stages(staging)
+    _store_shared_weights_once(staging)
     if half:
         for path in staging.rglob("*.safetensors"):
             _store_half(path)
@@ -327,7 +327,7 @@ def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, ste
     models = PipelineConfig.read(target / PIPELINE_FILE).models
     for key in run.config.models:
         if key not in models:
-            continue  # a training-only stage (an encoder) that the model does not ship
+            continue  # a stage the model does not hold
         stem = models[key]
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))
@@ -346,26 +346,20 @@ def _store_half(path: Path) -> None:
     save_file({k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, path)
 
 
-#: stages a checkpoint holds for training only (generation decodes, it never encodes): left out of the model folder
-TRAINING_ONLY_STAGES = ("sparse_structure_encoder", "shape_slat_encoder", "tex_slat_encoder")
-
-
-def _keep_inference_stages(folder: Path) -> None:
-    """Drop :data:`TRAINING_ONLY_STAGES` from pipeline folder ``folder`` and store stages with identical weights
-    once (a flow serving two stages): ``pipeline.json``'s ``models`` then names one checkpoint for both."""
+def _store_shared_weights_once(folder: Path) -> None:
+    """Store stages of pipeline folder ``folder`` that have identical weights once (a flow serving two stages):
+    ``pipeline.json``'s ``models`` then names one checkpoint for both. The VAE encoders stay: generation never
+    loads them (stages load on first use), and with them a later run can fine-tune the flows on the shipped VAEs."""
     config = PipelineConfig.read(folder / PIPELINE_FILE)
     models = dict(config.models)
     seen: dict[bytes, str] = {}
     for key in list(models):
         stem = folder / models[key]
-        if key in TRAINING_ONLY_STAGES:
-            del models[key]
-        else:
-            weights = stem.with_suffix(".safetensors").read_bytes()
-            if weights not in seen:
-                seen[weights] = models[key]
-                continue
-            models[key] = seen[weights]
+        weights = stem.with_suffix(".safetensors").read_bytes()
+        if weights not in seen:
+            seen[weights] = models[key]
+            continue
+        models[key] = seen[weights]
         for suffix in (".safetensors", ".json"):
             stem.with_suffix(suffix).unlink()
     replace(config, models=models).write(folder / PIPELINE_FILE)

