@@ -272,3 +272,22 @@ def test_calibration_refuses_the_training_seed_and_applies_only_to_the_weights_i
     assert apply_calibration(recipe, recipe.model) == 3.0
     spec = json.loads((recipe.model / "ckpts" / "shape_slat_decoder.json").read_text())
     assert spec["args"]["subdivision_bias"] == 3.0
+
+
+def test_the_shipped_model_is_a_base_for_fine_tuning_its_flows():
+    """The model folder keeps the VAE encoders, so each flow of the recipe can be fine-tuned on the shipped VAEs
+    (its config's ``base_pipeline`` set to the model folder) without retraining them."""
+    from pixal3d import paths
+
+    model = paths.component_path("pixal3d-small")
+    if not model.exists():
+        pytest.skip("the default model is not installed (models/pixal3d-small)")
+    recipe = load_recipe()
+    runs = []
+    for run in recipe.chain():
+        if run.name in ("ss_flow", "shape_flow", "tex_flow"):
+            run.config.trainer["args"]["base_pipeline"] = str(model)
+            run.config.trainer["args"]["image_encoder"] = "base"
+            runs.append(ChainRun(run.name, run.config, Path("runs") / f"{run.name}_finetune"))
+    holds = check_chain(runs, recipe.root)
+    assert {"sparse_structure_encoder", "shape_slat_encoder", "tex_slat_encoder"} <= set(holds["tex_flow"])
