@@ -296,13 +296,10 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
         if progress:
             progress(name)
         view = object_view(canvas, mask, f, cx, cy, name, size)
-        if depth is None:
-            reference = centre = ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name)
-            data, distance = generate_object(view)
-        else:
-            reference = mask_depth(mask, depth_canvas, name)
-            data, distance = generate_object(view)
-            centre = depth_map_centre_depth(view, data, distance, reference)
+        reference = (ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name) if depth is None
+                     else mask_depth(mask, depth_canvas, name))
+        data, distance = generate_object(view)
+        centre = reference if depth is None else depth_map_centre_depth(view, data, distance, reference)
         matrices.append(placement_matrix(view, centre, distance))
         depths.append(reference)
         glbs.append(data)
@@ -368,7 +365,7 @@ def scene_depth(image: Image.Image, depth_file: str | Path | None = None, use_de
 
         estimate = estimate_depth(image, device)
         if estimate is not None:
-            return estimate.depth.astype(np.float64), estimate.fov_x, "MoGe-2 depth"
+            return estimate.depth, estimate.fov_x, "MoGe-2 depth"
     return None, None, "ground-plane rule"
 
 
