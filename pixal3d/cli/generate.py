@@ -47,6 +47,10 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multi-view turntable shorthand: camera azimuths in degrees, one per --image, e.g. 0,90,180,270 "
                              "(with --elevation and --fov; distance from the FOV as for one image)")
     parser.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees for --azimuths (default 0)")
+    parser.add_argument("--silhouette", action=argparse.BooleanOptionalAction, default=None,
+                        help="hold the result to the input silhouettes: carve what lies outside the mask of any view "
+                             "and snap the rim onto it (default: the model's setting; on for pixal3d-small, off for "
+                             "official weights)")
     parser.add_argument("--steps", type=options.positive_int, default=None, help="sampling steps for every flow (default: the model's, 12 for official weights)")
     parser.add_argument("--guidance", type=options.non_negative_float, default=None, help="guidance strength for the structure and shape flows (default: the model's, 7.5)")
     parser.add_argument("--max_num_tokens", type=options.positive_int, default=None, help="token budget of the 1536 cascade (default 49152)")
@@ -154,7 +158,7 @@ def generation_options(args: argparse.Namespace):
     from pixal3d.pipelines.pixal3d import GenerationOptions
 
     return GenerationOptions(seed=args.seed, fov=args.fov, steps=args.steps, guidance=args.guidance,
-                             max_num_tokens=args.max_num_tokens).validate()
+                             max_num_tokens=args.max_num_tokens, silhouette=args.silhouette).validate()
 
 
 def run(args: argparse.Namespace) -> int:

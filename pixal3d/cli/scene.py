@@ -5,6 +5,7 @@ See :mod:`pixal3d.pipelines.scene` for the virtual cameras and the ground-plane 
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -47,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps of every flow (default: the model's)")
     p.add_argument("--resolution", type=int, default=None, help="final voxel resolution (default: the model's)")
     p.add_argument("--device", default=None)
+    p.add_argument("--silhouette", action=argparse.BooleanOptionalAction, default=None,
+                   help="hold each object to its silhouette (its mask and the objects that may hide it); default: "
+                        "the model's setting")
     p.add_argument("--separate", action="store_true", help="also write <output stem>_<object>.glb per object")
     add_export_arguments(p)
     p.set_defaults(handler=_scene)
@@ -80,7 +84,7 @@ def _scene(args) -> int:
     print(f"scene: placement by the {placement}; horizontal FOV {math.degrees(fov):.1f}°", file=sys.stderr)
     started = time.perf_counter()
     pipeline = Pixal3DPipeline.from_pretrained(model, device=args.device)
-    overrides = {"steps": args.steps}
+    overrides = {"steps": args.steps, "silhouette": args.silhouette}
     if args.resolution:
         overrides["pipeline_type"] = pipeline.pipeline_type_for(args.resolution)
     generator = pipeline_object_generator(pipeline, args.seed, export, overrides)

@@ -6,7 +6,9 @@ The file is ``{"name": ..., "args": {...}}`` in the official TRELLIS.2 / Pixal3D
 ``image_cond_model`` (official; the Pixal3D pipeline ignores it), ``rembg_model`` and this project's
 ``image_encoder``, ``image_cond_configs``, ``cascade`` and ``camera_frame_cross_attention`` (``true`` in the
 cross-attention ablations of this project's models: their cross-attention flows were trained in the camera
-frame on the image tokens, so the pipeline may run them; TRELLIS.2's canonical-frame flows stay refused). Entries this project does not use are kept
+frame on the image tokens, so the pipeline may run them; TRELLIS.2's canonical-frame flows stay refused) and
+``silhouette_constraint`` (``true`` in this project's models: generations are carved to and snapped onto the input
+silhouettes, :mod:`pixal3d.core.silhouette`). Entries this project does not use are kept
 verbatim in :attr:`PipelineConfig.other`.
 
 :meth:`PipelineConfig.read` parses and checks the file once; the pipeline folder reader
@@ -32,7 +34,7 @@ PIPELINE_FILE = "pipeline.json"
 PIPELINE_NAME = "Pixal3DImageTo3DPipeline"
 _SAMPLER, _NORMALIZATION = "_sampler", "_normalization"
 _NAMED = ("models", "default_pipeline_type", "image_cond_model", "rembg_model", "image_encoder",
-          "image_cond_configs", "cascade", "camera_frame_cross_attention")
+          "image_cond_configs", "cascade", "camera_frame_cross_attention", "silhouette_constraint")
 
 
 @dataclass
@@ -58,6 +60,7 @@ class PipelineConfig:
     image_cond_configs: dict[str, dict] | None = None
     cascade: CascadeConfig | None = None
     camera_frame_cross_attention: bool | None = None
+    silhouette_constraint: bool | None = None
     other: dict[str, Any] = field(default_factory=dict)
     key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
@@ -87,14 +90,15 @@ class PipelineConfig:
             else:
                 other[key] = value
         cascade = CascadeConfig.from_args(named["cascade"]) if named.get("cascade") else None
-        cross = named.get("camera_frame_cross_attention")
-        if cross is not None and not isinstance(cross, bool):
-            raise UserError(f"{source}: args.camera_frame_cross_attention must be true or false, got {cross!r}")
+        for flag in ("camera_frame_cross_attention", "silhouette_constraint"):
+            if named.get(flag) is not None and not isinstance(named[flag], bool):
+                raise UserError(f"{source}: args.{flag} must be true or false, got {named[flag]!r}")
         return cls(name=str(data.get("name", "")), models=dict(models), samplers=samplers, normalization=normalization,
                    default_pipeline_type=named.get("default_pipeline_type"), image_cond_model=named.get("image_cond_model"),
                    rembg_model=named.get("rembg_model"), image_encoder=named.get("image_encoder"),
                    image_cond_configs=named.get("image_cond_configs"), cascade=cascade,
-                   camera_frame_cross_attention=cross, other=other,
+                   camera_frame_cross_attention=named.get("camera_frame_cross_attention"),
+                   silhouette_constraint=named.get("silhouette_constraint"), other=other,
                    key_order=tuple(args))
 
     @classmethod

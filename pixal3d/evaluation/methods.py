@@ -147,6 +147,13 @@ def folder_hash(folder: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def oracle_input(render: dict[str, np.ndarray]):
+    """The oracle input of a view: its shaded render on black (:func:`on_black`) with its true silhouette."""
+    from pixal3d.pipelines.pixal3d import PreparedImage
+
+    return PreparedImage(on_black(render["shaded"]), {}, np.asarray(render["shaded"])[..., 3] >= 0.5)
+
+
 class ModelMethod(Method):
     """The Pixal3D pipeline of a model folder, in oracle or heuristic camera mode (module docstring)."""
 
@@ -186,10 +193,10 @@ class ModelMethod(Method):
             raise UserError("the multi-view protocol needs the true cameras: use --mode oracle with --num-views > 1")
         if num_views != 1:
             cameras, renders = render_extra_inputs(gt, num_views)
-            image = [on_black(r["shaded"]) for r in renders]
+            image = [oracle_input(r) for r in renders]
             options = GenerationOptions(seed=self.seed, cameras=cameras, steps=self.steps, pipeline_type=self.pipeline_type)
         elif self.mode == "oracle":
-            image = on_black(gt.renders["input"]["shaded"])
+            image = oracle_input(gt.renders["input"])
             options = GenerationOptions(seed=self.seed, camera=gt.camera(), preprocess=False, steps=self.steps,
                                         pipeline_type=self.pipeline_type)
         else:

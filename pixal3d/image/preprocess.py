@@ -42,21 +42,37 @@ def cut_out(image: Image.Image, background: str = "auto", device: str = "cpu") -
     return remove_background_fallback(image.convert("RGB")), "fallback"
 
 
-def composite_on_black(image: Image.Image, background: str = "auto", device: str = "cpu") -> tuple[Image.Image, dict]:
-    """The whole canvas, background removed (:func:`cut_out`) and composited ``rgb·a`` on black, **not cropped**:
-    the input of a view whose camera is known (multi-view, evaluation), which a crop would misalign.
-    Returns ``(PIL RGB of the input size, {"background": path})``; :class:`UserError` when nothing is left."""
-    cutout, used = cut_out(load_image(image), background, device)
+def split_alpha(cutout: Image.Image) -> tuple[Image.Image, np.ndarray]:
+    """An RGBA cut-out (straight alpha) → ``(PIL RGB composited rgb·a on black, mask [H, W] bool)``: the picture
+    the model conditions on and the object's silhouette (alpha ≥ 0.5), which
+    :mod:`pixal3d.core.silhouette` holds the generated voxels to."""
     rgba = np.asarray(cutout.convert("RGBA")).astype(np.float32) / 255
-    if not (rgba[:, :, 3] > ALPHA_THRESHOLD / 255).any():
-        raise UserError("no object found: the image is (almost) fully transparent after background removal")
     rgb = rgba[:, :, :3] * rgba[:, :, 3:4]
-    return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB"), {"background": used}
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB"), rgba[:, :, 3] >= 0.5
+
+
+def cut_out_canvas(image: str | os.PathLike | Image.Image, background: str = "auto",
+                   device: str = "cpu") -> tuple[Image.Image, dict]:
+    """The whole canvas cut out (:func:`cut_out`), **not cropped**: the input of a view whose camera is known
+    (multi-view, evaluation), which a crop would misalign. Returns ``(PIL RGBA of the input size,
+    {"background": path})``; :class:`UserError` when nothing is left."""
+    cutout, used = cut_out(load_image(image), background, device)
+    if not (np.asarray(cutout.convert("RGBA"))[:, :, 3] > ALPHA_THRESHOLD).any():
+        raise UserError("no object found: the image is (almost) fully transparent after background removal")
+    return cutout.convert("RGBA"), {"background": used}
 
 
 def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "auto",
                      device: str = "cpu") -> tuple[Image.Image, dict]:
-    """Cut out the object and return ``(PIL RGB square crop composited on black, info)``.
+    """Cut out the object and return ``(PIL RGB square crop composited on black, info)``
+    (:func:`crop_cutout`, then :func:`split_alpha`)."""
+    crop, info = crop_cutout(image, background, device)
+    return split_alpha(crop)[0], info
+
+
+def crop_cutout(image: str | os.PathLike | Image.Image, background: str = "auto",
+                device: str = "cpu") -> tuple[Image.Image, dict]:
+    """Cut out the object and return ``(PIL RGBA square crop, straight alpha, info)``.
 
     Steps (official): an RGBA input that is not fully opaque keeps its alpha; otherwise the background
     is removed (``background='auto'``: BiRefNet/RMBG-2.0 from ``models/RMBG-2.0`` when present, else
@@ -92,9 +108,7 @@ def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "
     cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
     side = int(max(bbox[2] - bbox[0], bbox[3] - bbox[1]) * CROP_MARGIN)
     crop_box = (cx - side // 2, cy - side // 2, cx + side // 2, cy + side // 2)
-    crop = np.asarray(cutout.convert("RGBA").crop(crop_box)).astype(np.float32) / 255
-    rgb = crop[:, :, :3] * crop[:, :, 3:4]
-    out = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8), "RGB")
+    crop = cutout.convert("RGBA").crop(crop_box)
     info = {"background": used, "input_size": input_size, "working_size": cutout.size, "bbox": bbox,
-            "crop_box": crop_box, "output_size": out.size}
-    return out, info
+            "crop_box": crop_box, "output_size": crop.size}
+    return crop, info

@@ -85,6 +85,9 @@ class GenerationOptions:
     guidance: float | None = None  # structure and shape flows
     max_num_tokens: int | None = None
     preprocess: bool = True
+    #: hold the voxels to the input silhouettes (:mod:`pixal3d.core.silhouette`: carve what lies outside every
+    #: view's mask, snap the rim onto it); None → the model folder's ``silhouette_constraint`` (off officially)
+    silhouette: bool | None = None
     sampler_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # stage → SamplerParams fields
 
     def validate(self) -> "GenerationOptions":
@@ -109,11 +112,13 @@ class GenerationOptions:
 @dataclass
 class PreparedImage:
     """An input image already loaded and preprocessed (:func:`prepare_image`): the RGB picture the pipeline
-    conditions on (a square crop; a multi-view view keeps its whole canvas) and what preprocessing did
-    (``info['background']`` …)."""
+    conditions on (a square crop; a multi-view view keeps its whole canvas), what preprocessing did
+    (``info['background']`` …) and the object's silhouette ``mask [H, W]`` bool in that picture (``None`` when
+    unknown: an opaque picture given without preprocessing)."""
 
     image: Image.Image
     info: dict[str, Any] = field(default_factory=dict)
+    mask: np.ndarray | None = None
 
 
 def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess: bool = True,
@@ -121,21 +126,28 @@ def prepare_image(image: "str | Path | Image.Image | PreparedImage", preprocess:
     """Load (once) and preprocess an input image without any model of the pipeline, so a bad image fails before
     anything is loaded; a :class:`PreparedImage` is returned as is. :class:`UserError` for a bad image.
 
-    ``crop=True``: alpha or background removal and the official square crop (:func:`preprocess_image`), or the
-    loaded RGB picture as is with ``preprocess=False``. ``crop=False`` (a view of a multi-view capture, whose
-    camera a crop would misalign): the whole canvas, background removed, on black (:func:`composite_on_black`).
-    The background-removal model runs on ``device`` (:mod:`pixal3d.image.background`).
+    ``crop=True``: alpha or background removal and the official square crop (:func:`preprocess_image`), or with
+    ``preprocess=False`` the loaded picture as is (a transparent one composited on black, its alpha the mask).
+    ``crop=False`` (a view of a multi-view capture, whose camera a crop would misalign): the whole canvas,
+    background removed, on black (:func:`cut_out_canvas`). The mask is the cut-out's alpha ≥ 0.5
+    (:func:`split_alpha`). The background-removal model runs on ``device`` (:mod:`pixal3d.image.background`).
     """
     from pixal3d.image.io import load_image
-    from pixal3d.image.preprocess import composite_on_black, preprocess_image
+    from pixal3d.image.preprocess import crop_cutout, cut_out_canvas, split_alpha
 
     if isinstance(image, PreparedImage):
         return image
     if not crop:
-        return PreparedImage(*composite_on_black(image, device=str(device)))
-    if not preprocess:
-        return PreparedImage(load_image(image).convert("RGB"), {})
-    return PreparedImage(*preprocess_image(image, device=str(device)))
+        cutout, info = cut_out_canvas(image, device=str(device))
+    elif not preprocess:
+        picture = load_image(image)
+        if picture.mode != "RGBA" or bool(np.all(np.asarray(picture.getchannel("A")) == 255)):
+            return PreparedImage(picture.convert("RGB"), {})
+        cutout, info = picture, {}
+    else:
+        cutout, info = crop_cutout(image, device=str(device))
+    rgb, mask = split_alpha(cutout)
+    return PreparedImage(rgb, info, mask)
 
 
 @dataclass
@@ -539,6 +551,13 @@ class Pixal3DPipeline:
         """The pipeline type starting at final resolution ``resolution`` (e.g. 1536 → ``1536_cascade``)."""
         return self.cascade_config.pipeline_type_for(resolution)
 
+    def silhouette_enabled(self, options: GenerationOptions) -> bool:
+        """Whether a generation holds its voxels to the input silhouettes: ``options.silhouette``, else the folder's
+        ``silhouette_constraint`` (this project's models set it; the official pipeline does not carve)."""
+        if options.silhouette is not None:
+            return bool(options.silhouette)
+        return bool(self.folder.config.silhouette_constraint)
+
     def choose_camera(self, image: Image.Image, options: GenerationOptions) -> tuple[Camera, str]:
         """The camera to use and where it came from (``given``, ``manual fov``, ``MoGe-2``, ``default fov``)."""
         if options.camera is not None:
@@ -552,8 +571,8 @@ class Pixal3DPipeline:
             return Camera.front(fov), "MoGe-2"
         return Camera.front(DEFAULT_FOV_X), "default fov"
 
-    def _multiview_inputs(self, images: list, options: GenerationOptions) -> tuple[list[Image.Image], list[Camera],
-                                                                                  Camera, dict[str, Any]]:
+    def _multiview_inputs(self, images: list, options: GenerationOptions
+                          ) -> tuple[list[PreparedImage], list[Camera], Camera, dict[str, Any]]:
         """Multi-view: every image cut out and composited on black without a crop (its camera stays exact;
         :func:`prepare_image` with ``crop=False``), the cameras mapped into view 0's canonical frame, and view 0's
         camera as the output camera."""
@@ -567,14 +586,14 @@ class Pixal3DPipeline:
         if len({v.size for v in views}) > 1:
             raise UserError("multi-view images must all have the same size, got "
                             + ", ".join(f"{v.width}x{v.height}" for v in views))
-        used = [p.info["background"] for p in prepared]
+        used = [p.info.get("background", "given") for p in prepared]  # a PreparedImage may come cut out already
         canonical = canonicalize_views(cameras)
         first = canonical[0]
         fov0 = first.fov_x
         output_camera = Camera.front(fov0, first.distance, first.mesh_scale)
         info = {"views": len(views), "background": ",".join(sorted(set(used))),
                 "camera": f"view 0 of {len(views)} (fov {fov0:.4f} rad, distance {output_camera.distance:.4f})"}
-        return views, canonical, output_camera, info
+        return prepared, canonical, output_camera, info
 
     def generate(self, image: str | Path | Image.Image | PreparedImage | list, options: GenerationOptions | None = None,
                  progress: Progress = True) -> GenerationResult:
@@ -592,15 +611,16 @@ class Pixal3DPipeline:
             progress("preprocess", 0, 1)
         info: dict[str, Any] = {}
         if isinstance(image, (list, tuple)) or options.cameras is not None:
-            picture, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
-                                                                       else [image], options)
+            views, camera_arg, camera, info = self._multiview_inputs(list(image) if isinstance(image, (list, tuple))
+                                                                     else [image], options)
+            picture, cameras = [v.image for v in views], list(camera_arg)
         else:
             prepared = prepare_image(image, options.preprocess, device=self.device)
-            picture = prepared.image
+            picture, views = prepared.image, [prepared]
             if "background" in prepared.info:
                 info["background"] = prepared.info["background"]
             camera, camera_source = self.choose_camera(picture, options)
-            camera_arg = camera
+            camera_arg, cameras = camera, [camera]
             info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
         preprocess_seconds = time.perf_counter() - started
         if callable(progress):
@@ -615,8 +635,30 @@ class Pixal3DPipeline:
         info.update({"resolution": out.resolution, "tokens": len(out.cascade.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
         timings = {"preprocess + camera": preprocess_seconds, **out.timings}
+        if self.silhouette_enabled(options):
+            started = time.perf_counter()
+            asset, info["silhouette"] = hold_to_silhouettes(asset, views, cameras, required=bool(options.silhouette))
+            timings["silhouette"] = time.perf_counter() - started
         first = picture[0] if isinstance(picture, list) else picture
         return GenerationResult(asset, first, camera, timings, info, stages=out)
+
+
+def hold_to_silhouettes(asset: VoxelAsset, views: list[PreparedImage], cameras: list[Camera],
+                        required: bool = False) -> tuple[VoxelAsset, str]:
+    """``asset`` carved to and snapped onto the masks of ``views`` seen by ``cameras`` (one per view, the frame
+    the generation conditioned in; :func:`~pixal3d.core.silhouette.constrain_to_silhouettes`), and a line saying
+    what changed. A view without a mask (an opaque picture given without preprocessing) leaves the asset as is,
+    or raises :class:`UserError` when the constraint was asked for (``required``)."""
+    from pixal3d.core.silhouette import SilhouetteView, constrain_to_silhouettes
+
+    if any(view.mask is None for view in views):
+        if required:
+            raise UserError("the silhouette constraint needs the object's mask: give a transparent (RGBA) cut-out, "
+                            "or let preprocessing remove the background")
+        return asset, "off (no mask: an opaque picture without preprocessing)"
+    masks = [SilhouetteView(view.mask, cam) for view, cam in zip(views, cameras)]
+    asset, counts = constrain_to_silhouettes(asset, masks)
+    return asset, f"{counts['carved']} voxels carved, {counts['snapped']} vertices snapped"
 
 
 def decoded_asset(out: GenerationOutput, camera: Camera, source: dict | None = None) -> VoxelAsset:

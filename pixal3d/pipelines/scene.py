@@ -59,7 +59,8 @@ class ObjectView:
 
     ``image``: ``size²`` RGB, the object's pixels composited on black; ``fov_x``: the virtual camera's FOV
     (radians); ``rotation [3,3]``: virtual → scene camera coordinates (OpenCV); ``mask``: the object's mask in
-    the canvas; ``name``.
+    the canvas; ``name``; ``silhouette``: ``size²`` bool, where the object may be in the virtual view (its mask and
+    the objects that may hide part of it), which the generation is held to (:mod:`pixal3d.core.silhouette`).
     """
 
     name: str
@@ -67,6 +68,7 @@ class ObjectView:
     image: Image.Image
     fov_x: float
     rotation: np.ndarray
+    silhouette: np.ndarray | None = None
 
 
 def square_canvas(rgba: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -100,9 +102,10 @@ def axis_rotation(direction: np.ndarray) -> np.ndarray:
 
 
 def object_view(canvas: np.ndarray, mask: np.ndarray, f: float, cx: float, cy: float, name: str,
-                size: int = 512, margin: float = 1.1) -> ObjectView:
+                size: int = 512, margin: float = 1.1, occluders: np.ndarray | None = None) -> ObjectView:
     """The object's virtual view (module docstring, step 1) from the square ``canvas [S, S, 4]`` float RGBA
-    (straight alpha, [0, 1]) and its ``mask [S, S]`` bool."""
+    (straight alpha, [0, 1]) and its ``mask [S, S]`` bool; ``occluders [S, S]`` bool: the other objects' pixels,
+    behind which this one may go on (part of its silhouette)."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         raise UserError(f"{name}: empty mask")
@@ -125,7 +128,11 @@ def object_view(canvas: np.ndarray, mask: np.ndarray, f: float, cx: float, cy: f
     warped = cv2.remap(premultiplied, u.reshape(size, size).astype(np.float32), v.reshape(size, size).astype(np.float32),
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     rgb = (np.clip(warped[..., :3], 0, 1) * 255).round().astype(np.uint8)
-    return ObjectView(name, mask, Image.fromarray(rgb, "RGB"), fov, rotation)
+    region = (mask | occluders) if occluders is not None else mask
+    silhouette = cv2.remap(region.astype(np.float32), u.reshape(size, size).astype(np.float32),
+                           v.reshape(size, size).astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 0.5
+    return ObjectView(name, mask, Image.fromarray(rgb, "RGB"), fov, rotation, silhouette)
 
 
 def ground_depth(mask: np.ndarray, f: float, cx: float, cy: float, camera_height: float, pitch_deg: float,
@@ -295,7 +302,8 @@ def generate_scene(image: Image.Image, masks: list[tuple[str, np.ndarray]], fov_
         started = time.perf_counter()
         if progress:
             progress(name)
-        view = object_view(canvas, mask, f, cx, cy, name, size)
+        others = np.any([m for m in padded if m is not mask], axis=0) if len(padded) > 1 else None
+        view = object_view(canvas, mask, f, cx, cy, name, size, occluders=others)
         reference = (ground_depth(mask, f, cx, cy, camera_height, pitch_deg, name) if depth is None
                      else mask_depth(mask, depth_canvas, name))
         data, distance = generate_object(view)
@@ -378,12 +386,12 @@ def pipeline_object_generator(pipeline, seed: int = 42, export_options=None, gen
     ``export`` stage); the stages of each object are reported in turn."""
     import tempfile
 
-    from pixal3d.pipelines.pixal3d import GenerationOptions
+    from pixal3d.pipelines.pixal3d import GenerationOptions, PreparedImage
 
     def generate(view: ObjectView) -> tuple[bytes, float]:
         camera = Camera.front(view.fov_x)
         options = GenerationOptions(seed=seed, camera=camera, preprocess=False, **(generation_overrides or {}))
-        result = pipeline.generate(view.image, options, progress=progress)
+        result = pipeline.generate(PreparedImage(view.image, {}, view.silhouette), options, progress=progress)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{view.name}.glb"
             result.save_glb(path, export_options, progress=progress if callable(progress) else False)

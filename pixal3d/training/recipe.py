@@ -11,7 +11,8 @@ A recipe is a JSON file (``configs/train/small/recipe.json`` for ``models/pixal3
      "stages": ["ss_vae", "ss_flow", ...],          # configs beside the recipe, trained in this order
      "ablations": ["ss_flow_cross"],                # runs trained after the chain, at the same budget, not exported
      "calibration": {"synth": {"count": 12, "seed": 1}, "biases": [0, 1, 2, 3, 4, 5, 6, 7, 8], "tolerance": 0.01,
-                     "image_size": 256, "held_out": 2, "points": 20000}}   # the shape decoder's subdivision bias
+                     "image_size": 256, "held_out": 2, "points": 20000},   # the shape decoder's subdivision bias
+     "pipeline_settings": {"silhouette_constraint": true}}   # pipeline.json entries the exported model gets
 
 Relative paths are taken from the repository root (the recipe's ``configs/train/<name>/`` grand-parent).
 Run ``stages[k]`` writes ``runs/<stage>``; its config's ``base_pipeline`` names an earlier run, which
@@ -61,6 +62,7 @@ class Recipe:
     stages: list[str]
     ablations: list[str]
     calibration: dict[str, Any]
+    pipeline_settings: dict[str, Any]
 
     def chain(self, max_steps: int | None = None) -> list[ChainRun]:
         """The runs of the chain, then the ablations (configs beside the recipe; ``max_steps`` overrides every
@@ -95,12 +97,16 @@ def load_recipe(path: str | os.PathLike = DEFAULT_RECIPE) -> Recipe:
     ablations = data.get("ablations") or []
     if not isinstance(ablations, list) or not all(isinstance(s, str) for s in ablations):
         raise UserError(f"recipe {path.name}: 'ablations' must be a list of config names")
+    settings = data.get("pipeline_settings") or {}
+    if not isinstance(settings, dict):
+        raise UserError(f"recipe {path.name}: 'pipeline_settings' must be an object of pipeline.json entries")
     for stage in stages + ablations:
         if not (path.parent / f"{stage}.json").is_file():
             raise UserError(f"recipe {path.name}: stage {stage!r} has no config {stage}.json beside it")
     return Recipe(path, root, where("model"), where("assets"), where("data"), where("runs"),
                   dict(data.get("synth") or {}), [Path(p) for p in data.get("sh3f") or []],
-                  dict(data.get("build") or {}), list(stages), list(ablations), dict(data.get("calibration") or {}))
+                  dict(data.get("build") or {}), list(stages), list(ablations), dict(data.get("calibration") or {}),
+                  settings)
 
 
 def build_data(recipe: Recipe, workers: int | None = None, progress: bool = True) -> dict[str, Any]:
@@ -196,7 +202,7 @@ def _wait_any(running: dict[str, subprocess.Popen]) -> tuple[str, int]:
 
 def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None) -> Path:
     """Copy the last run's latest checkpoint to the recipe's model folder (float weights stored as fp16 when
-    ``half``; they load back as float32), with the asset credits; every run of the chain must have reached its
+    ``half``; they load back as float32) with the recipe's ``pipeline_settings`` and the asset credits; every run of the chain must have reached its
     ``max_steps`` (the configs', or the override ``max_steps``). Returns the model folder."""
     from pixal3d.training.trainer import resolve_pipeline
 
@@ -212,6 +218,8 @@ def export_model(recipe: Recipe, half: bool = True, max_steps: int | None = None
         shutil.rmtree(staging)
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns("trainer_state.pt"))
     _store_shared_weights_once(staging)
+    if recipe.pipeline_settings:
+        PipelineConfig.read(staging / PIPELINE_FILE).with_settings(recipe.pipeline_settings).write(staging / PIPELINE_FILE)
     if half:
         for path in staging.rglob("*.safetensors"):
             _store_half(path)

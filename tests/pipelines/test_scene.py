@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 import trimesh
 from PIL import Image
 
@@ -93,6 +94,11 @@ def test_virtual_view_keeps_every_ray(rendered):
     shown = np.asarray(view.image).max(-1) > 0
     ys, xs = np.nonzero(shown)
     assert 0.7 < max(np.ptp(xs), np.ptp(ys)) / 128 < 0.95
+    # its silhouette is the shown object up to the partly covered edge pixels, grown by the objects that may hide it
+    assert view.silhouette.shape == (128, 128) and not (view.silhouette & ~shown).any()
+    assert ndimage.distance_transform_edt(~view.silhouette)[shown].max() <= 3  # the view magnifies the canvas ~×2
+    hidden = S.object_view(rgba, masks[0][1], f, SIZE / 2, SIZE / 2, "obj0", size=128, occluders=masks[1][1])
+    assert np.array_equal(hidden.image, view.image) and not (view.silhouette & ~hidden.silhouette).any()
 
 
 def test_ideal_objects_are_placed_where_they_stand(rendered):

@@ -238,6 +238,30 @@ def test_ablation_export_swaps_its_stages_in_at_a_chosen_step(tmp_path):
         export_ablation(recipe, "ss_vae")
 
 
+def test_export_writes_the_recipes_pipeline_settings(tmp_path):
+    from pixal3d.core.pipeline_config import PipelineConfig
+    from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
+    from pixal3d.models.registry import build_model
+    from pixal3d.training.recipe import export_model
+
+    folder = tmp_path / "configs" / "train" / "r"
+    folder.mkdir(parents=True)
+    shutil.copyfile(CONFIGS / "ss_vae_tiny.json", folder / "ss_vae.json")
+    text = {"format": "pixal3d-recipe", "model": "model", "assets": "assets", "data": "data", "runs": "runs",
+            "stages": ["ss_vae"], "pipeline_settings": {"silhouette_constraint": True}}
+    (folder / "recipe.json").write_text(json.dumps(text))
+    recipe = load_recipe(folder / "recipe.json")
+    spec = load_tiny_config("ss_vae_tiny")["models"]["sparse_structure_decoder"]
+    max_steps = recipe.chain()[0].config.max_steps
+    stage = StageWeights(build_model(spec["name"], spec["args"]), spec["name"], spec["args"])
+    write_pipeline_folder(tmp_path / "runs" / "ss_vae" / "ckpts" / f"step_{max_steps:07d}", {"sparse_structure_decoder": stage})
+    (tmp_path / "runs" / "ss_vae" / "ckpts" / "latest").write_text(f"step_{max_steps:07d}")
+    assert PipelineConfig.read(export_model(recipe) / "pipeline.json").silhouette_constraint is True
+    (folder / "recipe.json").write_text(json.dumps({**text, "pipeline_settings": ["silhouette_constraint"]}))
+    with pytest.raises(UserError, match="'pipeline_settings' must be an object"):
+        load_recipe(folder / "recipe.json")
+
+
 def _calibration_recipe(tmp_path, calibration_seed: int):
     folder = tmp_path / "configs" / "train" / "r"
     folder.mkdir(parents=True)
