@@ -54,6 +54,11 @@ def register(subparsers) -> None:
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="int8: the model's flows run with dynamically quantised int8 Linear layers (CPU only; "
                         "changes the numbers, opt-in; default none = exact)")
+    p.add_argument("--silhouette", action=argparse.BooleanOptionalAction, default=None,
+                   help="hold the model's results to the input silhouettes (default: the model folder's setting)")
+    p.add_argument("--images", nargs="?", const="", default=None, metavar="DIR",
+                   help="instead of meshes: real photos without ground truth (default folder: the evaluation set's "
+                        "images); scores the input-silhouette IoU of the raw surface through the pipeline's camera")
     p.add_argument("--no-sheet", action="store_true", help="do not draw sheet.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
@@ -70,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from pixal3d import paths
     from pixal3d.evaluation.runner import EvalConfig, evaluate
 
+    if args.images is not None:
+        return run_images(args)
     baselines = parse_baselines(args.baseline)
     config = EvalConfig(views_per_mesh=args.views_per_mesh, seed=args.seed, subset=args.subset, baselines=baselines,
                         mode=args.mode, num_views=args.num_views, image_size=args.image_size, held_out=args.held_out,
                         points=args.points, up=args.up, generation_seed=args.generation_seed, steps=args.steps,
                         resolution=args.resolution, device=args.device, quantize=args.quantize,
-                        sheet=not args.no_sheet)
+                        silhouette=args.silhouette, sheet=not args.no_sheet)
     config.validate()
     model = None
     if args.model is not None or not baselines:
@@ -92,4 +99,21 @@ def run(args: argparse.Namespace) -> int:
                  if mean.get(key) is not None]
         print(f"{name}: {method['ok']} ok, {method['failed']} failed; " + ", ".join(parts), file=sys.stderr)
     print(f"wrote {args.output}/results.json, results.md" + ("" if args.no_sheet else ", sheet.png"))
+    return 0
+
+
+def run_images(args: argparse.Namespace) -> int:
+    """``pixal3d evaluate --images [DIR]``: the photo protocol (:mod:`pixal3d.evaluation.images`)."""
+    from pixal3d.evaluation.images import evaluate_images
+    from pixal3d.models.pipeline_folder import resolve_model_folder
+
+    if args.meshes is not None or args.baseline or args.num_views != (1,):
+        raise UserError("--images scores a model on photos: it takes no --meshes, --baseline or --num-views")
+    model = resolve_model_folder(args.model)
+    data = evaluate_images(model, args.images or None, args.output, seed=args.generation_seed, steps=args.steps,
+                           device=args.device, progress=not args.quiet)
+    m = data["mean"]
+    print(f"{data['ok']} ok, {data['failed']} failed; IoU {m['iou']:.3f} (precision {m['precision']:.3f}, recall "
+          f"{m['recall']:.3f}), held to the silhouette {m['iou_held']:.3f}", file=sys.stderr)
+    print(f"wrote {args.output}/results.json, results.md, sheet.png")
     return 0

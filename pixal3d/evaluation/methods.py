@@ -162,8 +162,8 @@ class ModelMethod(Method):
 
     def __init__(self, folder: str | os.PathLike, mode: str = "oracle", seed: int = 42, steps: int | None = None,
                  resolution: int | None = None, device: str | None = None, texture_size: int = 1024,
-                 quantize: str = "none"):
-        from pixal3d.pipelines.pixal3d import Pixal3DPipeline
+                 quantize: str = "none", silhouette: bool | None = None):
+        from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
 
         if mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -177,11 +177,13 @@ class ModelMethod(Method):
         self.sha256 = folder_hash(folder)
         self.pipeline_type = self.pipeline.pipeline_type_for(resolution) if resolution else None
         self.texture_size = int(texture_size)
+        self.silhouette = self.pipeline.silhouette_enabled(GenerationOptions(silhouette=silhouette))
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "mode": self.mode, "folder": str(self.folder),
                 "sha256": self.sha256, "seed": self.seed, "steps": self.steps, "quantize": self.quantize,
-                "pipeline_type": self.pipeline_type or self.pipeline.default_pipeline_type()}
+                "pipeline_type": self.pipeline_type or self.pipeline.default_pipeline_type(),
+                "silhouette": self.silhouette}
 
     def predict(self, gt: GroundTruthView, num_views: int = 1) -> Prediction:
         from PIL import Image
@@ -194,14 +196,16 @@ class ModelMethod(Method):
         if num_views != 1:
             cameras, renders = render_extra_inputs(gt, num_views)
             image = [oracle_input(r) for r in renders]
-            options = GenerationOptions(seed=self.seed, cameras=cameras, steps=self.steps, pipeline_type=self.pipeline_type)
+            options = GenerationOptions(seed=self.seed, cameras=cameras, steps=self.steps, pipeline_type=self.pipeline_type,
+                                        silhouette=self.silhouette)
         elif self.mode == "oracle":
             image = oracle_input(gt.renders["input"])
             options = GenerationOptions(seed=self.seed, camera=gt.camera(), preprocess=False, steps=self.steps,
-                                        pipeline_type=self.pipeline_type)
+                                        pipeline_type=self.pipeline_type, silhouette=self.silhouette)
         else:
             image = Image.fromarray(gt.image, "RGBA")
-            options = GenerationOptions(seed=self.seed, preprocess=True, steps=self.steps, pipeline_type=self.pipeline_type)
+            options = GenerationOptions(seed=self.seed, preprocess=True, steps=self.steps, pipeline_type=self.pipeline_type,
+                                        silhouette=self.silhouette)
         result = self.pipeline.generate(image, options, progress=False)
         asset = result.asset
         vertices, faces = asset_surface(asset)

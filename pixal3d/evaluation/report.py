@@ -187,22 +187,34 @@ def heat_map(gt: dict, pred: dict, max_deg: float = 60.0) -> np.ndarray:
     return np.round(out * 255).astype(np.uint8)
 
 
+def _outlined(rgba: np.ndarray, mask: np.ndarray, background=(1, 1, 1)) -> Image.Image:
+    """A render tile with ``mask``'s outline drawn in red (two pixels wide)."""
+    img = _rgba_on(rgba, background)
+    edge = _outline(mask)
+    img[np.maximum(edge, np.roll(edge, 1, 0)) | np.roll(edge, 1, 1)] = (230, 30, 30)
+    return _tile(img)
+
+
+def _labelled(tile: Image.Image, label: str) -> Image.Image:
+    draw = ImageDraw.Draw(tile)
+    draw.rectangle((0, 0, TILE, 14), fill=(0, 0, 0))
+    draw.text((3, 1), label[:40], fill=(255, 255, 255))
+    return tile
+
+
 def sheet_row(label: str, gt_renders: dict, pred_renders: dict, held: list[str]) -> list[Image.Image]:
     """The tiles of one sheet row: input | GT normals | predicted normals | error heat-map | two held-out
     views (predicted normals with the GT silhouette outlined in red)."""
     gi, pi = gt_renders["input"], pred_renders["input"]
-    tiles = [_tile(_rgba_on(gi["shaded"])), _tile(_rgba_on(gi["normal"], (1, 1, 1))),
+    tiles = [_labelled(_tile(_rgba_on(gi["shaded"])), label), _tile(_rgba_on(gi["normal"], (1, 1, 1))),
              _tile(_rgba_on(pi["normal"], (1, 1, 1))), _tile(heat_map(gi, pi))]
-    for name in held:
-        img = _rgba_on(pred_renders[name]["normal"], (1, 1, 1))
-        edge = _outline(gt_renders[name]["mask"])
-        edge = np.maximum(edge, np.roll(edge, 1, 0)) | np.roll(edge, 1, 1)
-        img[edge] = (230, 30, 30)
-        tiles.append(_tile(img))
-    draw = ImageDraw.Draw(tiles[0])
-    draw.rectangle((0, 0, TILE, 14), fill=(0, 0, 0))
-    draw.text((3, 1), label[:40], fill=(255, 255, 255))
-    return tiles
+    return tiles + [_outlined(pred_renders[name]["normal"], gt_renders[name]["mask"]) for name in held]
+
+
+def image_row(label: str, picture: np.ndarray, shaded: np.ndarray, mask: np.ndarray) -> list[Image.Image]:
+    """The tiles of one row of the image evaluation's sheet: the input ``picture`` (RGB uint8) | the generated
+    ``shaded`` render (RGBA float) with the input silhouette ``mask`` outlined in red."""
+    return [_labelled(_tile(picture), label), _outlined(shaded, mask, (0.55, 0.55, 0.58))]
 
 
 def sheet(rows: list[list[Image.Image]], header: list[str]) -> Image.Image:

@@ -62,6 +62,7 @@ class EvalConfig:
     device: str | None = None
     quantize: str = "none"  # "int8": the flows' Linear layers as dynamic int8 (CPU only, opt-in)
     texture_size: int = 1024
+    silhouette: bool | None = None  # the model's silhouette constraint; None: its folder's setting
     sheet: bool = True
 
     def validate(self) -> None:
@@ -197,7 +198,7 @@ def build_methods(config: EvalConfig, model: str | Path | None) -> list[Method]:
 
         methods.append(ModelMethod(model, config.mode, seed=config.generation_seed, steps=config.steps,
                                    resolution=config.resolution, device=config.device, texture_size=config.texture_size,
-                                   quantize=config.quantize))
+                                   quantize=config.quantize, silhouette=config.silhouette))
     names = config.baselines if config.baselines is not None else (("sphere", "silhouette_hull") if model is not None else ())
     methods += [make_baseline(n) for n in dict.fromkeys(names)]
     if not methods:
