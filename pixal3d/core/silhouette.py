@@ -168,3 +168,37 @@ def constrain_to_silhouettes(asset: VoxelAsset, views: Sequence[SilhouetteView],
         return out, {"carved": int(carved.sum()), "snapped": 0}
     moved = int(np.any(np.abs(snapped - vertices) > 1e-12, axis=1).sum())
     return out, {"carved": int(carved.sum()), "snapped": moved}
+
+
+def complete_occupancy(logits: np.ndarray, views: Sequence[SilhouetteView], mesh_scale: float = 1.0,
+                       stride_px: float = 4.0, samples_per_cell: int = 2) -> np.ndarray:
+    """Occupancy ``[D, D, D]`` bool (``logits > 0`` of a structure decoder, voxel frame) made to cover every view's
+    mask: a mask pixel (sampled every ``stride_px``) whose ray meets no occupied cell gets the cell along that ray
+    with the highest logit. Rays are sampled ``samples_per_cell`` times per cell through the unit cube."""
+    logits = np.asarray(logits, dtype=np.float32)
+    d = logits.shape[0]
+    occupied = logits > 0
+    steps = samples_per_cell * d * 2  # the cube's diagonal is under 2 along any ray through it (√3)
+    for view in views:
+        h, w = view.mask.shape
+        ys, xs = np.mgrid[stride_px / 2:h:stride_px, stride_px / 2:w:stride_px]
+        xy = np.stack([xs.ravel(), ys.ravel()], 1)
+        row = np.clip(xy[:, 1].astype(np.int64), 0, h - 1)
+        col = np.clip(xy[:, 0].astype(np.int64), 0, w - 1)
+        xy = xy[view.mask[row, col]]
+        if not len(xy):
+            continue
+        centre_depth = float(np.linalg.norm(view.camera.position))
+        reach = np.sqrt(3) / 2 / mesh_scale
+        depth = np.linspace(centre_depth - reach, centre_depth + reach, steps)
+        points = view.unproject(np.repeat(xy, steps, 0), np.tile(depth, len(xy)))  # [P·K, 3] world
+        cells = np.floor((world_to_voxel_frame(points, mesh_scale) + 0.5) * d).astype(np.int64)
+        inside = np.all((cells >= 0) & (cells < d), axis=1)
+        cells = np.clip(cells, 0, d - 1)
+        flat = (cells[:, 0] * d + cells[:, 1]) * d + cells[:, 2]
+        score = np.where(inside, logits.reshape(-1)[flat], -np.inf).reshape(len(xy), steps)
+        hit = np.where(inside, occupied.reshape(-1)[flat], False).reshape(len(xy), steps)
+        missed = ~hit.any(1) & np.isfinite(score).any(1)
+        best = flat.reshape(len(xy), steps)[missed, np.argmax(score[missed], 1)]
+        occupied.reshape(-1)[best] = True
+    return occupied

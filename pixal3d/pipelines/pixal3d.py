@@ -207,13 +207,14 @@ def stage_sampler_params(folder_samplers: dict[str, dict], options: GenerationOp
     return params
 
 
-def occupancy_to_coords(logits: torch.Tensor, grid: int) -> torch.Tensor:
-    """Sparse-structure decoder logits ``[B, 1, D, D, D]`` → coords ``[N, 4]`` int32 on a ``grid³`` lattice.
+def occupancy_to_coords(occupied: torch.Tensor, grid: int) -> torch.Tensor:
+    """Occupancy ``[B, 1, D, D, D]`` bool (the sparse-structure decoder's ``logits > 0``) → coords ``[N, 4]`` int32 on
+    a ``grid³`` lattice.
 
-    Occupied = ``logit > 0``; when ``D > grid`` the occupancy is max-pooled by ``D // grid`` first
-    (64³ → 32³ for the official cascade). Order = ``argwhere`` (lexicographic batch, x, y, z).
+    When ``D > grid`` the occupancy is max-pooled by ``D // grid`` first (64³ → 32³ for the official cascade).
+    Order = ``argwhere`` (lexicographic batch, x, y, z).
     """
-    occupied = (logits > 0).float()
+    occupied = occupied.float()
     if occupied.shape[-1] != grid:
         factor = occupied.shape[-1] // grid
         occupied = F.max_pool3d(occupied, factor, factor)
@@ -425,8 +426,13 @@ class Pixal3DPipeline:
 
     @torch.no_grad()
     def sample_sparse_structure(self, image: Image.Image, camera: Camera, params: SamplerParams,
-                                progress: Progress = True, generator: torch.Generator | None = None) -> StructureSample:
-        """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³)."""
+                                progress: Progress = True, generator: torch.Generator | None = None,
+                                silhouettes: list | None = None) -> StructureSample:
+        """Dense flow on the 16³ latent → decoder logits → occupied coords ``[N, 4]`` on the structure grid (32³).
+
+        ``silhouettes`` (:class:`~pixal3d.core.silhouette.SilhouetteView` per view, the silhouette constraint): the
+        occupancy is completed so that every mask pixel's ray meets an occupied cell
+        (:func:`~pixal3d.core.silhouette.complete_occupancy`)."""
         stage = STAGES["structure"]
         cond = self._condition(stage, image, camera)
         with self.models.use(stage.flow) as flow:
@@ -435,7 +441,14 @@ class Pixal3DPipeline:
         z = self._sample(stage.flow, stage.label, noise, cond, params, progress)
         with self.models.use("sparse_structure_decoder") as decoder:
             logits = decoder(z)
-        occupied = occupancy_to_coords(logits, self.cascade_config.structure_grid)
+        occupancy = logits > 0
+        if silhouettes:
+            from pixal3d.core.silhouette import complete_occupancy
+
+            scale = (camera if isinstance(camera, Camera) else camera[0]).mesh_scale
+            filled = complete_occupancy(logits[0, 0].float().cpu().numpy(), silhouettes, scale)
+            occupancy = torch.from_numpy(filled)[None, None].to(logits.device)
+        occupied = occupancy_to_coords(occupancy, self.cascade_config.structure_grid)
         if len(occupied) == 0:
             raise UserError("the sparse-structure stage found no occupied voxels (try another seed or image)")
         return StructureSample(noise, cond, z, logits=logits, occupied=occupied)
@@ -496,9 +509,12 @@ class Pixal3DPipeline:
         max_num_tokens: int = DEFAULT_MAX_NUM_TOKENS,
         sampler_params: dict[str, SamplerParams] | None = None,
         progress: Progress = True,
+        silhouettes: list | None = None,
     ) -> GenerationOutput:
         """All generation stages on a preprocessed RGB ``image`` seen by ``camera`` — or on lists of views and their
         cameras in the canonical frame of view 0 (multi-view; one view in a list is the single-view result).
+        ``silhouettes``: the views' masks when the silhouette constraint is on (the structure is completed to cover
+        them, :meth:`sample_sparse_structure`; :meth:`generate` carves and snaps the decoded asset).
 
         Returns a :class:`GenerationOutput` (one entry per stage; timings in seconds). The noise comes from a CPU
         ``torch.Generator`` seeded with ``seed`` (the global generator is untouched). ``progress``: see
@@ -518,7 +534,8 @@ class Pixal3DPipeline:
             failpoint("generate.stage")
 
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        structure = self.sample_sparse_structure(image, camera, params[STAGES["structure"].sampler], progress, generator)
+        structure = self.sample_sparse_structure(image, camera, params[STAGES["structure"].sampler], progress, generator,
+                                                 silhouettes)
         lap(STAGES["structure"].label)
         lr = self.sample_shape("shape_lr", image, camera, structure.occupied, params[STAGES["shape_lr"].sampler],
                                progress=progress, generator=generator)
@@ -622,6 +639,9 @@ class Pixal3DPipeline:
             camera, camera_source = self.choose_camera(picture, options)
             camera_arg, cameras = camera, [camera]
             info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
+        silhouettes = None
+        if self.silhouette_enabled(options):
+            silhouettes, info["silhouette"] = silhouette_views(views, cameras, required=bool(options.silhouette))
         preprocess_seconds = time.perf_counter() - started
         if callable(progress):
             progress("preprocess", 1, 1)
@@ -631,34 +651,35 @@ class Pixal3DPipeline:
             pipeline_type=options.pipeline_type or self.default_pipeline_type(),
             max_num_tokens=options.max_num_tokens or DEFAULT_MAX_NUM_TOKENS,
             sampler_params=stage_sampler_params(self.folder.config.samplers, options), progress=progress,
+            silhouettes=silhouettes,
         )
         info.update({"resolution": out.resolution, "tokens": len(out.cascade.coords), "seed": options.seed})
         asset = decoded_asset(out, camera, source={"model": str(self.folder.path), "seed": options.seed})
         timings = {"preprocess + camera": preprocess_seconds, **out.timings}
-        if self.silhouette_enabled(options):
+        if silhouettes:
+            from pixal3d.core.silhouette import constrain_to_silhouettes
+
             started = time.perf_counter()
-            asset, info["silhouette"] = hold_to_silhouettes(asset, views, cameras, required=bool(options.silhouette))
+            asset, counts = constrain_to_silhouettes(asset, silhouettes)
+            info["silhouette"] = f"{counts['carved']} voxels carved, {counts['snapped']} vertices snapped"
             timings["silhouette"] = time.perf_counter() - started
         first = picture[0] if isinstance(picture, list) else picture
         return GenerationResult(asset, first, camera, timings, info, stages=out)
 
 
-def hold_to_silhouettes(asset: VoxelAsset, views: list[PreparedImage], cameras: list[Camera],
-                        required: bool = False) -> tuple[VoxelAsset, str]:
-    """``asset`` carved to and snapped onto the masks of ``views`` seen by ``cameras`` (one per view, the frame
-    the generation conditioned in; :func:`~pixal3d.core.silhouette.constrain_to_silhouettes`), and a line saying
-    what changed. A view without a mask (an opaque picture given without preprocessing) leaves the asset as is,
-    or raises :class:`UserError` when the constraint was asked for (``required``)."""
-    from pixal3d.core.silhouette import SilhouetteView, constrain_to_silhouettes
+def silhouette_views(views: list[PreparedImage], cameras: list[Camera], required: bool = False) -> tuple[list | None, str]:
+    """The silhouette constraint's views (:class:`~pixal3d.core.silhouette.SilhouetteView`: each prepared view's
+    mask with its camera, the frame the generation conditions in), or ``None`` and why, when a view has no mask (an
+    opaque picture given without preprocessing) — :class:`UserError` then if the constraint was asked for
+    (``required``)."""
+    from pixal3d.core.silhouette import SilhouetteView
 
     if any(view.mask is None for view in views):
         if required:
             raise UserError("the silhouette constraint needs the object's mask: give a transparent (RGBA) cut-out, "
                             "or let preprocessing remove the background")
-        return asset, "off (no mask: an opaque picture without preprocessing)"
-    masks = [SilhouetteView(view.mask, cam) for view, cam in zip(views, cameras)]
-    asset, counts = constrain_to_silhouettes(asset, masks)
-    return asset, f"{counts['carved']} voxels carved, {counts['snapped']} vertices snapped"
+        return None, "off (no mask: an opaque picture without preprocessing)"
+    return [SilhouetteView(view.mask, cam) for view, cam in zip(views, cameras)], "on"
 
 
 def decoded_asset(out: GenerationOutput, camera: Camera, source: dict | None = None) -> VoxelAsset:

@@ -12,6 +12,7 @@ from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import Camera, canonicalize_views, orbit_cameras
 from pixal3d.core.silhouette import (
     SilhouetteView,
+    complete_occupancy,
     constrain_to_silhouettes,
     outside_silhouettes,
     snap_to_silhouettes,
@@ -123,3 +124,22 @@ def test_an_asset_is_carved_and_snapped_and_refused_when_nothing_fits(front):
         constrain_to_silhouettes(VoxelAsset(GRID, blob, np.zeros((2, 6), np.float32), camera=camera), [view])
     with pytest.raises(UserError, match="empty"):
         SilhouetteView(np.zeros((4, 4), bool), camera)
+
+
+def test_the_structure_is_completed_to_cover_the_mask_with_its_likeliest_cells(front):
+    camera, view = front
+    d = 16
+    idx = np.stack(np.meshgrid(*[np.arange(d)] * 3, indexing="ij"), -1)
+    dist = np.linalg.norm(voxel_centres(idx.reshape(-1, 3), d), axis=1).reshape(d, d, d)
+    logits = 0.5 / d - np.abs(dist - RADIUS)  # positive on the sphere's shell, falling off around it
+    full = logits > 0
+    assert np.array_equal(complete_occupancy(logits, [view]), full)  # covered already: nothing added
+    cut = logits.copy()
+    cut[d // 2:] -= 1.0  # the flow "missed" the right half (x ≥ 0): every logit there negative
+    done = complete_occupancy(cut, [view])
+    added = done & ~(cut > 0)
+    assert added.any() and not (added & (idx[..., 0] < d // 2)).any()  # only the missed half is filled …
+    assert (np.abs(dist[added] - RADIUS) <= 0.5 / d + 1e-9).all()  # … with cells on the shell (the likeliest)
+    # every mask pixel's ray now meets an occupied cell: completing again adds nothing, and nothing lies outside
+    assert np.array_equal(complete_occupancy(np.where(done, 1.0, -1.0), [view]), done)
+    assert not outside_silhouettes(np.argwhere(done), d, [view]).any()

@@ -1,5 +1,6 @@
-"""Generation held to the input silhouette (tiny random-weight models): the same run, then the voxels outside the
-mask carved and the rim snapped onto it; off unless asked for or set by the model folder; a mask is required."""
+"""Generation held to the input silhouette (tiny random-weight models): the structure completed to cover the mask,
+the decoded voxels outside it carved and the rim snapped onto it; off unless asked for or set by the model folder;
+a mask is required."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pixal3d.core.pipeline_config import PipelineConfig
 from pixal3d.core.silhouette import SilhouetteView, outside_silhouettes, voxel_frame_to_world
 from pixal3d.errors import UserError
 from pixal3d.export.glb import asset_surface
-from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline
+from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline, decoded_asset
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +35,22 @@ def options(camera: Camera, silhouette: bool | None) -> GenerationOptions:
                              silhouette=silhouette)
 
 
-def test_the_generation_is_carved_to_and_snapped_onto_the_mask(tiny):
+def test_the_generation_is_completed_carved_and_snapped_to_the_mask(tiny):
     pipeline, camera, rgb, alpha = tiny
     rgba = Image.fromarray(np.dstack([rgb * (alpha[..., None] > 0), alpha]), "RGBA")
     free = pipeline.generate(rgba, options(camera, False), progress=False)
     held = pipeline.generate(rgba, options(camera, True), progress=False)
     view = SilhouetteView(alpha >= 128, camera)
-    r = free.asset.resolution
-    outside = outside_silhouettes(free.asset.coords, r, [view], camera.mesh_scale)
+    # the structure only gains cells (those the mask's rays missed)
+    before = {tuple(c) for c in free.stages.structure.occupied.tolist()}
+    after = {tuple(c) for c in held.stages.structure.occupied.tolist()}
+    assert before <= after
+    # the decoded voxels of that run, carved: exactly those whose whole extent projects outside the mask go
+    raw = decoded_asset(held.stages, camera)
+    outside = outside_silhouettes(raw.coords, raw.resolution, [view], camera.mesh_scale)
     assert 0 < outside.sum() < len(outside)  # the random model spills past the half mask
-    assert np.array_equal(held.asset.coords, free.asset.coords[~outside])
-    assert np.array_equal(held.asset.attrs, free.asset.attrs[~outside])
+    assert np.array_equal(held.asset.coords, raw.coords[~outside])
+    assert np.array_equal(held.asset.attrs, raw.attrs[~outside])
     assert held.info["silhouette"].startswith(f"{int(outside.sum())} voxels carved")
     vertices, faces = asset_surface(held.asset)
     used = np.unique(faces)
