@@ -4,8 +4,8 @@ For every image of a folder (default: the evaluation set's object photos, ``../s
 pipeline runs as a user runs it — its own cut-out, the official crop, the default (or MoGe-2) camera — and the raw
 generated surface (before the silhouette constraint) is rendered through that camera at the crop's size. The score
 is its mask IoU against the cut-out (alpha ≥ 0.5), with precision and recall: the input-view IoU of the mesh
-benchmark, on real pictures. ``iou_held`` is the same after the silhouette constraint
-(:mod:`pixal3d.core.silhouette`), which removes the spill, so it measures what is missing (recall). A photo the
+benchmark, on real pictures. ``iou_held`` is the IoU of the same generation with the silhouette constraint
+(:mod:`pixal3d.core.silhouette`: structure completed, spill removed), so what it misses is recall. A photo the
 pipeline cannot use (nothing found by the background removal) is recorded as failed. No image here is ever a
 training input (:mod:`pixal3d.data.overlap` refuses the evaluation sets).
 """
@@ -69,7 +69,6 @@ def evaluate_images(model: str | Path, images: str | Path | None, out: str | Pat
     from PIL import Image
     from tqdm import tqdm
 
-    from pixal3d.core.silhouette import SilhouetteView, constrain_to_silhouettes
     from pixal3d.pipelines.pixal3d import GenerationOptions, Pixal3DPipeline, prepare_image
 
     started = time.perf_counter()
@@ -85,14 +84,15 @@ def evaluate_images(model: str | Path, images: str | Path | None, out: str | Pat
             prepared = prepare_image(path, device=pipeline.device)
             result = pipeline.generate(prepared, GenerationOptions(seed=seed, steps=steps, silhouette=False),
                                        progress=False)
+            held = pipeline.generate(prepared, GenerationOptions(seed=seed, steps=steps, silhouette=True),
+                                     progress=False)
         except UserError as exc:
             rows.append({"image": path.name, "status": "failed", "error": str(exc)})
             continue
         mask = np.asarray(Image.fromarray(prepared.mask).resize((SCORE_SIZE, SCORE_SIZE), Image.Resampling.NEAREST))
         raw = _drawn(result.asset, SCORE_SIZE)
-        held, _ = constrain_to_silhouettes(result.asset, [SilhouetteView(prepared.mask, result.camera)])
         scores = silhouette_scores(mask, raw["mask"])
-        scores["iou_held"] = silhouette_scores(mask, _drawn(held, SCORE_SIZE)["mask"])["iou"]
+        scores["iou_held"] = silhouette_scores(mask, _drawn(held.asset, SCORE_SIZE)["mask"])["iou"]
         rows.append({"image": path.name, "status": "ok", "camera": result.info.get("camera"),
                      "background": result.info.get("background"), **scores,
                      "seconds": round(time.perf_counter() - t0, 2)})
