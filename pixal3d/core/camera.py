@@ -319,14 +319,14 @@ class Camera:
             fx = fy = width / (2.0 * self.ortho_half)
         return np.array([[fx, 0.0, self.principal[0] * width], [0.0, fy, self.principal[1] * height], [0.0, 0.0, 1.0]])
 
-    def project(self, points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """World ``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates of a ``size`` square image (pixel
-        ``(c, r)`` has its centre at ``(c + 0.5, r + 0.5)``), ``depth [M]`` along the viewing axis)``, float64;
-        NaN pixels behind a perspective camera."""
+    def project(self, points: np.ndarray, size: int, height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """World ``points [M,3]`` → ``(xy [M,2]`` continuous pixel coordinates of a ``size`` square image, or one
+        ``size`` wide and ``height`` high (pixel ``(c, r)`` has its centre at ``(c + 0.5, r + 0.5)``), ``depth [M]``
+        along the viewing axis)``, float64; NaN pixels behind a perspective camera."""
         w2c = np.linalg.inv(self.cam_to_world)
         pc = np.asarray(points, dtype=np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
         depth = -pc[:, 2]
-        K = self.pixel_intrinsics(size)
+        K = self.pixel_intrinsics(size, height)
         if self.ortho_half is None:
             safe = np.where(depth > 1e-9, depth, np.nan)
             x, y = pc[:, 0] / safe, pc[:, 1] / safe
@@ -334,12 +334,13 @@ class Camera:
             x, y = pc[:, 0], pc[:, 1]
         return np.stack([K[0, 0] * x + K[0, 2], -K[1, 1] * y + K[1, 2]], 1), depth
 
-    def rays(self, xy: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def rays(self, xy: np.ndarray, size: int, height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Perspective world ray origin ``[3]`` and directions ``[M,3]`` through pixel coordinates ``xy [M,2]`` of a
-        ``size`` square image, scaled so that the ray parameter is the depth along the viewing axis (float64)."""
+        ``size`` square image (or ``size`` × ``height``), scaled so that the ray parameter is the depth along the
+        viewing axis (float64)."""
         if self.ortho_half is not None:
             raise UserError("rays() needs a perspective camera")
-        K = self.pixel_intrinsics(size)
+        K = self.pixel_intrinsics(size, height)
         xy = np.asarray(xy, dtype=np.float64)
         d_cam = np.stack([(xy[:, 0] - K[0, 2]) / K[0, 0], -(xy[:, 1] - K[1, 2]) / K[1, 1], -np.ones(len(xy))], 1)
         return self.position, d_cam @ self.cam_to_world[:3, :3].T

@@ -20,8 +20,10 @@ import numpy as np
 from scipy import ndimage
 
 from pixal3d.core.asset import VoxelAsset
-from pixal3d.core.camera import Camera
+from pixal3d.core.camera import GRID_TO_WORLD_ROTATION, Camera
 from pixal3d.errors import UserError
+
+_ROTATION = np.array(GRID_TO_WORLD_ROTATION, dtype=np.float64)
 
 #: pixels an input mask is trusted to within (matting and background removal blur edges by about this much)
 DEFAULT_MARGIN_PX = 1.5
@@ -35,15 +37,14 @@ def voxel_centres(coords: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def voxel_frame_to_world(points: np.ndarray, mesh_scale: float = 1.0) -> np.ndarray:
-    """Voxel-frame points ``[N, 3]`` → Blender-world points ``[N, 3]`` float64: ``(x, −z, y) / mesh_scale``."""
-    p = np.asarray(points, dtype=np.float64)
-    return np.stack([p[:, 0], -p[:, 2], p[:, 1]], 1) / float(mesh_scale)
+    """Voxel-frame points ``[N, 3]`` → Blender-world points ``[N, 3]`` float64: ``(x, −z, y) / mesh_scale``
+    (:data:`~pixal3d.core.camera.GRID_TO_WORLD_ROTATION`)."""
+    return np.asarray(points, dtype=np.float64) @ _ROTATION.T / float(mesh_scale)
 
 
 def world_to_voxel_frame(points: np.ndarray, mesh_scale: float = 1.0) -> np.ndarray:
     """The inverse of :func:`voxel_frame_to_world`: ``(x, z, −y) · mesh_scale``."""
-    p = np.asarray(points, dtype=np.float64)
-    return np.stack([p[:, 0], p[:, 2], -p[:, 1]], 1) * float(mesh_scale)
+    return np.asarray(points, dtype=np.float64) @ _ROTATION * float(mesh_scale)
 
 
 @dataclass(frozen=True)
@@ -87,21 +88,15 @@ class SilhouetteView:
     def unproject(self, xy: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """World points ``[N, 3]`` at ``depth [N]`` on the rays through pixels ``xy [N, 2]`` of this mask."""
         h, w = self.mask.shape
-        K = self.camera.pixel_intrinsics(w, h)
-        cam = np.stack([(xy[:, 0] - K[0, 2]) / K[0, 0] * depth, -(xy[:, 1] - K[1, 2]) / K[1, 1] * depth, -depth], 1)
-        c2w = self.camera.cam_to_world
-        return cam @ c2w[:3, :3].T + c2w[:3, 3]
+        origin, dirs = self.camera.rays(xy, w, h)
+        return origin + dirs * np.asarray(depth, dtype=np.float64)[:, None]
 
     def project(self, world: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """World points ``[N, 3]`` → ``(xy [N, 2]`` pixels, ``depth [N]``, focal length in pixels)`` for this mask's
-        size (the camera's fields of view span the whole mask)."""
+        size (the camera's fields of view span the whole mask); NaN pixels behind the camera."""
         h, w = self.mask.shape
+        xy, depth = self.camera.project(world, w, h)
         K = self.camera.pixel_intrinsics(w, h)
-        w2c = np.linalg.inv(self.camera.cam_to_world)
-        pc = world @ w2c[:3, :3].T + w2c[:3, 3]
-        depth = -pc[:, 2]
-        safe = np.where(depth > 1e-9, depth, np.nan)
-        xy = np.stack([K[0, 0] * pc[:, 0] / safe + K[0, 2], -K[1, 1] * pc[:, 1] / safe + K[1, 2]], 1)
         return xy, depth, float(max(K[0, 0], K[1, 1]))
 
 

@@ -52,13 +52,14 @@ def silhouette_scores(mask: np.ndarray, drawn: np.ndarray) -> dict[str, float]:
             "recall": inter / max(float(mask.sum()), 1.0)}
 
 
-def _drawn(asset, size: int) -> np.ndarray:
+def _drawn(asset, size: int, passes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``passes`` of ``asset``'s surface rendered through its input camera at ``size``²."""
     from pixal3d.export.glb import asset_surface
 
     vertices, faces = asset_surface(asset)
     cam = asset.camera
     camera = input_camera(cam.fov_x, cam.distance * cam.mesh_scale)
-    return render_camera(plain_prediction(vertices, faces).render_meshes, camera, size, ("mask", "shaded"))
+    return render_camera(plain_prediction(vertices, faces).render_meshes, camera, size, passes)
 
 
 def evaluate_images(model: str | Path, images: str | Path | None, out: str | Path, seed: int = 42,
@@ -84,15 +85,15 @@ def evaluate_images(model: str | Path, images: str | Path | None, out: str | Pat
             prepared = prepare_image(path, device=pipeline.device)
             result = pipeline.generate(prepared, GenerationOptions(seed=seed, steps=steps, silhouette=False),
                                        progress=False)
-            held = pipeline.generate(prepared, GenerationOptions(seed=seed, steps=steps, silhouette=True),
-                                     progress=False)
+            held = pipeline.generate(prepared, GenerationOptions(seed=seed, steps=steps, camera=result.camera,
+                                                                 silhouette=True), progress=False)
         except UserError as exc:
             rows.append({"image": path.name, "status": "failed", "error": str(exc)})
             continue
         mask = np.asarray(Image.fromarray(prepared.mask).resize((SCORE_SIZE, SCORE_SIZE), Image.Resampling.NEAREST))
-        raw = _drawn(result.asset, SCORE_SIZE)
+        raw = _drawn(result.asset, SCORE_SIZE, ("mask", "shaded"))
         scores = silhouette_scores(mask, raw["mask"])
-        scores["iou_held"] = silhouette_scores(mask, _drawn(held.asset, SCORE_SIZE)["mask"])["iou"]
+        scores["iou_held"] = silhouette_scores(mask, _drawn(held.asset, SCORE_SIZE, ("mask",))["mask"])["iou"]
         rows.append({"image": path.name, "status": "ok", "camera": result.info.get("camera"),
                      "background": result.info.get("background"), **scores,
                      "seconds": round(time.perf_counter() - t0, 2)})

@@ -445,8 +445,8 @@ class Pixal3DPipeline:
         if silhouettes:
             from pixal3d.core.silhouette import complete_occupancy
 
-            scale = (camera if isinstance(camera, Camera) else camera[0]).mesh_scale
-            filled = complete_occupancy(logits[0, 0].float().cpu().numpy(), silhouettes, scale)
+            filled = complete_occupancy(logits[0, 0].float().cpu().numpy(), silhouettes,
+                                        silhouettes[0].camera.mesh_scale)
             occupancy = torch.from_numpy(filled)[None, None].to(logits.device)
         occupied = occupancy_to_coords(occupancy, self.cascade_config.structure_grid)
         if len(occupied) == 0:
@@ -641,7 +641,9 @@ class Pixal3DPipeline:
             info.update({"camera": f"{camera_source} (fov {camera.fov_x:.4f} rad, distance {camera.distance:.4f})"})
         silhouettes = None
         if self.silhouette_enabled(options):
-            silhouettes, info["silhouette"] = silhouette_views(views, cameras, required=bool(options.silhouette))
+            silhouettes = silhouette_views(views, cameras, required=bool(options.silhouette))
+            if silhouettes is None:
+                info["silhouette"] = "off (no mask: an opaque picture without preprocessing)"
         preprocess_seconds = time.perf_counter() - started
         if callable(progress):
             progress("preprocess", 1, 1)
@@ -667,19 +669,18 @@ class Pixal3DPipeline:
         return GenerationResult(asset, first, camera, timings, info, stages=out)
 
 
-def silhouette_views(views: list[PreparedImage], cameras: list[Camera], required: bool = False) -> tuple[list | None, str]:
+def silhouette_views(views: list[PreparedImage], cameras: list[Camera], required: bool = False) -> list | None:
     """The silhouette constraint's views (:class:`~pixal3d.core.silhouette.SilhouetteView`: each prepared view's
-    mask with its camera, the frame the generation conditions in), or ``None`` and why, when a view has no mask (an
-    opaque picture given without preprocessing) — :class:`UserError` then if the constraint was asked for
-    (``required``)."""
+    mask with its camera, the frame the generation conditions in), or ``None`` when a view has no mask (an opaque
+    picture given without preprocessing) — :class:`UserError` then if the constraint was asked for (``required``)."""
     from pixal3d.core.silhouette import SilhouetteView
 
     if any(view.mask is None for view in views):
         if required:
             raise UserError("the silhouette constraint needs the object's mask: give a transparent (RGBA) cut-out, "
                             "or let preprocessing remove the background")
-        return None, "off (no mask: an opaque picture without preprocessing)"
-    return [SilhouetteView(view.mask, cam) for view, cam in zip(views, cameras)], "on"
+        return None
+    return [SilhouetteView(view.mask, cam) for view, cam in zip(views, cameras)]
 
 
 def decoded_asset(out: GenerationOutput, camera: Camera, source: dict | None = None) -> VoxelAsset:

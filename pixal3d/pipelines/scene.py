@@ -125,12 +125,11 @@ def object_view(canvas: np.ndarray, mask: np.ndarray, f: float, cx: float, cy: f
     v = f * rays[:, 1] / rays[:, 2] + cy - 0.5
     masked = canvas.astype(np.float32) * mask[..., None]
     premultiplied = np.concatenate([masked[..., :3] * masked[..., 3:], masked[..., 3:]], -1)
-    warped = cv2.remap(premultiplied, u.reshape(size, size).astype(np.float32), v.reshape(size, size).astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    map_u, map_v = u.reshape(size, size).astype(np.float32), v.reshape(size, size).astype(np.float32)
+    warped = cv2.remap(premultiplied, map_u, map_v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     rgb = (np.clip(warped[..., :3], 0, 1) * 255).round().astype(np.uint8)
     region = (mask | occluders) if occluders is not None else mask
-    silhouette = cv2.remap(region.astype(np.float32), u.reshape(size, size).astype(np.float32),
-                           v.reshape(size, size).astype(np.float32), cv2.INTER_LINEAR,
+    silhouette = cv2.remap(region.astype(np.float32), map_u, map_v, cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 0.5
     return ObjectView(name, mask, Image.fromarray(rgb, "RGB"), fov, rotation, silhouette)
 

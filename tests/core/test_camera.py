@@ -106,6 +106,14 @@ def test_float64_projection_and_rays_agree_with_the_official_float32_one():
     np.testing.assert_allclose(depth, -pc[:, 2].numpy(), rtol=1e-12)
     origin, dirs = cam.rays(xy, 256)
     np.testing.assert_allclose(origin + dirs * depth[:, None], pts, atol=1e-12)
+    # a 320 × 200 image with its own vertical FOV: the official float32 intrinsics per axis, and rays back
+    wide = Camera(look_at((0.4, 0.3, 2.0)), 0.7, 0.45)
+    xy, depth = wide.project(pts, 320, 200)
+    K = wide.intrinsics(320, 200).double()
+    v = -K[1, 1] * pc[:, 1] / -pc[:, 2] + K[1, 2]
+    np.testing.assert_allclose(xy[:, 1], v.numpy(), rtol=1e-6)
+    origin, dirs = wide.rays(xy, 320, 200)
+    np.testing.assert_allclose(origin + dirs * depth[:, None], pts, atol=1e-12)
 
 
 def test_voxel_to_world_matrix_maps_indices_to_grid_points():
