@@ -143,3 +143,20 @@ def test_the_structure_is_completed_to_cover_the_mask_with_its_likeliest_cells(f
     # every mask pixel's ray now meets an occupied cell: completing again adds nothing, and nothing lies outside
     assert np.array_equal(complete_occupancy(np.where(done, 1.0, -1.0), [view]), done)
     assert not outside_silhouettes(np.argwhere(done), d, [view]).any()
+
+
+def test_with_several_views_completion_picks_cells_inside_every_mask(front):
+    camera, _ = front
+    cams = canonicalize_views(orbit_cameras([0.0, 90.0], 0.0, camera.fov_x, camera.distance, SIZE, SIZE))
+    views = [SilhouetteView(sphere_mask(c), c) for c in cams]
+    d = 16
+    idx = np.stack(np.meshgrid(*[np.arange(d)] * 3, indexing="ij"), -1)
+    dist = np.linalg.norm(voxel_centres(idx.reshape(-1, 3), d), axis=1).reshape(d, d, d)
+    logits = np.where(np.abs(dist - RADIUS) <= 0.5 / d, -0.5, -1.0)  # nothing occupied; the shell likelier …
+    logits[:, :, :1] = -0.1  # … and likeliest of all a slab far behind the sphere, which the side view rules out
+    one = complete_occupancy(logits, views[:1])
+    assert one[:, :, :1].any()  # the front view alone cannot tell: it takes the slab
+    both = complete_occupancy(logits, views)
+    assert both.any() and not both[:, :, :1].any()
+    assert not outside_silhouettes(np.argwhere(both), d, views).any()
+    assert np.array_equal(complete_occupancy(np.where(both, 1.0, -1.0), views), both)  # every ray covered
