@@ -28,6 +28,12 @@ _ROTATION = np.array(GRID_TO_WORLD_ROTATION, dtype=np.float64)
 #: pixels an input mask is trusted to within (matting and background removal blur edges by about this much)
 DEFAULT_MARGIN_PX = 1.5
 
+#: the finest grid :func:`constrain_subdivisions` completes on (a dense float32 grid of this size is built)
+MAX_COMPLETION_GRID = 256
+
+#: child ``s`` of a parent voxel lies at ``2·parent + CHILD_OFFSETS[s]`` (``s = sx + 2·sy + 4·sz``)
+CHILD_OFFSETS = np.array([[s % 2, (s // 2) % 2, s // 4] for s in range(8)], dtype=np.int64)
+
 
 def voxel_centres(coords: np.ndarray, resolution: int) -> np.ndarray:
     """Voxel-frame centres ``[N, 3]`` float64 of voxel indices ``coords [N, 3]`` (or ``[N, 4]`` with a batch column)
@@ -204,3 +210,24 @@ def complete_occupancy(logits: np.ndarray, views: Sequence[SilhouetteView], mesh
         best = flat.reshape(len(xy), steps)[missed, np.argmax(score[missed], 1)]
         occupied.reshape(-1)[best] = True
     return occupied
+
+
+def constrain_subdivisions(parents: np.ndarray, logits: np.ndarray, resolution: int, views: Sequence[SilhouetteView],
+                           mesh_scale: float = 1.0, margin_px: float = DEFAULT_MARGIN_PX) -> np.ndarray:
+    """A decoder's subdivision logits ``[Np, 8]`` (child kept when > 0) held to the views' silhouettes at the
+    children's grid ``resolution``: children of ``parents [Np, 3 or 4]`` outside a mask (:func:`outside_silhouettes`)
+    get −10⁴, and, on grids up to :data:`MAX_COMPLETION_GRID`, each mask pixel's ray that meets no kept child gets
+    the likeliest child along it inside every mask (:func:`complete_occupancy`; logit raised to 1). The same rule as
+    the structure's completion, applied at every level of the upsampling decoder. Returns float32 ``[Np, 8]``."""
+    out = np.asarray(logits, dtype=np.float32).reshape(-1).copy()
+    children = (np.asarray(parents)[:, -3:].astype(np.int64)[:, None, :] * 2 + CHILD_OFFSETS[None]).reshape(-1, 3)
+    carved = outside_silhouettes(children, resolution, views, mesh_scale, margin_px)
+    out[carved] = -1e4
+    if resolution <= MAX_COMPLETION_GRID and views:
+        dense = np.full((resolution,) * 3, -np.inf, dtype=np.float32)
+        kept = children[~carved]
+        dense[kept[:, 0], kept[:, 1], kept[:, 2]] = out[~carved]
+        done = complete_occupancy(dense, views, mesh_scale)
+        added = done[children[:, 0], children[:, 1], children[:, 2]] & (out <= 0) & ~carved
+        out[added] = 1.0
+    return out.reshape(-1, 8)

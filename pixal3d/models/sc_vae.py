@@ -14,7 +14,7 @@ dual-grid quantities consumed by ``pixal3d.ovoxel.dual_grid``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,8 @@ class SparseResBlockC2S3d(nn.Module):
     ``[Nc, C']`` (and the predicted logits when ``pred_subdiv``). A block that predicts may still be given
     ``subdiv`` (teacher forcing in training): the children then follow ``subdiv`` and the returned logits
     are the predicted ones. A block that decides itself adds ``subdiv_bias`` (0 in the official decoders) to its
-    logits before the ``> 0`` test and returns the logits it decided with.
+    logits before the ``> 0`` test, then applies ``subdiv_filter`` (when set: ``(parent coords [Np, 4] int32,
+    logits [Np, 8]) → logits [Np, 8]``, e.g. the silhouette constraint), and returns the logits it decided with.
     """
 
     def __init__(self, channels: int, out_channels: int | None = None, use_checkpoint: bool = False, pred_subdiv: bool = True):
@@ -77,6 +78,7 @@ class SparseResBlockC2S3d(nn.Module):
         self.channels, self.out_channels = channels, out_channels
         self.use_checkpoint, self.pred_subdiv = use_checkpoint, pred_subdiv
         self.subdiv_bias = 0.0
+        self.subdiv_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self.norm1 = LayerNorm32(channels, eps=1e-6)
         self.norm2 = LayerNorm32(out_channels, elementwise_affine=False, eps=1e-6)
         self.conv1 = SparseConv3d(channels, out_channels * 8, 3)
@@ -91,6 +93,8 @@ class SparseResBlockC2S3d(nn.Module):
                 raise ValueError("a decoder with pred_subdiv=False needs guide subdivisions")
             if self.subdiv_bias:
                 predicted = predicted.replace(predicted.feats + self.subdiv_bias)
+            if self.subdiv_filter is not None:
+                predicted = predicted.replace(self.subdiv_filter(predicted.coords, predicted.feats))
             subdiv = predicted
         elif subdiv.feats.shape != (x.feats.shape[0], 8):
             raise ValueError(f"guide subdivision {tuple(subdiv.feats.shape)} does not fit {x.feats.shape[0]} parent voxels")
@@ -261,6 +265,15 @@ class FlexiDualGridVaeDecoder(SparseUnetVaeDecoder):
     def set_resolution(self, resolution: int) -> None:
         """Set the output grid resolution used by the mesh extraction (1024…1536 in the pipeline)."""
         self.resolution = resolution
+
+    def set_subdivision_filter(self, fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None) -> None:
+        """Let ``fn(parent coords [Np, 4] int32, logits [Np, 8], child grid resolution) → logits [Np, 8]`` revise
+        every subdivision this decoder decides (after the bias; children ``s = sx + 2·sy + 4·sz`` at ``2·parent + s``),
+        or remove it (``None``). The child resolutions follow from :attr:`resolution` at this call: set it first."""
+        ups = [level[-1] for level in self.blocks[:-1]]
+        for i, block in enumerate(ups):
+            child = self.resolution // 2 ** (len(ups) - 1 - i)
+            block.subdiv_filter = None if fn is None else (lambda c, l, r=child: fn(c, l, r))
 
     def forward(self, x: SparseTensor, teacher_subs: list[SparseTensor] | None = None,  # type: ignore[override]
                 ) -> tuple[SparseTensor, list[SparseTensor]]:

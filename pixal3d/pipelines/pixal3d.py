@@ -490,11 +490,28 @@ class Pixal3DPipeline:
         return FlowSample(noise, cond, samples, slat=samples.replace(samples.feats * tex_std + tex_mean), concat_cond=concat)
 
     @torch.no_grad()
-    def decode(self, shape_slat: SparseTensor, tex_slat: SparseTensor, resolution: int) -> DecodedVoxels:
-        """Decoders at ``resolution``: 7-channel shape output, its heads, subdivisions, PBR (×0.5+0.5)."""
+    def decode(self, shape_slat: SparseTensor, tex_slat: SparseTensor, resolution: int,
+               silhouettes: list | None = None) -> DecodedVoxels:
+        """Decoders at ``resolution``: 7-channel shape output, its heads, subdivisions, PBR (×0.5+0.5).
+        ``silhouettes`` (the silhouette constraint): every subdivision the shape decoder decides is held to the
+        masks (:func:`~pixal3d.core.silhouette.constrain_subdivisions`); the texture decoder follows the result."""
         with self.models.use("shape_slat_decoder") as decoder:
             decoder.set_resolution(resolution)
-            shape_raw, subdivisions = decoder(shape_slat)
+            if silhouettes:
+                from pixal3d.core.silhouette import constrain_subdivisions
+
+                scale = silhouettes[0].camera.mesh_scale
+
+                def hold(parents: torch.Tensor, logits: torch.Tensor, grid: int) -> torch.Tensor:
+                    held = constrain_subdivisions(parents.cpu().numpy(), logits.float().cpu().numpy(), grid,
+                                                  silhouettes, scale)
+                    return torch.from_numpy(held).to(logits)
+
+                decoder.set_subdivision_filter(hold)
+            try:
+                shape_raw, subdivisions = decoder(shape_slat)
+            finally:
+                decoder.set_subdivision_filter(None)
             dual_grid = decoder.heads(shape_raw)
         with self.models.use("tex_slat_decoder") as decoder:
             pbr = decoder(tex_slat, guide_subs=subdivisions)
@@ -514,7 +531,8 @@ class Pixal3DPipeline:
         """All generation stages on a preprocessed RGB ``image`` seen by ``camera`` — or on lists of views and their
         cameras in the canonical frame of view 0 (multi-view; one view in a list is the single-view result).
         ``silhouettes``: the views' masks when the silhouette constraint is on (the structure is completed to cover
-        them, :meth:`sample_sparse_structure`; :meth:`generate` carves and snaps the decoded asset).
+        them, :meth:`sample_sparse_structure`, and so is every subdivision of the shape decoder, :meth:`decode`;
+        :meth:`generate` carves and snaps the decoded asset).
 
         Returns a :class:`GenerationOutput` (one entry per stage; timings in seconds). The noise comes from a CPU
         ``torch.Generator`` seeded with ``seed`` (the global generator is untouched). ``progress``: see
@@ -549,7 +567,7 @@ class Pixal3DPipeline:
         lap(STAGES["texture"].label)
         if callable(progress):
             progress("decode", 0, 1)
-        decoded = self.decode(hr.slat, tex.slat, choice.resolution)
+        decoded = self.decode(hr.slat, tex.slat, choice.resolution, silhouettes)
         lap("decode")
         if callable(progress):
             progress("decode", 1, 1)

@@ -11,8 +11,10 @@ import pytest
 from pixal3d.core.asset import VoxelAsset
 from pixal3d.core.camera import Camera, canonicalize_views, orbit_cameras
 from pixal3d.core.silhouette import (
+    CHILD_OFFSETS,
     SilhouetteView,
     complete_occupancy,
+    constrain_subdivisions,
     constrain_to_silhouettes,
     outside_silhouettes,
     snap_to_silhouettes,
@@ -160,3 +162,23 @@ def test_with_several_views_completion_picks_cells_inside_every_mask(front):
     assert both.any() and not both[:, :, :1].any()
     assert not outside_silhouettes(np.argwhere(both), d, views).any()
     assert np.array_equal(complete_occupancy(np.where(both, 1.0, -1.0), views), both)  # every ray covered
+
+
+def test_subdivisions_are_carved_and_completed_at_the_children_grid(front):
+    camera, view = front
+    parents = np.concatenate([shell_coords(grid=GRID // 2), [[GRID // 2 - 1, GRID // 4, GRID // 4]]])  # + a stray
+    logits = np.full((len(parents), 8), -1.0, np.float32)  # the decoder "missed" every child
+    logits[-1] = 5.0  # … and is sure of the stray's, which lie far outside the mask
+    held = constrain_subdivisions(parents, logits, GRID, [view])
+    children = (parents[:, None, :] * 2 + CHILD_OFFSETS[None]).reshape(-1, 3)
+    flat = held.reshape(-1)
+    outside = outside_silhouettes(children, GRID, [view])
+    assert outside[-8:].all() and (flat[outside] == -1e4).all()  # the stray's children are carved
+    kept = children[flat > 0]
+    assert len(kept) and not outside_silhouettes(kept, GRID, [view]).any()
+    # the kept children cover the mask: completing the grid they make adds nothing
+    grid = np.full((GRID,) * 3, -1.0)
+    grid[tuple(kept.T)] = 1.0
+    assert np.array_equal(complete_occupancy(grid, [view]), grid > 0)
+    # on the shell: the likeliest children are the only candidates, so every added one lies on the sphere
+    assert (np.abs(np.linalg.norm(voxel_centres(kept, GRID), axis=1) - RADIUS) <= 2 * math.sqrt(3) / GRID).all()

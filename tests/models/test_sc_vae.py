@@ -116,3 +116,33 @@ def test_subdivision_bias_shifts_the_decisions_but_not_teacher_forcing(reference
     assert len(raw.coords) == 0 and len(none_subs[1].coords) == 0
     with pytest.raises(ValueError, match="finite"):
         biased.set_subdivision_bias(float("nan"))
+
+
+def test_a_subdivision_filter_revises_every_decision_at_its_child_resolution(reference):
+    """A filter that keeps only the children in the lower-x half of each level's grid: the decoder calls it once
+    per up-block with that block's parents and child resolution, the output keeps no voxel beyond the half, the
+    returned logits are the filtered ones, and removing the filter restores the plain decoder."""
+    f = reference("scvae_decoders_tiny")
+    decoder = FlexiDualGridVaeDecoder(**f.meta["shape_args"], subdivision_bias=100.0).eval()
+    decoder.load_state_dict(f.weights("shape_w."), strict=True)
+    x = SparseTensor(f["shape_latent_feats"], f["latent_coords"])
+    calls = []
+    offsets = torch.tensor([[s % 2, (s // 2) % 2, s // 4] for s in range(8)])
+
+    def lower_half(parents: torch.Tensor, logits: torch.Tensor, grid: int) -> torch.Tensor:
+        calls.append((len(parents), grid))
+        children_x = parents[:, 1:2] * 2 + offsets[:, 0]  # [Np, 8]
+        return torch.where(children_x < grid // 2, logits, torch.full_like(logits, -1e4))
+
+    decoder.set_subdivision_filter(lower_half)
+    with torch.no_grad():
+        raw, subs = decoder(x)
+    ups = len(decoder.blocks) - 1
+    assert [g for _, g in calls] == [decoder.resolution // 2 ** (ups - 1 - i) for i in range(ups)]
+    assert calls[0][0] == len(f["latent_coords"])
+    assert len(raw.coords) and (raw.coords[:, 1] < decoder.resolution // 2).all()
+    assert (subs[-1].feats[subs[-1].feats > 0] > 0).all() and (subs[0].feats == -1e4).any()
+    decoder.set_subdivision_filter(None)
+    with torch.no_grad():
+        free, _ = decoder(x)
+    assert len(free.coords) > len(raw.coords) and (free.coords[:, 1] >= decoder.resolution // 2).any()
