@@ -173,9 +173,9 @@ def constrain_to_silhouettes(asset: VoxelAsset, views: Sequence[SilhouetteView],
 
 def complete_occupancy(logits: np.ndarray, views: Sequence[SilhouetteView], mesh_scale: float = 1.0,
                        stride_px: float = 4.0, samples_per_cell: int = 2) -> np.ndarray:
-    """Occupancy ``[D, D, D]`` bool (``logits > 0`` of a structure decoder, voxel frame) made to cover every view's
-    mask: a mask pixel (sampled every ``stride_px``) whose ray meets no occupied cell inside the visual hull gets
-    the cell along that ray with the highest logit inside it. Rays are sampled ``samples_per_cell`` times per cell
+    """Occupancy ``[D, D, D]`` bool (``logits > 0`` of a structure decoder, voxel frame; −inf marks cells that may
+    not be chosen) made to cover every view's mask: a mask pixel (sampled every ``stride_px``) whose ray meets no
+    occupied cell inside the visual hull gets the cell along that ray with the highest logit inside it. Rays are sampled ``samples_per_cell`` times per cell
     through the unit cube; a sample is inside the visual hull when it projects within :data:`DEFAULT_MARGIN_PX` of
     every view's mask (with several views, an occupied cell only where the other masks rule it out is carved later
     and leaves the pixel uncovered)."""
@@ -198,12 +198,14 @@ def complete_occupancy(logits: np.ndarray, views: Sequence[SilhouetteView], mesh
         points = view.unproject(np.repeat(xy, steps, 0), np.tile(depth, len(xy)))  # [P·K, 3] world
         cells = np.floor((world_to_voxel_frame(points, mesh_scale) + 0.5) * d).astype(np.int64)
         inside = np.all((cells >= 0) & (cells < d), axis=1)
-        for other in views:
-            if other is not view:
-                xy_other, depth_other, _ = other.project(points)
-                inside &= (depth_other > 0) & (other.distance(np.nan_to_num(xy_other)) <= DEFAULT_MARGIN_PX)
         cells = np.clip(cells, 0, d - 1)
         flat = (cells[:, 0] * d + cells[:, 1]) * d + cells[:, 2]
+        inside &= np.isfinite(logits.reshape(-1)[flat])  # a cell with logit −inf is no candidate
+        candidates = np.flatnonzero(inside)
+        for other in views:
+            if other is not view and len(candidates):
+                xy_other, depth_other, _ = other.project(points[candidates])
+                inside[candidates] &= (depth_other > 0) & (other.distance(np.nan_to_num(xy_other)) <= DEFAULT_MARGIN_PX)
         score = np.where(inside, logits.reshape(-1)[flat], -np.inf).reshape(len(xy), steps)
         hit = np.where(inside, occupied.reshape(-1)[flat], False).reshape(len(xy), steps)
         missed = ~hit.any(1) & np.isfinite(score).any(1)
