@@ -172,46 +172,56 @@ def constrain_to_silhouettes(asset: VoxelAsset, views: Sequence[SilhouetteView],
 
 
 def complete_occupancy(logits: np.ndarray, views: Sequence[SilhouetteView], mesh_scale: float = 1.0,
-                       stride_px: float = 4.0, samples_per_cell: int = 2) -> np.ndarray:
+                       stride_px: float = 4.0, samples_per_cell: int = 2, chunk_rays: int = 2048) -> np.ndarray:
     """Occupancy ``[D, D, D]`` bool (``logits > 0`` of a structure decoder, voxel frame; −inf marks cells that may
-    not be chosen) made to cover every view's mask: a mask pixel (sampled every ``stride_px``) whose ray meets no
-    occupied cell inside the visual hull gets the cell along that ray with the highest logit inside it. Rays are sampled ``samples_per_cell`` times per cell
-    through the unit cube; a sample is inside the visual hull when it projects within :data:`DEFAULT_MARGIN_PX` of
-    every view's mask (with several views, an occupied cell only where the other masks rule it out is carved later
-    and leaves the pixel uncovered)."""
+    not be chosen) made to cover every view's mask: a mask pixel (sampled every ``stride_px`` pixels of a 512-pixel
+    image, proportionally fewer on a larger mask) whose ray meets no occupied cell inside the visual hull gets the
+    cell along that ray with the highest logit inside it. Rays are sampled ``samples_per_cell`` times per cell
+    through the unit cube, ``chunk_rays`` at a time; a sample is inside the visual hull when it projects within
+    :data:`DEFAULT_MARGIN_PX` of every view's mask (with several views, an occupied cell only where the other masks
+    rule it out is carved later and leaves the pixel uncovered)."""
     logits = np.asarray(logits, dtype=np.float32)
     d = logits.shape[0]
     occupied = logits > 0
     steps = samples_per_cell * d * 2  # the cube's diagonal is under 2 along any ray through it (√3)
     for view in views:
         h, w = view.mask.shape
-        ys, xs = np.mgrid[stride_px / 2:h:stride_px, stride_px / 2:w:stride_px]
+        stride = stride_px * max(1.0, max(h, w) / 512.0)
+        ys, xs = np.mgrid[stride / 2:h:stride, stride / 2:w:stride]
         xy = np.stack([xs.ravel(), ys.ravel()], 1)
         row = np.clip(xy[:, 1].astype(np.int64), 0, h - 1)
         col = np.clip(xy[:, 0].astype(np.int64), 0, w - 1)
         xy = xy[view.mask[row, col]]
-        if not len(xy):
-            continue
         centre_depth = float(np.linalg.norm(view.camera.position))
         reach = np.sqrt(3) / 2 / mesh_scale
         depth = np.linspace(centre_depth - reach, centre_depth + reach, steps)
-        points = view.unproject(np.repeat(xy, steps, 0), np.tile(depth, len(xy)))  # [P·K, 3] world
-        cells = np.floor((world_to_voxel_frame(points, mesh_scale) + 0.5) * d).astype(np.int64)
-        inside = np.all((cells >= 0) & (cells < d), axis=1)
-        cells = np.clip(cells, 0, d - 1)
-        flat = (cells[:, 0] * d + cells[:, 1]) * d + cells[:, 2]
-        inside &= np.isfinite(logits.reshape(-1)[flat])  # a cell with logit −inf is no candidate
-        candidates = np.flatnonzero(inside)
-        for other in views:
-            if other is not view and len(candidates):
-                xy_other, depth_other, _ = other.project(points[candidates])
-                inside[candidates] &= (depth_other > 0) & (other.distance(np.nan_to_num(xy_other)) <= DEFAULT_MARGIN_PX)
-        score = np.where(inside, logits.reshape(-1)[flat], -np.inf).reshape(len(xy), steps)
-        hit = np.where(inside, occupied.reshape(-1)[flat], False).reshape(len(xy), steps)
-        missed = ~hit.any(1) & np.isfinite(score).any(1)
-        best = flat.reshape(len(xy), steps)[missed, np.argmax(score[missed], 1)]
-        occupied.reshape(-1)[best] = True
+        before = occupied.copy()  # every ray of this view is tested against the cells occupied before it
+        for first in range(0, len(xy), chunk_rays):
+            _complete_rays(logits, before, occupied, view, views, xy[first:first + chunk_rays], depth, mesh_scale)
     return occupied
+
+
+def _complete_rays(logits: np.ndarray, before: np.ndarray, occupied: np.ndarray, view: SilhouetteView,
+                   views: Sequence[SilhouetteView], xy: np.ndarray, depth: np.ndarray, mesh_scale: float) -> None:
+    """:func:`complete_occupancy` for the rays through pixels ``xy [P, 2]`` of ``view``, sampled at ``depth [K]``:
+    marks in ``occupied`` (in place) the likeliest candidate cell of each ray that meets no cell of ``before``."""
+    d, steps = logits.shape[0], len(depth)
+    points = view.unproject(np.repeat(xy, steps, 0), np.tile(depth, len(xy)))  # [P·K, 3] world
+    cells = np.floor((world_to_voxel_frame(points, mesh_scale) + 0.5) * d).astype(np.int64)
+    inside = np.all((cells >= 0) & (cells < d), axis=1)
+    cells = np.clip(cells, 0, d - 1)
+    flat = (cells[:, 0] * d + cells[:, 1]) * d + cells[:, 2]
+    inside &= np.isfinite(logits.reshape(-1)[flat])  # a cell with logit −inf is no candidate
+    candidates = np.flatnonzero(inside)
+    for other in views:
+        if other is not view and len(candidates):
+            xy_other, depth_other, _ = other.project(points[candidates])
+            inside[candidates] &= (depth_other > 0) & (other.distance(np.nan_to_num(xy_other)) <= DEFAULT_MARGIN_PX)
+    score = np.where(inside, logits.reshape(-1)[flat], -np.inf).reshape(len(xy), steps)
+    hit = np.where(inside, before.reshape(-1)[flat], False).reshape(len(xy), steps)
+    missed = ~hit.any(1) & np.isfinite(score).any(1)
+    best = flat.reshape(len(xy), steps)[missed, np.argmax(score[missed], 1)]
+    occupied.reshape(-1)[best] = True
 
 
 def constrain_subdivisions(parents: np.ndarray, logits: np.ndarray, resolution: int, views: Sequence[SilhouetteView],
