@@ -232,7 +232,7 @@ def _placed_centroids(glb: bytes, names: list[str]) -> list[np.ndarray]:
     return out
 
 
-#: issue 11's goal for the default model (measured 0.922 on this scene by scripts/readme_figures.py, the same call,
+#: issue 11's goal for the default model (measured 0.948 on this scene by scripts/readme_figures.py, the same call,
 #: with the silhouette constraint; 0.830 without it)
 MIN_DEFAULT_UNION_IOU = 0.9
 
