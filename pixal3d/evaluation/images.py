@@ -5,7 +5,7 @@ pipeline runs as a user runs it — its own cut-out, the official crop, the defa
 generated surface (before the silhouette constraint) is rendered through that camera at the crop's size. The score
 is its mask IoU against the cut-out (alpha ≥ 0.5), with precision and recall: the input-view IoU of the mesh
 benchmark, on real pictures. ``iou_held`` is the IoU of the same generation with the silhouette constraint
-(:mod:`pixal3d.core.silhouette`: structure completed, spill removed), so what it misses is recall. A photo the
+(:mod:`pixal3d.core.silhouette`: structure and decoder levels completed, spill removed), so what it misses is recall. A photo the
 pipeline cannot use (nothing found by the background removal) is recorded as failed. No image here is ever a
 training input (:mod:`pixal3d.data.overlap` refuses the evaluation sets).
 """

@@ -56,11 +56,11 @@ def cut_out_canvas(image: str | os.PathLike | Image.Image, background: str = "au
     """The whole canvas cut out (:func:`cut_out`), **not cropped**: the input of a view whose camera is known
     (multi-view, evaluation), which a crop would misalign. Returns ``(PIL RGBA of the input size,
     {"background": path})``; :class:`UserError` when nothing is left."""
-    cutout = cut_out(load_image(image), background, device)
-    rgba = cutout[0].convert("RGBA")
+    cutout, used = cut_out(load_image(image), background, device)
+    rgba = cutout.convert("RGBA")
     if not (np.asarray(rgba)[:, :, 3] > ALPHA_THRESHOLD).any():
         raise UserError("no object found: the image is (almost) fully transparent after background removal")
-    return rgba, {"background": cutout[1]}
+    return rgba, {"background": used}
 
 
 def preprocess_image(image: str | os.PathLike | Image.Image, background: str = "auto",
