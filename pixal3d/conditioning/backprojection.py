@@ -12,6 +12,12 @@ of them (one per batch item). ``S`` is the side of the square image the feature 
 lens is size-free (fields of view), so a non-square photo resized to ``S x S`` keeps its camera.
 ``mesh_scale=None`` takes each camera's own ``mesh_scale``. All geometry is computed in float32 (as the official code); the
 sampling grid is cast to the feature map's dtype.
+
+``cell_samples`` (every function that samples; 0 by default): 0 is the official single point per grid index at
+``linspace(-1, 1, G)``. ``n >= 1`` gives each index the mean feature over ``n^3`` points spread evenly inside its
+cell (``l = -1 + (2 (i n + m) + 1) / (G n)``, ``m < n``), so a coarse token summarises the pixels its cell covers
+instead of reading one point that, at small ``G``, sits up to half a cell off its centre (at ``G = 4`` the outer
+tokens would read the volume's border). This project's own models use it; official checkpoints never do.
 """
 
 from __future__ import annotations
@@ -36,8 +42,18 @@ def _check_grid(G: int) -> int:
     return int(G)
 
 
-def _grid_axis(G: int, device: torch.device | str | None) -> torch.Tensor:
-    return torch.linspace(-1.0, 1.0, _check_grid(G), dtype=torch.float32, device=device)
+def _check_samples(cell_samples: int) -> int:
+    if int(cell_samples) != cell_samples or int(cell_samples) < 0:
+        raise UserError(f"cell_samples must be an integer >= 0, got {cell_samples}")
+    return int(cell_samples)
+
+
+def _grid_axis(G: int, device: torch.device | str | None, cell_samples: int = 0) -> torch.Tensor:
+    """Axis positions in ``[-1, 1]``: ``G`` official points, or ``G * n`` cell-centred ones (``n`` per cell)."""
+    G, n = _check_grid(G), _check_samples(cell_samples)
+    if n == 0:
+        return torch.linspace(-1.0, 1.0, G, dtype=torch.float32, device=device)
+    return (torch.arange(G * n, dtype=torch.float32, device=device) * 2 + 1) / (G * n) - 1
 
 
 def _to_world(lx: torch.Tensor, ly: torch.Tensor, lz: torch.Tensor, mesh_scale: float) -> torch.Tensor:
@@ -45,25 +61,43 @@ def _to_world(lx: torch.Tensor, ly: torch.Tensor, lz: torch.Tensor, mesh_scale: 
     return torch.stack([lx, -lz, ly], dim=-1) / float(mesh_scale) / 2
 
 
-def grid_points(G: int, mesh_scale: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
-    """World points ``[G^3, 3]`` float32 of the official projection grid.
+def grid_points(G: int, mesh_scale: float = 1.0, device: torch.device | str | None = None,
+                cell_samples: int = 0) -> torch.Tensor:
+    """World points ``[G^3 * max(n, 1)^3, 3]`` float32 of the projection grid (``n = cell_samples``).
 
-    Row ``n = i*G^2 + j*G + k`` is grid index ``(i, j, k)`` = voxel ``(x, y, z)``, at world
-    ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)`` (endpoints included).
+    With ``n = 0`` (official) row ``r = i*G^2 + j*G + k`` is grid index ``(i, j, k)`` = voxel ``(x, y, z)``, at
+    world ``(l_i, -l_k, l_j) / (2 * mesh_scale)`` with ``l = linspace(-1, 1, G)`` (endpoints included). With
+    ``n >= 1`` the ``n^3`` cell points of index ``r`` are rows ``r * n^3 ...`` (see the module docstring).
     """
-    ax = _grid_axis(G, device)
-    li, lj, lk = torch.meshgrid(ax, ax, ax, indexing="ij")
-    return _to_world(li.reshape(-1), lj.reshape(-1), lk.reshape(-1), mesh_scale)
+    ax = torch.arange(_check_grid(G), device=device)
+    ijk = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+    return voxel_world_points(ijk, G, mesh_scale, cell_samples)
 
 
-def voxel_world_points(coords: torch.Tensor, G: int, mesh_scale: float = 1.0) -> torch.Tensor:
-    """World points ``[N, 3]`` float32 of voxel coords ``[N, 4]`` (batch, x, y, z) or ``[N, 3]`` on the ``G`` grid.
+def voxel_world_points(coords: torch.Tensor, G: int, mesh_scale: float = 1.0, cell_samples: int = 0) -> torch.Tensor:
+    """World points ``[N * max(n, 1)^3, 3]`` float32 of voxel coords ``[N, 4]`` (batch, x, y, z) or ``[N, 3]`` on the
+    ``G`` grid (``n = cell_samples``; voxel ``r``'s points are rows ``r * n^3 ...``).
 
     Bit-identical to the matching rows of :func:`grid_points`.
     """
     xyz = _check_coords(coords, G)[:, -3:]
-    ax = _grid_axis(G, coords.device)
+    n = _check_samples(cell_samples)
+    ax = _grid_axis(G, coords.device, n)
+    if n:
+        sub = torch.arange(n, device=coords.device)
+        offsets = torch.stack(torch.meshgrid(sub, sub, sub, indexing="ij"), -1).reshape(-1, 3)
+        xyz = (xyz[:, None] * n + offsets[None]).reshape(-1, 3)
     return _to_world(ax[xyz[:, 0]], ax[xyz[:, 1]], ax[xyz[:, 2]], mesh_scale)
+
+
+def pool_cell_samples(values: torch.Tensor, cell_samples: int, dim: int = -2) -> torch.Tensor:
+    """Mean over each index's ``n^3`` consecutive cell points along ``dim`` (``n = cell_samples``; 0: unchanged)."""
+    n = _check_samples(cell_samples)
+    if n <= 1:
+        return values
+    dim = dim % values.ndim
+    shape = values.shape
+    return values.reshape(*shape[:dim], shape[dim] // n ** 3, n ** 3, *shape[dim + 1:]).mean(dim + 1)
 
 
 def _check_coords(coords: torch.Tensor, G: int) -> torch.Tensor:
@@ -138,32 +172,36 @@ def _points_grid(points_for_scale, cam: Camera, S: int, mesh_scale: float | None
 
 
 def _sampling_grid_and_valid(coords: torch.Tensor | None, camera: CameraArg, G: int, S: int,
-                             mesh_scale: float | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+                             mesh_scale: float | None, device, cell_samples: int = 0
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
     cams = _camera_list(camera)
-    G = _check_grid(G)
+    G, n = _check_grid(G), _check_samples(cell_samples)
     if int(S) < 1:
         raise UserError(f"image size S must be positive, got {S}")
     if coords is None:
-        grids, valids = zip(*(_points_grid(lambda s: grid_points(G, s, device), c, S, mesh_scale) for c in cams))
+        grids, valids = zip(*(_points_grid(lambda s: grid_points(G, s, device, n), c, S, mesh_scale) for c in cams))
         return torch.stack(grids), torch.stack(valids)
     coords = _check_coords(coords, G).to(device)
     batch = coords[:, 0] if coords.shape[1] == 4 else torch.zeros_like(coords[:, 0])
     if len(cams) == 1:
-        grid, valid = _points_grid(lambda s: voxel_world_points(coords, G, s), cams[0], S, mesh_scale)
+        grid, valid = _points_grid(lambda s: voxel_world_points(coords, G, s, n), cams[0], S, mesh_scale)
         return grid[None], valid[None]
     if coords.shape[0] and int(batch.max()) >= len(cams):
         raise UserError(f"voxel coords refer to batch item {int(batch.max())} but only {len(cams)} cameras were given")
-    grid = torch.empty(coords.shape[0], 2, dtype=torch.float32, device=device)
-    valid = torch.empty(coords.shape[0], dtype=torch.bool, device=device)
+    k = max(n, 1) ** 3  # points per voxel row
+    grid = torch.empty(coords.shape[0], k, 2, dtype=torch.float32, device=device)
+    valid = torch.empty(coords.shape[0], k, dtype=torch.bool, device=device)
     for b in torch.unique(batch).tolist():
         rows = (batch == b).nonzero().squeeze(1)
         sub = coords[rows]
-        grid[rows], valid[rows] = _points_grid(lambda s: voxel_world_points(sub, G, s), cams[b], S, mesh_scale)
-    return grid[None], valid[None]
+        g, v = _points_grid(lambda s: voxel_world_points(sub, G, s, n), cams[b], S, mesh_scale)
+        grid[rows], valid[rows] = g.reshape(-1, k, 2), v.reshape(-1, k)
+    return grid.reshape(1, -1, 2), valid.reshape(1, -1)
 
 
 def sampling_grid(coords: torch.Tensor | None, camera: CameraArg, G: int, S: int,
-                  mesh_scale: float | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+                  mesh_scale: float | None = None, device: torch.device | str | None = None,
+                  cell_samples: int = 0) -> torch.Tensor:
     """Normalised ``grid_sample`` coordinates ``[B or 1, M, 2]`` float32 (x, y in ``[-1, 1]`` inside the image).
 
     * ``coords=None``: all ``M = G^3`` grid points in official order, one row block per camera
@@ -171,12 +209,14 @@ def sampling_grid(coords: torch.Tensor | None, camera: CameraArg, G: int, S: int
     * ``coords [N, 4]`` (batch, x, y, z): ``[1, N, 2]``; row ``n`` uses the camera of its batch item
       (or the single camera for all rows).
 
+    With ``cell_samples = n >= 1`` every row becomes ``n^3`` consecutive rows (its cell points; ``M`` grows by
+    ``n^3``); :func:`pool_cell_samples` averages the sampled features back to one row per index.
     Feed to ``F.grid_sample(fmap, grid[:, None], 'bilinear', align_corners=False, padding_mode='border')``
     or :func:`bilinear_taps`.
     """
     if device is None and coords is not None:
         device = coords.device
-    return _sampling_grid_and_valid(coords, camera, G, S, mesh_scale, device)[0]
+    return _sampling_grid_and_valid(coords, camera, G, S, mesh_scale, device, cell_samples)[0]
 
 
 def _check_map(feature_map: torch.Tensor) -> None:
@@ -195,28 +235,28 @@ def _sample(fmap: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def backproject_dense(feature_map: torch.Tensor, camera: CameraArg, G: int, S: int,
-                      mesh_scale: float | None = None) -> torch.Tensor:
+                      mesh_scale: float | None = None, cell_samples: int = 0) -> torch.Tensor:
     """Official ``ProjGrid``: features ``[B, G^3, C]`` of every grid point (row order of :func:`grid_points`).
 
     ``feature_map [B, C, H, W]`` (any H, W: sampling is in normalised coordinates). One camera for
-    all batch items, or one per item.
+    all batch items, or one per item. ``cell_samples``: see the module docstring.
     """
     _check_map(feature_map)
     cams = _camera_list(camera)
     B = feature_map.shape[0]
     if len(cams) not in (1, B):
         raise UserError(f"got {len(cams)} cameras for a batch of {B} feature maps")
-    grid = sampling_grid(None, cams, G, S, mesh_scale, feature_map.device)
-    return _sample(feature_map, grid.expand(B, -1, -1))
+    grid = sampling_grid(None, cams, G, S, mesh_scale, feature_map.device, cell_samples)
+    return pool_cell_samples(_sample(feature_map, grid.expand(B, -1, -1)), cell_samples)
 
 
 def backproject_sparse(feature_map: torch.Tensor, camera: CameraArg, coords: torch.Tensor, G: int, S: int,
-                       mesh_scale: float | None = None) -> torch.Tensor:
+                       mesh_scale: float | None = None, cell_samples: int = 0) -> torch.Tensor:
     """Features ``[N, C]`` of the voxels ``coords [N, 4]`` (batch, x, y, z) on the ``G`` grid.
 
     Equals gathering :func:`backproject_dense` at ``(b, x, y, z)`` but projects only the given voxels
     (never materialises ``G^3 x C``). Row ``n`` reads ``feature_map[coords[n, 0]]`` with that item's
-    camera (or the single camera).
+    camera (or the single camera). ``cell_samples``: see the module docstring.
     """
     _check_map(feature_map)
     coords = _check_coords(coords, G).to(feature_map.device)
@@ -228,15 +268,16 @@ def backproject_sparse(feature_map: torch.Tensor, camera: CameraArg, coords: tor
         raise UserError(f"got {len(cams)} cameras for a batch of {B} feature maps")
     if coords.shape[0] and int(coords[:, 0].max()) >= B:
         raise UserError(f"voxel coords refer to batch item {int(coords[:, 0].max())} of a batch of {B}")
-    grid = sampling_grid(coords, cams, G, S, mesh_scale)[0]
+    k = max(_check_samples(cell_samples), 1) ** 3
+    grid = sampling_grid(coords, cams, G, S, mesh_scale, cell_samples=cell_samples)[0].reshape(-1, k, 2)
     batch = coords[:, 0]
     items = torch.unique(batch).tolist()
     if len(items) == 1:  # the pipeline's case: no scatter of the [N, C] result
-        return _sample_taps(feature_map[items[0]], grid)
+        return pool_cell_samples(_sample_taps(feature_map[items[0]], grid.reshape(-1, 2)), cell_samples)
     out = feature_map.new_empty(coords.shape[0], feature_map.shape[1])
     for b in items:
         rows = (batch == b).nonzero().squeeze(1)
-        out[rows] = _sample_taps(feature_map[b], grid[rows])
+        out[rows] = pool_cell_samples(_sample_taps(feature_map[b], grid[rows].reshape(-1, 2)), cell_samples)
     return out
 
 
@@ -285,7 +326,7 @@ def bilinear_taps(grid: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, tor
 # multi-view
 # --------------------------------------------------------------------------------------------
 def _multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None, G: int,
-               S: int, mesh_scale: float | None, validity_weighted: bool) -> torch.Tensor:
+               S: int, mesh_scale: float | None, validity_weighted: bool, cell_samples: int) -> torch.Tensor:
     _check_map(feature_maps)
     cams = _camera_list(cameras)
     V = feature_maps.shape[0]
@@ -296,20 +337,23 @@ def _multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], coords: to
         coords = coords[:, -3:]  # every voxel is seen by every view
     total = count = None
     for v, cam in enumerate(cams):
-        grid, valid = _sampling_grid_and_valid(coords, cam, G, S, mesh_scale, feature_maps.device)
+        grid, valid = _sampling_grid_and_valid(coords, cam, G, S, mesh_scale, feature_maps.device, cell_samples)
         feats = _sample(feature_maps[v:v + 1], grid)[0]  # [M, C]
         if validity_weighted:
             w = valid[0].to(feats.dtype)[:, None]
             feats = feats * w
+            w = pool_cell_samples(w, cell_samples, 0)
             count = w if count is None else count + w
+        feats = pool_cell_samples(feats, cell_samples, 0)
         total = feats if total is None else total + feats
     if validity_weighted:
-        return total / count.clamp(min=1)
+        return total / count.clamp(min=1e-6)  # 0 where no view sees the point (its total is 0 too)
     return total / V
 
 
 def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], G: int, S: int,
-                                mesh_scale: float | None = None, validity_weighted: bool = False) -> torch.Tensor:
+                                mesh_scale: float | None = None, validity_weighted: bool = False,
+                                cell_samples: int = 0) -> torch.Tensor:
     """Multi-view ProjGrid: ``[1, G^3, C]`` = mean over views of each view's projected features.
 
     ``feature_maps [V, C, H, W]`` are the V views of ONE object; ``cameras`` (length V) must already
@@ -318,16 +362,16 @@ def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[Ca
     (out-of-view samples border-clamped); ``True`` averages only over views where the point projects
     inside the image in front of the camera (``sum / clamp(count, 1)``; zero where no view sees it).
     """
-    return _multiview(feature_maps, cameras, None, G, S, mesh_scale, validity_weighted)[None]
+    return _multiview(feature_maps, cameras, None, G, S, mesh_scale, validity_weighted, cell_samples)[None]
 
 
 def backproject_sparse_multiview(feature_maps: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor,
                                  G: int, S: int, mesh_scale: float | None = None,
-                                 validity_weighted: bool = False) -> torch.Tensor:
+                                 validity_weighted: bool = False, cell_samples: int = 0) -> torch.Tensor:
     """Sparse :func:`backproject_dense_multiview`: ``[N, C]`` for voxels ``coords [N, 4]`` of one object.
 
     The batch column of ``coords`` is not used (all V views look at the same object).
     """
     if coords.ndim != 2 or coords.shape[1] != 4:
         raise UserError(f"voxel coords must be [N, 4] (batch, x, y, z), got {tuple(coords.shape)}")
-    return _multiview(feature_maps, cameras, coords, G, S, mesh_scale, validity_weighted)
+    return _multiview(feature_maps, cameras, coords, G, S, mesh_scale, validity_weighted, cell_samples)

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixal3d.conditioning.backprojection import backproject_dense, backproject_sparse, bilinear_taps, sampling_grid
+from pixal3d.conditioning.backprojection import (backproject_dense, backproject_sparse, bilinear_taps,
+                                                 pool_cell_samples, sampling_grid)
 from pixal3d.conditioning.encoders import ImageEncoder, build_image_encoder, image_to_tensor, image_tokens
 from pixal3d.conditioning.naf import NAF, NAFGuide
 from pixal3d.core.camera import Camera
@@ -37,11 +38,13 @@ from pixal3d.core.sparse_tensor import SparseTensor
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Image size ``S``, default grid resolution ``G`` and NAF output size ``T`` (``None``: no NAF)."""
+    """Image size ``S``, default grid resolution ``G``, NAF output size ``T`` (``None``: no NAF) and the
+    back-projection's ``cell_samples`` (0: the official grid point; see :mod:`pixal3d.conditioning.backprojection`)."""
 
     image_size: int
     grid_resolution: int
     naf_target: int | None
+    cell_samples: int = 0
 
 
 STAGES: dict[str, StageConfig] = {
@@ -76,7 +79,7 @@ class ConditionExtractor:
 
         NAF (``<models>/naf/naf_release.pth``, or ``image_encoder.naf`` relative to the folder) is loaded
         here, before any seeding, when the encoder uses it. ``image_cond_configs`` in the folder's
-        arguments (``{stage: {image_size, grid_resolution, naf_target_size}}``) overrides the table.
+        arguments (``{stage: {image_size, grid_resolution, naf_target_size, cell_samples}}``) overrides the table.
         """
         spec = folder.config.image_encoder or {"name": "dinov3"}
         encoder = build_image_encoder(spec, folder.path)
@@ -87,7 +90,7 @@ class ConditionExtractor:
         for name, cfg in (folder.config.image_cond_configs or {}).items():
             target = cfg.get("naf_target_size") if cfg.get("use_naf_upsample", "naf_target_size" in cfg) else None
             stages[name] = StageConfig(int(cfg["image_size"]), int(cfg["grid_resolution"]),
-                                       int(target) if target else None)
+                                       int(target) if target else None, int(cfg.get("cell_samples", 0)))
         return cls(encoder, naf, stages, device)
 
     # --- cached features ---------------------------------------------------------------------
@@ -193,9 +196,9 @@ class ConditionExtractor:
         s, g = cfg.image_size, cfg.grid_resolution
         image_01, glob, patch = self.features(image, s)
         if coords is None:
-            lr = backproject_dense(patch, camera, g, s)[0]
+            lr = backproject_dense(patch, camera, g, s, cell_samples=cfg.cell_samples)[0]
         else:
-            lr = backproject_sparse(patch, camera, coords.to(self.device), g, s)
+            lr = backproject_sparse(patch, camera, coords.to(self.device), g, s, cell_samples=cfg.cell_samples)
         parts = [lr]
         if cfg.naf_target is not None and self.encoder.uses_naf:
             parts.append(self._hr_features(image, cfg, camera, coords))
@@ -210,11 +213,12 @@ class ConditionExtractor:
         guide = self.guide(image, cfg.image_size, t)
         patch = self.features(image, cfg.image_size)[2]
         grid = sampling_grid(coords.to(self.device) if coords is not None else None, camera,
-                             cfg.grid_resolution, cfg.image_size, device=self.device)[0]
+                             cfg.grid_resolution, cfg.image_size, device=self.device, cell_samples=cfg.cell_samples)[0]
         rows, cols, weights = bilinear_taps(grid, t, t)
         pixels, inverse = torch.unique(rows * t + cols, return_inverse=True)
         values = self.naf.upsample_at(guide, patch, pixels // t, pixels % t)[0].t().contiguous()  # [U, C]
-        return F.embedding_bag(inverse.reshape(-1, 4), values, per_sample_weights=weights.to(values.dtype), mode="sum")
+        feats = F.embedding_bag(inverse.reshape(-1, 4), values, per_sample_weights=weights.to(values.dtype), mode="sum")
+        return pool_cell_samples(feats, cfg.cell_samples)
 
     @staticmethod
     def negative(cond: dict[str, Any] | torch.Tensor) -> dict[str, Any] | torch.Tensor:

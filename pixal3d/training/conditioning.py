@@ -55,7 +55,7 @@ class TrainingConditioner(nn.Module):
     """Conditions for a batch, from an image encoder (trainable or frozen) and the stage's ``S`` and ``G``."""
 
     def __init__(self, encoder: ImageEncoder, image_size: int, grid_resolution: int, mode: str = "proj",
-                 tokens: str = "all", trainable: bool = True):
+                 tokens: str = "all", trainable: bool = True, cell_samples: int = 0):
         super().__init__()
         if mode not in MODES:
             raise UserError(f"image_attn_mode must be one of {MODES}, got {mode!r}")
@@ -66,6 +66,7 @@ class TrainingConditioner(nn.Module):
         self.encoder = encoder
         self.image_size, self.grid_resolution = int(image_size), int(grid_resolution)
         self.mode, self.tokens, self.trainable = mode, tokens, trainable
+        self.cell_samples = int(cell_samples)
         if not trainable:
             self.encoder.requires_grad_(False).eval()
 
@@ -100,11 +101,13 @@ class TrainingConditioner(nn.Module):
             return ctx * keep[:, None, None] if keep is not None else ctx
         cams = list(cameras)
         if coords is None:
-            proj = backproject_dense(patch, cams, self.grid_resolution, self.image_size)
+            proj = backproject_dense(patch, cams, self.grid_resolution, self.image_size,
+                                     cell_samples=self.cell_samples)
             if keep is not None:
                 glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
             return {"global": glob, "proj": proj}
-        feats = backproject_sparse(patch, cams, coords, self.grid_resolution, self.image_size)
+        feats = backproject_sparse(patch, cams, coords, self.grid_resolution, self.image_size,
+                                   cell_samples=self.cell_samples)
         if keep is not None:
             glob = glob * keep[:, None, None]
             feats = feats * keep[coords[:, 0].long()][:, None]
@@ -131,7 +134,8 @@ class TrainingConditioner(nn.Module):
         glob = item_mean(glob)
         cams = list(cameras) + list(extra_cameras)
         if coords is None:
-            proj = item_mean(backproject_dense(patch, cams, self.grid_resolution, self.image_size))
+            proj = item_mean(backproject_dense(patch, cams, self.grid_resolution, self.image_size,
+                                               cell_samples=self.cell_samples))
             if keep is not None:
                 glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
             return {"global": glob, "proj": proj}
@@ -140,7 +144,8 @@ class TrainingConditioner(nn.Module):
         rows = [torch.nonzero(item_of_row == int(b)).squeeze(1) for b in owner.tolist()]
         view_coords = torch.cat([torch.cat([torch.full_like(coords[r, :1], v), coords[r, 1:]], 1)
                                  for v, r in enumerate(rows)])
-        feats = backproject_sparse(patch, cams, view_coords, self.grid_resolution, self.image_size)
+        feats = backproject_sparse(patch, cams, view_coords, self.grid_resolution, self.image_size,
+                                   cell_samples=self.cell_samples)
         summed = feats.new_zeros(coords.shape[0], feats.shape[1]).index_add_(0, torch.cat(rows).to(feats.device), feats)
         feats = summed / counts[item_of_row.to(counts.device)][:, None]
         if keep is not None:

@@ -57,7 +57,9 @@ class FlowTrainer(Trainer):
     Trainer args: ``base_pipeline`` (folder with the frozen VAE encoders; its stages are carried into the
     checkpoints), ``image_encoder`` (``"base"``: the base folder's, frozen; or a spec ``{"name": "small_conv",
     "args": {...}}`` or ``"efficientnet_lite0"``, trained with the flow), ``image_size`` (S), ``p_uncond`` (0.1), ``t_schedule``
-    (``"logit_normal"``), ``t_mean``/``t_std`` (1.0, 1.0), ``sigma_min``, ``cross_tokens`` (``"all"``).
+    (``"logit_normal"``), ``t_mean``/``t_std`` (1.0, 1.0), ``sigma_min``, ``cross_tokens`` (``"all"``),
+    ``cell_samples`` (0: the official one point per grid index; ``n``: the mean of ``n³`` points inside each cell,
+    written into the pipeline's ``image_cond_configs``).
     """
 
     #: the pipeline stage key of the flow and the conditioning stage name of the pipeline
@@ -105,7 +107,8 @@ class FlowTrainer(Trainer):
         image_size = int(args.get("image_size", 64))
         mode = getattr(flow, "image_attn_mode", "proj")
         self.conditioner = TrainingConditioner(encoder, image_size, grid_resolution, mode,
-                                               str(args.get("cross_tokens", "all")), trainable)
+                                               str(args.get("cross_tokens", "all")), trainable,
+                                               int(args.get("cell_samples", 0)))
         if mode == "proj" and flow.proj_in_channels != encoder.channels:
             raise UserError(f"{self.flow_key}: proj_in_channels {flow.proj_in_channels} != image encoder channels "
                             f"{encoder.channels}")
@@ -130,6 +133,8 @@ class FlowTrainer(Trainer):
         base_cfgs = dict((self.base.config.image_cond_configs if self.base else None) or {})
         base_cfgs[self.cond_stage] = {"image_size": self.conditioner.image_size,
                                       "grid_resolution": self.conditioner.grid_resolution}
+        if self.conditioner.cell_samples:
+            base_cfgs[self.cond_stage]["cell_samples"] = self.conditioner.cell_samples
         return {"image_encoder": self.encoder_spec, "image_cond_configs": base_cfgs}
 
     def write_extras(self, folder: Path, ema: nn.ModuleDict) -> None:

@@ -17,6 +17,7 @@ from pixal3d.conditioning.backprojection import (
     bilinear_taps,
     grid_points,
     normalize_pixels,
+    pool_cell_samples,
     project_points,
     sampling_grid,
     voxel_world_points,
@@ -161,6 +162,48 @@ def test_sparse_equals_gathered_dense_with_per_item_cameras():
     assert sampling_grid(None, cams[0], G, S).shape == (1, G**3, 2)
     # empty coords
     assert backproject_sparse(fmap, cams, torch.zeros(0, 4, dtype=torch.int32), G, S).shape == (0, 9)
+
+
+# ----------------------------------------------------------------------------------------------
+# cell samples (this project's models: the mean over points inside each cell)
+# ----------------------------------------------------------------------------------------------
+def test_one_cell_sample_is_the_voxel_centre():
+    G = 4
+    ijk = torch.cartesian_prod(*[torch.arange(G)] * 3)
+    centre = (ijk + 0.5) / G - 0.5  # voxel (x, y, z) → grid frame; world = (x, -z, y)
+    expected = torch.stack([centre[:, 0], -centre[:, 2], centre[:, 1]], 1)
+    assert torch.equal(grid_points(G, cell_samples=1), expected)
+    # the official point of the first index sits on the volume's border, half a cell off this centre
+    assert grid_points(G)[0, 0].item() == -0.5 and expected[0, 0].item() == -0.375
+    assert torch.equal(voxel_world_points(_all_coords(G), G, cell_samples=1), expected)
+
+
+def test_cell_samples_average_the_finer_grid_inside_each_cell():
+    gen = torch.Generator().manual_seed(5)
+    G, n, S = 4, 3, 128
+    fmap = torch.randn(2, 6, 16, 16, generator=gen)
+    cams = [Camera.front(0.7, 2.0), _random_pinhole(gen, S)]
+    pooled = backproject_dense(fmap, cams, G, S, cell_samples=n)
+    fine = backproject_dense(fmap, cams, G * n, S, cell_samples=1)
+    expected = fine.reshape(2, G, n, G, n, G, n, 6).mean((2, 4, 6)).reshape(2, G**3, 6)
+    assert pooled.shape == (2, G**3, 6)
+    assert (pooled - expected).abs().max().item() < 1e-5
+    # sparse (items with their own cameras, shuffled rows) = the gathered dense rows
+    coords = torch.cat([_all_coords(G, 0), _all_coords(G, 1)])[torch.randperm(2 * G**3, generator=gen)[:90]]
+    c = coords.long()
+    sparse = backproject_sparse(fmap, cams, coords, G, S, cell_samples=n)
+    assert (sparse - pooled[c[:, 0], c[:, 1] * G * G + c[:, 2] * G + c[:, 3]]).abs().max().item() < 1e-5
+    assert sampling_grid(coords, cams, G, S, cell_samples=n).shape == (1, 90 * n**3, 2)
+    # multi-view: identical views give the single view, validity-weighted or not
+    own = torch.cat([torch.zeros_like(coords[:, :1]), coords[:, 1:]], 1)
+    single = backproject_sparse(fmap[:1], cams[0], own, G, S, cell_samples=n)
+    for weighted in (False, True):
+        mv = backproject_sparse_multiview(fmap[:1].expand(2, -1, -1, -1), [cams[0]] * 2, coords, G, S,
+                                          validity_weighted=weighted, cell_samples=n)
+        assert (mv - single).abs().max().item() < 1e-5
+    assert torch.equal(pool_cell_samples(torch.arange(16.0).reshape(16, 1), 2, 0), torch.tensor([[3.5], [11.5]]))
+    with pytest.raises(UserError, match="cell_samples"):
+        backproject_dense(fmap, cams, G, S, cell_samples=-1)
 
 
 # ----------------------------------------------------------------------------------------------

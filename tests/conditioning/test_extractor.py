@@ -165,3 +165,10 @@ def test_small_conv_encoder_follows_the_stage_table(image):
     # no NAF for this encoder: proj carries the C patch channels only
     assert cond["global"].shape == (1, 5, 16) and cond["proj"].feats.shape == (2, 16)
     assert ex.condition("ss", image, CAM_NAF)["proj"].shape == (1, 16**3, 16)
+    # a stage with cell samples averages them, dense and sparse
+    ex.stages["ss"] = StageConfig(64, 4, None, cell_samples=2)
+    patch = ex.features(image, 64)[2]
+    dense = ex.condition("ss", image, CAM_NAF)["proj"]
+    assert_close(dense, backproject_dense(patch, CAM_NAF, 4, 64, cell_samples=2), 1e-6, "cell-sampled dense")
+    sparse = ex.condition("ss", image, CAM_NAF, coords=coords)["proj"].feats
+    assert_close(sparse, dense[0, [6, 63]], 1e-5, "cell-sampled sparse")

@@ -3,8 +3,10 @@ averages them (dense, sparse and cross-attention), and CFG dropout zeroes a whol
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from pixal3d.conditioning.backprojection import backproject_dense
 from pixal3d.conditioning.encoders import SmallConvEncoder
 from pixal3d.core.camera import Camera, look_at
 from pixal3d.training.conditioning import TrainingConditioner
@@ -12,10 +14,10 @@ from pixal3d.training.conditioning import TrainingConditioner
 G, S = 6, 32
 
 
-def _setup(mode: str):
+def _setup(mode: str, cell_samples: int = 0):
     torch.manual_seed(0)
     encoder = SmallConvEncoder(8, num_global_tokens=2, patch_size=4).eval()
-    cond = TrainingConditioner(encoder, S, G, mode=mode)
+    cond = TrainingConditioner(encoder, S, G, mode=mode, cell_samples=cell_samples)
     images = torch.rand(2, 3, S, S)
     cameras = [Camera.front(0.5), Camera.front(0.7)]
     extra_images = torch.rand(3, 3, S, S)
@@ -27,10 +29,13 @@ def _setup(mode: str):
     return cond, images, cameras, extra, views
 
 
+@pytest.mark.parametrize("cell_samples", [0, 2])
 @torch.no_grad()
-def test_dense_and_cross_conditions_average_the_views():
-    cond, images, cameras, extra, views = _setup("proj")
+def test_dense_and_cross_conditions_average_the_views(cell_samples):
+    cond, images, cameras, extra, views = _setup("proj", cell_samples)
     out = cond(images, cameras, extra=extra)
+    patch = cond.encode(images)[1]
+    assert torch.equal(cond(images, cameras)["proj"], backproject_dense(patch, cameras, G, S, cell_samples=cell_samples))
     for b, vs in views.items():
         single = [cond(im[None], [cam]) for im, cam in vs]
         for key in ("global", "proj"):
@@ -46,9 +51,10 @@ def test_dense_and_cross_conditions_average_the_views():
         assert torch.allclose(tokens[b], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell_samples", [0, 2])
 @torch.no_grad()
-def test_sparse_conditions_average_the_views_row_by_row():
-    cond, images, cameras, extra, views = _setup("proj")
+def test_sparse_conditions_average_the_views_row_by_row(cell_samples):
+    cond, images, cameras, extra, views = _setup("proj", cell_samples)
     gen = torch.Generator().manual_seed(1)
     xyz = [torch.randint(0, G, (n, 3), generator=gen) for n in (7, 5)]
     coords = torch.cat([torch.cat([torch.full((len(c), 1), b), c], 1) for b, c in enumerate(xyz)]).int()
