@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -140,7 +142,8 @@ def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1
     root so the configs' relative bases resolve). A run starts once the runs it stands on have finished; up to
     ``jobs`` runs train at once (in recipe order), each with ``cores // jobs`` torch threads unless
     ``OMP_NUM_THREADS`` is set, and with ``jobs > 1`` each logs to ``runs/<run>.log``. A failed run stops the
-    others (``SIGTERM``; they resume from their last checkpoint). Returns the names of the runs trained."""
+    others (``SIGTERM``; they resume from their last checkpoint), and so does stopping this process with ``SIGINT`` or
+    ``SIGTERM`` (``kill``): no run is left training on its own. Returns the names of the runs trained."""
     runs = recipe.chain(max_steps)
     check_chain(runs, recipe.root)
     waits = {run.name: base_runs(run, runs, recipe.root) for run in runs}
@@ -150,6 +153,8 @@ def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
     running: dict[str, subprocess.Popen] = {}
     trained: list[str] = []
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if on_main_thread else None
     try:
         while pending or running:
             for run in [r for r in pending if all(w in done for w in waits[r.name])][: max(0, jobs - len(running))]:
@@ -166,7 +171,14 @@ def train_chain(recipe: Recipe, max_steps: int | None = None, num_gpus: int = -1
         for proc in running.values():  # SIGTERM: background jobs of a shell ignore SIGINT
             proc.terminate()
             proc.wait()
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return trained
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """``SIGTERM`` handler: exit through the ``finally`` of :func:`train_chain`, which stops the runs it started."""
+    raise SystemExit(128 + signum)
 
 
 def _start_run(recipe: Recipe, run: ChainRun, num_gpus: int, progress: bool, env: dict[str, str],
@@ -310,14 +322,17 @@ def calibrate_model(recipe: Recipe, workers: int | None = None, progress: bool =
 def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, step: int | None = None) -> Path:
     """The exported model with the stages of run ``name`` swapped in, at ``runs/<name>.model`` — or, with ``step``,
     from that run's checkpoint at ``step`` into ``runs/<name>@<step>.model`` (an equal-budget comparison of an
-    ablation and its counterpart run of the chain). For ``pixal3d evaluate``; not shipped. A folder that holds a
+    ablation and its counterpart run of the chain). For ``pixal3d evaluate``; not shipped. An ablation standing on
+    other ablations (``shape_flow_cross`` on ``ss_flow_cross``) swaps in their stages too, from its own checkpoint,
+    which carries them. A folder that holds a
     cross-attention flow is marked ``camera_frame_cross_attention`` so that the pipeline runs it on the image tokens. ``name`` is an ablation
     (finished, unless ``step`` is given) or, with ``step``, a run of the chain. The model folder must exist
     (:func:`export_model`)."""
     from pixal3d.models.pipeline_folder import open_pipeline_folder
     from pixal3d.training.trainer import resolve_pipeline
 
-    run = next((r for r in recipe.chain(max_steps) if r.name == name), None)
+    chain = recipe.chain(max_steps)
+    run = next((r for r in chain if r.name == name), None)
     if run is None or (name not in recipe.ablations and step is None):
         raise UserError(f"{name} is not an ablation of recipe {recipe.path.name}")
     if step is None and not run_finished(run.output_dir, run.config.max_steps):
@@ -333,17 +348,32 @@ def export_ablation(recipe: Recipe, name: str, max_steps: int | None = None, ste
         shutil.rmtree(target)
     shutil.copytree(recipe.model, target)
     models = PipelineConfig.read(target / PIPELINE_FILE).models
-    for key in run.config.models:
+    swapped = [run, *_ablations_below(run, chain, recipe)]
+    specs = {key: spec for r in swapped for key, spec in r.config.models.items()}
+    for key in specs:
         if key not in models:
             continue  # a stage the model does not hold
         stem = models[key]
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(source.stages[key].stem.with_suffix(suffix), (target / stem).with_suffix(suffix))
         _store_half((target / stem).with_suffix(".safetensors"))  # as the model's own weights
-    if any(spec.get("args", {}).get("image_attn_mode") == "cross" for spec in run.config.models.values()):
+    if any(spec.get("args", {}).get("image_attn_mode") == "cross" for spec in specs.values()):
         config = PipelineConfig.read(target / PIPELINE_FILE)  # flows trained in the camera frame on image tokens
         config.with_settings({"camera_frame_cross_attention": True}).write(target / PIPELINE_FILE)
     return target
+
+
+def _ablations_below(run: ChainRun, chain: list[ChainRun], recipe: Recipe) -> list[ChainRun]:
+    """The ablation runs ``run`` stands on, directly or through other runs."""
+    by_name = {r.name: r for r in chain}
+    found: list[ChainRun] = []
+    todo = base_runs(run, chain, recipe.root)
+    while todo:
+        below = by_name[todo.pop()]
+        if below.name in recipe.ablations and below not in found:
+            found.append(below)
+        todo.extend(base_runs(below, chain, recipe.root))
+    return found
 
 
 def _store_half(path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -170,6 +172,17 @@ def test_jobs_start_runs_when_their_bases_are_done(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="run shape_vae failed"):
         R.train_chain(recipe, jobs=2)
     assert procs["ss_vae"].terminated and not procs["shape_vae"].terminated
+    # `kill` (SIGTERM) of train-default stops its runs too, instead of leaving them training unattended
+    procs = {"ss_vae": _FakeRun(code=0), "shape_vae": _FakeRun(code=0)}
+    for proc in procs.values():
+        proc.poll = lambda: None
+    monkeypatch.setattr(R, "_start_run", lambda recipe_, run, *a: procs[run.name])
+    monkeypatch.setattr(R.time, "sleep", lambda s: os.kill(os.getpid(), signal.SIGTERM))
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit):
+        R.train_chain(recipe, jobs=2)
+    assert procs["ss_vae"].terminated and procs["shape_vae"].terminated
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back
 
 
 def test_export_stores_shared_weights_once(tmp_path):
@@ -200,16 +213,22 @@ def test_ablation_export_swaps_its_stages_in_at_a_chosen_step(tmp_path):
 
     from pixal3d.models.pipeline_folder import StageWeights, write_pipeline_folder
     from pixal3d.models.registry import build_model
-    from pixal3d.training.recipe import export_ablation
+    from pixal3d.training.recipe import _ablations_below, export_ablation
 
     folder = tmp_path / "configs" / "train" / "r"
     folder.mkdir(parents=True)
     for name in ("ss_vae", "ss_vae_alt"):
         shutil.copyfile(CONFIGS / "ss_vae_tiny.json", folder / f"{name}.json")
+    write_config(folder / "ss_vae_on_alt.json",
+                 load_tiny_config("ss_vae_tiny", trainer_args={"base_pipeline": "runs/ss_vae_alt"}))
     (folder / "recipe.json").write_text(json.dumps({"format": "pixal3d-recipe", "model": "model", "assets": "assets",
                                                     "data": "data", "runs": "runs", "stages": ["ss_vae"],
-                                                    "ablations": ["ss_vae_alt"]}))
+                                                    "ablations": ["ss_vae_alt", "ss_vae_on_alt"]}))
     recipe = load_recipe(folder / "recipe.json")
+    # an ablation standing on another swaps that one's stages in too (shape_flow_cross on ss_flow_cross)
+    chain = {r.name: r for r in recipe.chain()}
+    assert [r.name for r in _ablations_below(chain["ss_vae_on_alt"], list(chain.values()), recipe)] == ["ss_vae_alt"]
+    assert _ablations_below(chain["ss_vae_alt"], list(chain.values()), recipe) == []
     spec = load_tiny_config("ss_vae_tiny")["models"]["sparse_structure_decoder"]
     max_steps = recipe.chain()[0].config.max_steps
     for run, steps in (("ss_vae", (1, max_steps)), ("ss_vae_alt", (1, max_steps))):
