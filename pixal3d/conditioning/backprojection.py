@@ -360,7 +360,7 @@ def backproject_dense_multiview(feature_maps: torch.Tensor, cameras: Sequence[Ca
     be in the canonical frame (view 0 = front view; use :func:`canonicalize_views` for cameras given
     in a capture's world frame). ``validity_weighted=False`` is the official unweighted mean
     (out-of-view samples border-clamped); ``True`` averages only over views where the point projects
-    inside the image in front of the camera (``sum / clamp(count, 1)``; zero where no view sees it).
+    inside the image in front of the camera (weighted sum / weight, per cell sample; zero where no view sees it).
     """
     return _multiview(feature_maps, cameras, None, G, S, mesh_scale, validity_weighted, cell_samples)[None]
 
