@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pixal3d.export.formats import usd_available
 
-from tests.cli.test_generate import FAST, assert_one_line_error, object_image, run_cli  # noqa: F401 (fixture)
+from tests.cli.test_generate import (FAST, assert_one_line_error, object_image, run_cli,  # noqa: F401 (fixture)
+                                     run_in_process)
 
 
 def _formats_read_back(stem: Path) -> None:
@@ -62,17 +63,6 @@ def test_batch_shards_skips_finished_and_records_a_bad_image(tmp_path, object_im
     assert_valid_gltf(out / "b.glb")
 
 
-def _in_process(capsys, *args) -> tuple[int, str]:
-    """``inference.py`` in this process (no model is loaded by these cases) → (exit code, stderr)."""
-    from pixal3d.cli.generate import main
-
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
 def test_batch_bad_arguments(tmp_path, object_image, capsys):  # noqa: F811
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -88,7 +78,7 @@ def test_batch_bad_arguments(tmp_path, object_image, capsys):  # noqa: F811
         (["--image", object_image], "give --image IMAGE --output OUT.glb"),
         (["--image", object_image, "--output", out / "x.glb", "--format", "fbx"], "unknown format fbx"),
     ]:
-        code, err = _in_process(capsys, *args)
-        lines = [line for line in err.strip().splitlines() if line.strip()]
-        assert code == 2 and len(lines) == 1 and "error:" in lines[0] and fragment in lines[0], (args, err)
+        proc = run_in_process(capsys, *args)
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and "error:" in lines[0] and fragment in lines[0], (args, proc.stderr)
     assert not out.exists()

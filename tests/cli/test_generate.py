@@ -17,6 +17,19 @@ def run_cli(*args, cwd=None, env=None):
                           text=True, cwd=cwd, env=env, timeout=300)
 
 
+def run_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``inference.py`` in this process (no interpreter start: for the many error paths) → its exit code and
+    stderr as a :class:`subprocess.CompletedProcess`."""
+    from pixal3d.cli.generate import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["inference.py", *map(str, args)], code, captured.out, captured.err)
+
+
 def assert_one_line_error(proc, fragment):
     """Exit code 2 and exactly one error line, the last thing on stderr (progress bars may precede it)."""
     assert proc.returncode == 2, proc.stderr
@@ -53,21 +66,25 @@ def image(tmp_path):
     (["--guidance", "-1"], "--guidance: must be a non-negative"),
     (["--seed", "x"], "--seed: invalid int"),
 ])
-def test_bad_option_values(image, tmp_path, extra, fragment):
+def test_bad_option_values(image, tmp_path, capsys, extra, fragment):
     out = tmp_path / "out.glb"
-    assert_one_line_error(run_cli("--image", image, "--output", out, *extra), fragment)
+    assert_one_line_error(run_in_process(capsys, "--image", image, "--output", out, *extra), fragment)
     assert not out.exists()
 
 
-def test_bad_paths(image, tmp_path, monkeypatch):
+def test_bad_paths(image, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out.glb"
     env = {"PATH": "", "PIXAL3D_MODELS": str(tmp_path / "models")}
-    assert_one_line_error(run_cli("--image", tmp_path / "missing.png", "--output", out, env=env), "input image not found")
-    assert_one_line_error(run_cli("--image", image, "--output", tmp_path / "out.obj", env=env), "output must be a .glb")
+    # the message a fresh machine without a model meets, from a real process
     assert_one_line_error(run_cli("--image", image, "--output", out, env=env), "no model installed")
-    assert_one_line_error(run_cli("--image", image, "--output", out, "--model", tmp_path / "nowhere", env=env), "not found")
+    monkeypatch.setenv("PIXAL3D_MODELS", env["PIXAL3D_MODELS"])
+    assert_one_line_error(run_in_process(capsys, "--image", tmp_path / "missing.png", "--output", out),
+                          "input image not found")
+    assert_one_line_error(run_in_process(capsys, "--image", image, "--output", tmp_path / "out.obj"), "output must be a .glb")
+    assert_one_line_error(run_in_process(capsys, "--image", image, "--output", out, "--model", tmp_path / "nowhere"),
+                          "not found")
     (tmp_path / "empty_model").mkdir()
-    assert_one_line_error(run_cli("--image", image, "--output", out, "--model", tmp_path / "empty_model", env=env),
+    assert_one_line_error(run_in_process(capsys, "--image", image, "--output", out, "--model", tmp_path / "empty_model"),
                           "pipeline.json is missing")
     assert not out.exists()
 
@@ -154,7 +171,7 @@ def test_same_seed_same_output(reference, tmp_path, object_image, tiny_model):
     assert (tmp_path / "run0.glb").read_bytes() == (tmp_path / "run1.glb").read_bytes()
 
 
-def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model):
+def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model, capsys):
     import json
 
     from PIL import Image
@@ -189,6 +206,6 @@ def test_multiview_turntable_and_cameras_file(tmp_path, object_image, tiny_model
         (["--image", object_image, "--image", small, "--azimuths", "0,90"], "must all have the same size"),
     ]:
         bad = tmp_path / "bad.glb"
-        assert_one_line_error(run_cli(*args, "--output", bad, "--model", tiny_model, *FAST), fragment)
+        assert_one_line_error(run_in_process(capsys, *args, "--output", bad, "--model", tiny_model, *FAST), fragment)
         assert not bad.exists()
 
