@@ -17,7 +17,8 @@ sampling grid is cast to the feature map's dtype.
 ``linspace(-1, 1, G)``. ``n >= 1`` gives each index the mean feature over ``n^3`` points spread evenly inside its
 cell (``l = -1 + (2 (i n + m) + 1) / (G n)``, ``m < n``), so a coarse token summarises the pixels its cell covers
 instead of reading one point that, at small ``G``, sits up to half a cell off its centre (at ``G = 4`` the outer
-tokens would read the volume's border). This project's own models use it; official checkpoints never do.
+tokens would read the volume's border). An option for models trained here (the shipped default model does not use
+it); official checkpoints never do.
 """
 
 from __future__ import annotations
