@@ -49,6 +49,11 @@ def _check_samples(cell_samples: int) -> int:
     return int(cell_samples)
 
 
+def _points_per_index(cell_samples: int) -> int:
+    """Projected points per grid index: ``n^3`` cell points, or the one official point for ``n = 0``."""
+    return max(_check_samples(cell_samples), 1) ** 3
+
+
 def _grid_axis(G: int, device: torch.device | str | None, cell_samples: int = 0) -> torch.Tensor:
     """Axis positions in ``[-1, 1]``: ``G`` official points, or ``G * n`` cell-centred ones (``n`` per cell)."""
     G, n = _check_grid(G), _check_samples(cell_samples)
@@ -93,12 +98,12 @@ def voxel_world_points(coords: torch.Tensor, G: int, mesh_scale: float = 1.0, ce
 
 def pool_cell_samples(values: torch.Tensor, cell_samples: int, dim: int = -2) -> torch.Tensor:
     """Mean over each index's ``n^3`` consecutive cell points along ``dim`` (``n = cell_samples``; 0: unchanged)."""
-    n = _check_samples(cell_samples)
-    if n <= 1:
+    k = _points_per_index(cell_samples)
+    if k == 1:
         return values
     dim = dim % values.ndim
     shape = values.shape
-    return values.reshape(*shape[:dim], shape[dim] // n ** 3, n ** 3, *shape[dim + 1:]).mean(dim + 1)
+    return values.reshape(*shape[:dim], shape[dim] // k, k, *shape[dim + 1:]).mean(dim + 1)
 
 
 def _check_coords(coords: torch.Tensor, G: int) -> torch.Tensor:
@@ -189,7 +194,7 @@ def _sampling_grid_and_valid(coords: torch.Tensor | None, camera: CameraArg, G: 
         return grid[None], valid[None]
     if coords.shape[0] and int(batch.max()) >= len(cams):
         raise UserError(f"voxel coords refer to batch item {int(batch.max())} but only {len(cams)} cameras were given")
-    k = max(n, 1) ** 3  # points per voxel row
+    k = _points_per_index(n)
     grid = torch.empty(coords.shape[0], k, 2, dtype=torch.float32, device=device)
     valid = torch.empty(coords.shape[0], k, dtype=torch.bool, device=device)
     for b in torch.unique(batch).tolist():
@@ -269,7 +274,7 @@ def backproject_sparse(feature_map: torch.Tensor, camera: CameraArg, coords: tor
         raise UserError(f"got {len(cams)} cameras for a batch of {B} feature maps")
     if coords.shape[0] and int(coords[:, 0].max()) >= B:
         raise UserError(f"voxel coords refer to batch item {int(coords[:, 0].max())} of a batch of {B}")
-    k = max(_check_samples(cell_samples), 1) ** 3
+    k = _points_per_index(cell_samples)
     grid = sampling_grid(coords, cams, G, S, mesh_scale, cell_samples=cell_samples)[0].reshape(-1, k, 2)
     batch = coords[:, 0]
     items = torch.unique(batch).tolist()

@@ -165,7 +165,7 @@ def test_sparse_equals_gathered_dense_with_per_item_cameras():
 
 
 # ----------------------------------------------------------------------------------------------
-# cell samples (this project's models: the mean over points inside each cell)
+# cell samples (an option for models trained here: the mean over points inside each cell)
 # ----------------------------------------------------------------------------------------------
 def test_one_cell_sample_is_the_voxel_centre():
     G = 4
