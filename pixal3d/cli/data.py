@@ -1,4 +1,4 @@
-"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``build``, ``evalset-signatures``,
+"""``pixal3d data``: training-data tools, one sub-command each (``synth``, ``build``, ``pack``, ``evalset-signatures``,
 ``import-sh3f``). A GLB renders with ``pixal3d render`` (``--camera front|three_quarter`` for the data tools'
 views, ``--background transparent``).
 
@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     sub = add_command_group(subparsers, "data", "make training data (procedural assets, datasets)", "Training-data tools.")
     _register_synth(sub)
     _register_build(sub)
+    _register_pack(sub)
     _register_evalset_signatures(sub)
     _register_import_sh3f(sub)
 
@@ -115,6 +116,48 @@ def _build(args) -> int:
         print(f"error: all {result.failed} asset(s) failed (first: {result.first_error}); see {result.manifest}",
               file=sys.stderr)
         return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# pack
+
+
+def _register_pack(sub) -> None:
+    p = sub.add_parser("pack", help="a built dataset → a compact copy for a lent GPU machine (images + occupancy)",
+                       description="Copy the first --views views of every built asset with WebP images and only the "
+                                   "coarse occupancy the sparse-structure flow trains on, into a new folder that "
+                                   "`train.py --data_dir` reads like the dataset. Fails, writing nothing, over "
+                                   "--max-mib.")
+    p.add_argument("dataset", help="a folder written by `pixal3d data build`")
+    p.add_argument("-o", "--output", required=True, help="the pack folder (must not exist)")
+    p.add_argument("--views", type=int, default=2, help="views per asset (default 2)")
+    p.add_argument("--quality", type=int, default=90, help="WebP quality of the colours, 1..100 (default 90)")
+    p.add_argument("--grid", type=int, default=16, help="occupancy grid side kept (default 16: pixal3d-small's)")
+    p.add_argument("--max-mib", type=float, default=12.0,
+                   help="size limit in MiB (default 12: with the ~48 MiB checkout it stays under a lent GPU "
+                        "machine's 64 MiB)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_pack)
+
+
+def _pack(args) -> int:
+    from tqdm import tqdm
+
+    from pixal3d.data.pack import pack_dataset
+
+    if args.max_mib <= 0:
+        raise UserError(f"--max-mib must be positive, got {args.max_mib}")
+    bar = tqdm(unit="asset", desc="data pack", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    result = pack_dataset(args.dataset, args.output, views=args.views, quality=args.quality, grid=args.grid,
+                          max_bytes=int(args.max_mib * 2**20), progress=progress)
+    bar.close()
+    print(f"{result.assets} assets, {result.views} views, {result.bytes / 2**20:.1f} MiB → {result.path}")
     return 0
 
 

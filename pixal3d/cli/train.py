@@ -47,6 +47,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     p.add_argument("--max_steps", type=int, default=None,
                    help="override the config's max_steps (and save_every when larger): smoke runs of a shipped config")
+    p.add_argument("--max_minutes", type=float, default=None,
+                   help="stop after this many minutes of training, with a checkpoint at the last step (a lent GPU's "
+                        "budget); rerun to continue")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +112,7 @@ def run_worker(local_rank: int, args: argparse.Namespace, cfg: TrainConfig, npro
             write_json(output / "config.json", cfg.as_dict())
         if rank == 0 and resumed:
             print(f"resumed from step {trainer.step}")
-        trainer.train()
+        trainer.train(max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -129,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.max_steps < 1:
             raise UserError(f"--max_steps must be at least 1, got {args.max_steps}")
         cfg.max_steps, cfg.save_every = args.max_steps, min(cfg.save_every, args.max_steps)
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise UserError(f"--max_minutes must be positive, got {args.max_minutes}")
     trainer_class(cfg.trainer_name)
     output = Path(args.output_dir)
     if output.exists() and not output.is_dir():

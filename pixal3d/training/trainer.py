@@ -371,15 +371,20 @@ class Trainer:
     def data_loader(self) -> tuple[DataLoader, GlobalBatchSampler]:
         sampler = GlobalBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, self.cfg.max_steps,
                                      self.step, self.rank, self.world_size)
-        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate,
-                            num_workers=self.cfg.num_workers, persistent_workers=False)
+        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate,  # no more workers than cores
+                            num_workers=min(self.cfg.num_workers, os.cpu_count() or 1), persistent_workers=False)
         return loader, sampler
 
-    def train(self, max_steps: int | None = None, write: bool = True) -> list[dict[str, float]]:
+    def train(self, max_steps: int | None = None, write: bool = True,
+              max_seconds: float | None = None) -> list[dict[str, float]]:
         """Train until ``max_steps`` (config default); checkpoints every ``save_every`` and at the end.
 
-        With ``write=False`` nothing is written (``--tryrun``). Returns the logged rows of this call.
+        ``max_seconds`` bounds this call's wall-clock time (a lent GPU's budget): the first step that ends past it
+        is the last, logged and checkpointed like a final step (every rank stops at the same step), and a later
+        call resumes from there. With ``write=False`` nothing is written (``--tryrun``). Returns the logged rows
+        of this call.
         """
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
         stop = min(max_steps or self.cfg.max_steps, self.cfg.max_steps)
         loader, sampler = self.data_loader()
         positions = sampler.local_positions()
@@ -394,6 +399,9 @@ class Trainer:
             window.append(stats)
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            timed_out = deadline is not None and self._past(deadline)
+            if timed_out:
+                stop = self.step
             if self.step % self.cfg.log_every == 0 or self.step == stop:
                 elapsed = time.perf_counter() - started
                 row = {"step": self.step, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
@@ -402,10 +410,17 @@ class Trainer:
                 if write:
                     self.append_log(row)
                 window, started = [], time.perf_counter()
-            if write and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps):
+            if write and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps or timed_out):
                 self.save_checkpoint()
         bar.close()
         return rows
+
+    def _past(self, deadline: float) -> bool:
+        """Whether ``deadline`` (``time.monotonic``) has passed on any rank (so that all stop together)."""
+        late = torch.tensor([float(time.monotonic() >= deadline)], device=self.device)
+        if dist_ready():
+            dist.all_reduce(late, op=dist.ReduceOp.MAX)
+        return bool(late.item())
 
     # ---------------------------------------------------------------------------------------------
     # logs

@@ -94,6 +94,7 @@ def test_train_py_bad_inputs_exit_2_with_one_line(tiny_data, tmp_path, capsys):
         ["--config", str(tmp_path / "missing.json"), "--output_dir", str(tmp_path / "o"), "--data_dir", str(tiny_data)],
         ["--config", str(cfg), "--output_dir", str(tmp_path / "o"), "--data_dir", str(tmp_path / "nodata")],
         ["--config", str(cfg), "--output_dir", str(tmp_path / "o"), "--data_dir", str(tiny_data), "--ckpt", "abc"],
+        ["--config", str(cfg), "--output_dir", str(tmp_path / "o"), "--data_dir", str(tiny_data), "--max_minutes", "0"],
         ["--config", str(write_config(tmp_path / "t.json", load_tiny_config("ss_vae_tiny", trainer={"name": "Nope"}))),
          "--output_dir", str(tmp_path / "o"), "--data_dir", str(tiny_data)],
     ]
@@ -139,6 +140,22 @@ def test_resume_is_bit_identical(tiny_data, tmp_path):
             assert torch.equal(x, y), name
     steps = [int(line.split(",")[0]) for line in (tmp_path / "part" / "log.csv").read_text().splitlines()[1:]]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_time_budget_stops_with_a_checkpoint_and_resumes_bit_identically(tiny_data, tmp_path):
+    cfg = load_tiny_config("ss_vae_tiny", max_steps=4, batch_size=2, log_every=2, save_every=4, ema_rate=0.7)
+    part = make_trainer(cfg, tiny_data, tmp_path / "part")
+    rows = part.train(max_seconds=0.0)  # past at once: the first step is the last, logged and checkpointed
+    assert part.step == 1 and [r["step"] for r in rows] == [1]
+    assert (tmp_path / "part" / "ckpts" / "latest").read_text().strip() == "step_0000001"
+    resumed = make_trainer(cfg, tiny_data, tmp_path / "part")
+    assert resumed.resume(tmp_path / "part", "latest") and resumed.step == 1
+    assert [r["step"] for r in resumed.train(max_seconds=3600.0)] == [2, 4]
+    full = make_trainer(cfg, tiny_data, tmp_path / "full")
+    full.train()
+    for a, b in [(full.trainable, resumed.trainable), (full.ema, resumed.ema)]:
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), name
 
 
 def test_two_gloo_processes_match_one_process(tiny_data, tmp_path):
