@@ -10,8 +10,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from pixal3d.errors import UserError
+
+
+@contextmanager
+def _progress_bar(desc: str, unit: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar (on stderr, off when ``quiet``) driven by ``progress(done, total)`` calls; closed on exit."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit=unit, desc=desc, disable=quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
 
 
 def register(subparsers) -> None:
@@ -142,21 +161,13 @@ def _register_pack(sub) -> None:
 
 
 def _pack(args) -> int:
-    from tqdm import tqdm
-
     from pixal3d.data.pack import pack_dataset
 
     if args.max_mib <= 0:
         raise UserError(f"--max-mib must be positive, got {args.max_mib}")
-    bar = tqdm(unit="asset", desc="data pack", disable=args.quiet)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    result = pack_dataset(args.dataset, args.output, views=args.views, quality=args.quality, grid=args.grid,
-                          max_bytes=int(args.max_mib * 2**20), progress=progress)
-    bar.close()
+    with _progress_bar("data pack", "asset", args.quiet) as progress:
+        result = pack_dataset(args.dataset, args.output, views=args.views, quality=args.quality, grid=args.grid,
+                              max_bytes=int(args.max_mib * 2**20), progress=progress)
     print(f"{result.assets} assets, {result.views} views, {result.bytes / 2**20:.1f} MiB → {result.path}")
     return 0
 
@@ -200,17 +211,9 @@ def _register_import_sh3f(sub) -> None:
 
 
 def _import_sh3f(args) -> int:
-    from tqdm import tqdm
-
     from pixal3d.data.furniture import import_catalogs
 
-    bar = tqdm(unit="model", desc="import-sh3f", disable=args.quiet)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    counts = import_catalogs(args.catalogs, args.output, progress=progress)
-    bar.close()
+    with _progress_bar("import-sh3f", "model", args.quiet) as progress:
+        counts = import_catalogs(args.catalogs, args.output, progress=progress)
     print(", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) + f"; sources {args.output}/sources.json")
     return 0
