@@ -50,6 +50,21 @@ def occupancy_grid(coords: np.ndarray, resolution: int, grid: int) -> torch.Tens
     return out
 
 
+def read_coarse_coords(path: str | os.PathLike, grid: int) -> tuple[np.ndarray, int, dict[str, Any]]:
+    """``(coords [M, 3], res, header)`` of a built view's ``.npz``: the occupied voxels of the smallest stored coarse
+    occupancy ``occupancy_{res}`` that ``grid`` divides, else the full voxel ``coords`` at the header's resolution,
+    reading only those arrays; and the parsed asset header. :class:`UserError` when the file is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(data["header"].tobytes().decode())
+            stored = sorted(int(k.split("_", 1)[1]) for k in data.files if k.startswith("occupancy_"))
+            usable = [g for g in stored if g >= grid and g % grid == 0]
+            source, res = (f"occupancy_{usable[0]}", usable[0]) if usable else ("coords", int(header["resolution"]))
+            return data[source], res, header
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a readable asset file ({exc})") from exc
+
+
 class ViewDataset(Dataset):
     """The views of the ``"ok"`` assets of a built dataset folder, in (asset id, view) order.
 
@@ -146,17 +161,8 @@ class ViewDataset(Dataset):
         return rgba[:3] * alpha, alpha
 
     def _coarse_occupancy(self, path: Path) -> tuple[torch.Tensor, Camera | None]:
-        """The occupancy grid from the smallest stored coarse occupancy that the grid divides (else the coords),
-        reading only those arrays of the ``.npz``; and the stored camera."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(data["header"].tobytes().decode())
-                stored = sorted(int(k.split("_", 1)[1]) for k in data.files if k.startswith("occupancy_"))
-                usable = [g for g in stored if g >= self.ss_resolution and g % self.ss_resolution == 0]
-                source, res = (f"occupancy_{usable[0]}", usable[0]) if usable else ("coords", self.resolution)
-                coords = data[source]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise UserError(f"{path} is not a readable asset file ({exc})") from exc
+        """The occupancy grid from :func:`read_coarse_coords` and the stored camera."""
+        coords, res, header = read_coarse_coords(path, self.ss_resolution)
         if header.get("resolution") != self.resolution:
             raise UserError(f"{path} is not an asset at resolution {self.resolution}")
         cam = header.get("camera")

@@ -33,8 +33,10 @@ import numpy as np
 from PIL import Image
 
 from pixal3d.data.build import MANIFEST, load_manifest
+from pixal3d.data.dataset import read_coarse_coords
 from pixal3d.errors import UserError
 from pixal3d.utils.files import write_json
+
 
 @dataclass(frozen=True)
 class PackResult:
@@ -47,22 +49,16 @@ class PackResult:
 
 
 def coarse_cells(npz: Path, grid: int) -> np.ndarray:
-    """Occupied cells ``[M, 3]`` uint8 (x, y, z) of the ``grid³`` grid of a built view's ``.npz``: from the finest
-    stored coarse occupancy that ``grid`` divides (else the full coords), each fine voxel's cell ``c // (R / grid)``."""
-    if not 1 <= grid <= 256:
-        raise UserError(f"occupancy grid must be in 1..256, got {grid}")
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            header = json.loads(data["header"].tobytes().decode())
-            stored = sorted(int(k.split("_", 1)[1]) for k in data.files if k.startswith("occupancy_"))
-            usable = [g for g in stored if g >= grid and g % grid == 0]
-            source, res = (f"occupancy_{usable[0]}", usable[0]) if usable else ("coords", int(header["resolution"]))
-            coords = np.asarray(data[source], dtype=np.int64)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{npz} is not a readable built view ({exc})") from exc
-    if res % grid:
-        raise UserError(f"occupancy grid {grid} does not divide {npz}'s voxel resolution {res}")
-    return np.unique(coords // (res // grid), axis=0).astype(np.uint8).reshape(-1, 3)
+    """Occupied cells ``[M, 3]`` uint8 (x, y, z) of the ``grid³`` grid of a built view's ``.npz``: each voxel of the
+    finest stored occupancy that ``grid`` divides (:func:`~pixal3d.data.dataset.read_coarse_coords`) in its cell."""
+    coords, res, _ = read_coarse_coords(npz, grid)
+    return _cells(coords, res, grid, npz)
+
+
+def _cells(coords: np.ndarray, res: int, grid: int, npz: Path) -> np.ndarray:
+    if not 1 <= grid <= 256 or res % grid:
+        raise UserError(f"occupancy grid {grid} must be in 1..256 and divide {npz}'s voxel resolution {res}")
+    return np.unique(np.asarray(coords, dtype=np.int64) // (res // grid), axis=0).astype(np.uint8).reshape(-1, 3)
 
 
 def _packed_view(folder: Path, view: dict[str, Any], out: Path, quality: int, grid: int) -> tuple[dict[str, Any], int]:
@@ -77,14 +73,10 @@ def _packed_view(folder: Path, view: dict[str, Any], out: Path, quality: int, gr
     rgba.save(buf, format="WEBP", quality=quality, alpha_quality=100, method=4)
     (out / f"{stem}.webp").write_bytes(buf.getvalue())
     npz = folder / view["voxels"]
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            header = np.asarray(data["header"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{npz} is not a readable built view ({exc})") from exc
-    cells = coarse_cells(npz, grid)
+    coords, res, header = read_coarse_coords(npz, grid)
     target = out / f"{Path(view['voxels']).stem}.npz"
-    np.savez_compressed(target, header=header, **{f"occupancy_{grid}": cells})
+    np.savez_compressed(target, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                        **{f"occupancy_{grid}": _cells(coords, res, grid, npz)})
     entry = {**view, "image": f"{stem}.webp", "voxels": target.name}
     return entry, buf.tell() + target.stat().st_size
 
