@@ -123,7 +123,8 @@ def compare_runs(a: dict, b: dict, method_a: str | None = None, method_b: str | 
                  metrics: tuple[str, ...] = HEADLINE_METRICS, resamples: int = 10_000,
                  seed: int = 0) -> dict:
     """Compare method A of run ``a`` with method B of run ``b`` (parsed ``results.json``) on ``metrics``.
-    Returns ``{"a": name, "b": name, "resamples", "seed", "metrics": [MetricComparison as dict, ...]}``."""
+    Returns ``{"a", "b"}`` (method names), ``{"a_model", "b_model"}`` (model folders, None for baselines only),
+    ``"resamples"``, ``"seed"`` and ``"metrics"``: one :class:`MetricComparison` as a dict per metric."""
     check_same_protocol(a, b)
     name_a, ma = pick_method(a, method_a, "A")
     name_b, mb = pick_method(b, method_b, "B")
