@@ -26,12 +26,22 @@ VERSION = 1
 PBR_CHANNELS = ("base_r", "base_g", "base_b", "metallic", "roughness", "alpha")
 
 
+def header_array(header: dict) -> np.ndarray:
+    """``header`` as the ``.npz``'s ``header`` entry: its JSON text as a uint8 array ``[bytes]``."""
+    return np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+
+
+def parse_header(array: np.ndarray) -> dict:
+    """The header dict stored by :func:`header_array` (``ValueError`` if it is not JSON text)."""
+    return json.loads(array.tobytes().decode())
+
+
 def read_asset_header(path: str | Path) -> dict:
     """The JSON header of an asset file written by :meth:`VoxelAsset.save`, reading only that array of the ``.npz``;
     :class:`UserError` if the file is unreadable or has no header."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return json.loads(data["header"].tobytes().decode())
+            return parse_header(data["header"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path} is not a readable asset file ({exc})") from exc
 
@@ -82,7 +92,7 @@ class VoxelAsset:
             "source": self.source,
             "pbr_channels": list(PBR_CHANNELS),
         }
-        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        arrays["header"] = header_array(header)
         with atomic_output(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -100,7 +110,7 @@ class VoxelAsset:
             raise UserError(f"{path} is not a readable asset file ({exc}); write it again with --save_asset or "
                             f"`pixal3d voxelize`") from exc
         try:
-            header = json.loads(arrays.pop("header").tobytes().decode())
+            header = parse_header(arrays.pop("header"))
         except (KeyError, ValueError) as exc:
             raise UserError(f"{path} is not a pixal3d asset file (no header)") from exc
         if header.get("format") != FORMAT:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pixal3d.core.asset import VoxelAsset, read_asset_header
+from pixal3d.core.asset import VoxelAsset, parse_header, read_asset_header
 from pixal3d.core.camera import GRID_TO_WORLD_ROTATION, Camera
 from pixal3d.data.build import load_manifest
 from pixal3d.errors import UserError
@@ -56,7 +56,7 @@ def read_coarse_coords(path: str | os.PathLike, grid: int) -> tuple[np.ndarray, 
     reading only those arrays; and the parsed asset header. :class:`UserError` when the file is unreadable."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            header = json.loads(data["header"].tobytes().decode())
+            header = parse_header(data["header"])
             stored = sorted(int(k.split("_", 1)[1]) for k in data.files if k.startswith("occupancy_"))
             usable = [g for g in stored if g >= grid and g % grid == 0]
             source, res = (f"occupancy_{usable[0]}", usable[0]) if usable else ("coords", int(header["resolution"]))

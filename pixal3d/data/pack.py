@@ -22,7 +22,6 @@ only when complete and within ``max_bytes``; nothing is left behind otherwise.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from pixal3d.core.asset import header_array
 from pixal3d.data.build import MANIFEST, load_manifest
 from pixal3d.data.dataset import read_coarse_coords
 from pixal3d.errors import UserError
@@ -75,7 +75,7 @@ def _packed_view(folder: Path, view: dict[str, Any], out: Path, quality: int, gr
     npz = folder / view["voxels"]
     coords, res, header = read_coarse_coords(npz, grid)
     target = out / f"{Path(view['voxels']).stem}.npz"
-    np.savez_compressed(target, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+    np.savez_compressed(target, header=header_array(header),
                         **{f"occupancy_{grid}": _cells(coords, res, grid, npz)})
     entry = {**view, "image": f"{stem}.webp", "voxels": target.name}
     return entry, buf.tell() + target.stat().st_size
