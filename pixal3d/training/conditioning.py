@@ -18,6 +18,8 @@ tokens and of the back-projected features (or of the image tokens for ``'cross'`
 :meth:`~pixal3d.conditioning.extractor.ConditionExtractor.condition` averages the views of a generation.
 
 Classifier-free guidance dropout replaces an item's whole condition by zeros (the inference negative).
+:func:`drop_projection` zeros the back-projected features alone of some items (their global tokens kept), so that
+a back-projection flow also learns to place the shape from the global tokens (trainer arg ``p_drop_proj``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ def drop_mask(generators: Sequence[torch.Generator], p_uncond: float) -> torch.T
     """float32 ``[B]``: 0 for items whose condition is dropped (probability ``p_uncond``), else 1."""
     draws = torch.stack([torch.rand((), generator=g) for g in generators])
     return (draws >= p_uncond).float()
+
+
+def drop_projection(proj: torch.Tensor | SparseTensor, keep: torch.Tensor) -> torch.Tensor | SparseTensor:
+    """A ``proj`` condition with the rows of the items where ``keep`` ``[B]`` is 0 set to zero: dense ``[B, G³, C]``
+    or sparse (feats ``[N, C]``, batch index in ``coords[:, 0]``)."""
+    if isinstance(proj, SparseTensor):
+        rows = keep.to(proj.feats.device, proj.feats.dtype)[proj.coords[:, 0].long().to(proj.feats.device)]
+        return proj.replace(proj.feats * rows[:, None])
+    return proj * keep.to(proj.device, proj.dtype)[:, None, None]
 
 
 class TrainingConditioner(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 from pixal3d.conditioning.encoders import build_image_encoder
 from pixal3d.errors import UserError
 from pixal3d.sampling.flow_euler import SIGMA_MIN
-from pixal3d.training.conditioning import TrainingConditioner, drop_mask
+from pixal3d.training.conditioning import TrainingConditioner, drop_mask, drop_projection
 from pixal3d.training.trainer import CKPT_DIR, Trainer
 
 ENCODER_KEY = "image_encoder"
@@ -59,7 +59,8 @@ class FlowTrainer(Trainer):
     "args": {...}}`` or ``"efficientnet_lite0"``, trained with the flow), ``image_size`` (S), ``p_uncond`` (0.1), ``t_schedule``
     (``"logit_normal"``), ``t_mean``/``t_std`` (1.0, 1.0), ``sigma_min``, ``cross_tokens`` (``"all"``),
     ``cell_samples`` (0: the official one point per grid index; ``n``: the mean of ``n³`` points inside each cell,
-    written into the pipeline's ``image_cond_configs``).
+    written into the pipeline's ``image_cond_configs``), ``p_drop_proj`` (0: the probability that an item's
+    back-projected features alone are zeroed, its global tokens kept; proj mode only).
     """
 
     #: the pipeline stage key of the flow and the conditioning stage name of the pipeline
@@ -81,6 +82,9 @@ class FlowTrainer(Trainer):
     def setup_conditioner(self, flow: nn.Module, grid_resolution: int) -> None:
         args = self.args
         self.p_uncond = float(args.get("p_uncond", 0.1))
+        self.p_drop_proj = float(args.get("p_drop_proj", 0.0))
+        if not 0.0 <= self.p_drop_proj < 1.0:
+            raise UserError(f"p_drop_proj must be in [0, 1), got {self.p_drop_proj}")
         self.sigma_min = float(args.get("sigma_min", SIGMA_MIN))
         self.t_schedule = str(args.get("t_schedule", "logit_normal"))
         if self.t_schedule not in T_SCHEDULES:
@@ -124,7 +128,10 @@ class FlowTrainer(Trainer):
         keep = drop_mask(generators, self.p_uncond) if self.p_uncond > 0 else None
         images = batch["image"].to(self.device)
         extra = (batch["extra_images"], batch["extra_cameras"], batch["extra_item"]) if "extra_images" in batch else None
-        return self.conditioner(images, batch["camera"], coords, keep, extra)
+        cond = self.conditioner(images, batch["camera"], coords, keep, extra)
+        if self.p_drop_proj > 0 and isinstance(cond, dict):
+            cond["proj"] = drop_projection(cond["proj"], drop_mask(generators, self.p_drop_proj))
+        return cond
 
     def times(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
         return sample_t(generators, self.t_schedule, self.t_mean, self.t_std).to(self.device)

@@ -9,7 +9,7 @@ import torch
 from pixal3d.conditioning.backprojection import backproject_dense
 from pixal3d.conditioning.encoders import SmallConvEncoder
 from pixal3d.core.camera import Camera, look_at
-from pixal3d.training.conditioning import TrainingConditioner
+from pixal3d.training.conditioning import TrainingConditioner, drop_projection
 
 G, S = 6, 32
 
@@ -69,3 +69,17 @@ def test_sparse_conditions_average_the_views_row_by_row(cell_samples):
     # no extra views: the single-view path, bit for bit
     assert torch.equal(cond(images, cameras, coords, extra=(extra[0][:0], [], extra[2][:0]))["proj"].feats,
                        cond(images, cameras, coords)["proj"].feats)
+
+
+@torch.no_grad()
+def test_drop_projection_zeroes_the_dropped_items_features_only():
+    cond, images, cameras, extra, views = _setup("proj")
+    dense = cond(images, cameras)
+    dropped = drop_projection(dense["proj"], torch.tensor([1.0, 0.0]))
+    assert torch.equal(dropped[0], dense["proj"][0]) and not dropped[1].any()
+    coords = torch.tensor([[0, 1, 2, 3], [1, 0, 0, 0], [0, 5, 5, 5], [1, 2, 3, 4]], dtype=torch.int32)
+    sparse = cond(images, cameras, coords)
+    kept = drop_projection(sparse["proj"], torch.tensor([0.0, 1.0]))
+    assert torch.equal(kept.coords, coords)
+    assert not kept.feats[[0, 2]].any() and torch.equal(kept.feats[[1, 3]], sparse["proj"].feats[[1, 3]])
+    assert sparse["proj"].feats[[0, 2]].abs().sum() > 0  # the test drops something real

@@ -222,3 +222,20 @@ def test_multiview_ss_flow_trains_on_averaged_views(tiny_data, tmp_path):
     assert after < 0.9 * before, (before, after)
     trainer.train()
     assert (tmp_path / "mv" / "ckpts" / "step_0000010").is_dir()
+
+
+def test_p_drop_proj_zeroes_the_projection_of_some_items_and_keeps_their_global_tokens(tiny_data, tmp_path):
+    vae_cfg = load_tiny_config("ss_vae_tiny", max_steps=2, batch_size=2, save_every=2)
+    make_trainer(vae_cfg, tiny_data, tmp_path / "vae").train()
+    args = {"base_pipeline": str(tmp_path / "vae"), "p_uncond": 0.0, "t_schedule": "uniform"}
+    cfg = load_tiny_config("ss_flow_tiny", batch_size=4, trainer_args={**args, "p_drop_proj": 0.5})
+    trainer = make_trainer(cfg, tiny_data, tmp_path / "drop")
+    batch = collate_views([trainer.dataset[i % len(trainer.dataset)] for i in range(8)])
+    with torch.no_grad():
+        cond = trainer.condition(batch, item_generators(0, 3, list(range(8))))
+    dropped = [not cond["proj"][b].any() for b in range(8)]
+    assert 0 < sum(dropped) < 8, dropped  # 8 draws at p = 0.5: some of each (fixed seed)
+    assert all(cond["global"][b].abs().sum() > 0 for b in range(8))  # global tokens never dropped by it
+    bad = load_tiny_config("ss_flow_tiny", trainer_args={**args, "p_drop_proj": 1.0})
+    with pytest.raises(UserError, match="p_drop_proj"):
+        make_trainer(bad, tiny_data, tmp_path / "bad")
