@@ -62,6 +62,14 @@ def drop_projection(proj: torch.Tensor | SparseTensor, keep: torch.Tensor) -> to
     return proj * keep.to(proj.device, proj.dtype)[:, None, None]
 
 
+def proj_condition(glob: torch.Tensor, proj: torch.Tensor | SparseTensor, keep: torch.Tensor | None) -> dict:
+    """A proj-mode ``cond`` ``{"global": [B, K, C], "proj": ...}`` with CFG dropout: the items where ``keep`` ``[B]``
+    is 0 get zeros in both (``keep`` None: nothing dropped)."""
+    if keep is not None:
+        glob, proj = glob * keep.to(glob.device, glob.dtype)[:, None, None], drop_projection(proj, keep)
+    return {"global": glob, "proj": proj}
+
+
 class TrainingConditioner(nn.Module):
     """Conditions for a batch, from an image encoder (trainable or frozen) and the stage's ``S`` and ``G``."""
 
@@ -114,15 +122,10 @@ class TrainingConditioner(nn.Module):
         if coords is None:
             proj = backproject_dense(patch, cams, self.grid_resolution, self.image_size,
                                      cell_samples=self.cell_samples)
-            if keep is not None:
-                glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
-            return {"global": glob, "proj": proj}
+            return proj_condition(glob, proj, keep)
         feats = backproject_sparse(patch, cams, coords, self.grid_resolution, self.image_size,
                                    cell_samples=self.cell_samples)
-        if keep is not None:
-            glob = glob * keep[:, None, None]
-            feats = feats * keep[coords[:, 0].long()][:, None]
-        return {"global": glob, "proj": SparseTensor(feats, coords)}
+        return proj_condition(glob, SparseTensor(feats, coords), keep)
 
     def _multiview(self, images: torch.Tensor, cameras: Sequence[Camera], coords: torch.Tensor | None,
                    keep: torch.Tensor | None, extra: tuple[torch.Tensor, Sequence[Camera], torch.Tensor]) -> Any:
@@ -147,9 +150,7 @@ class TrainingConditioner(nn.Module):
         if coords is None:
             proj = item_mean(backproject_dense(patch, cams, self.grid_resolution, self.image_size,
                                                cell_samples=self.cell_samples))
-            if keep is not None:
-                glob, proj = glob * keep[:, None, None], proj * keep[:, None, None]
-            return {"global": glob, "proj": proj}
+            return proj_condition(glob, proj, keep)
         # every view projects the voxels of its item: view v gets its item's rows with batch index v
         item_of_row = coords[:, 0].long()
         rows = [torch.nonzero(item_of_row == int(b)).squeeze(1) for b in owner.tolist()]
@@ -159,7 +160,4 @@ class TrainingConditioner(nn.Module):
                                    cell_samples=self.cell_samples)
         summed = feats.new_zeros(coords.shape[0], feats.shape[1]).index_add_(0, torch.cat(rows).to(feats.device), feats)
         feats = summed / counts[item_of_row.to(counts.device)][:, None]
-        if keep is not None:
-            glob = glob * keep[:, None, None]
-            feats = feats * keep[item_of_row.to(keep.device)][:, None]
-        return {"global": glob, "proj": SparseTensor(feats, coords)}
+        return proj_condition(glob, SparseTensor(feats, coords), keep)
