@@ -21,6 +21,7 @@ import numpy as np
 from pixal3d.errors import UserError
 from pixal3d.evaluation import report
 from pixal3d.evaluation.groundtruth import input_camera, render_camera
+from pixal3d.evaluation.metrics import mask_scores
 from pixal3d.evaluation.methods import folder_hash, plain_prediction
 from pixal3d.utils.files import atomic_output
 
@@ -43,13 +44,6 @@ def find_images(root: str | Path) -> list[Path]:
     if not found:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     return found
-
-
-def silhouette_scores(mask: np.ndarray, drawn: np.ndarray) -> dict[str, float]:
-    """IoU, precision and recall of a drawn mask ``[S, S]`` bool against the input ``mask [S, S]`` bool."""
-    inter = float((mask & drawn).sum())
-    return {"iou": inter / max(float((mask | drawn).sum()), 1.0), "precision": inter / max(float(drawn.sum()), 1.0),
-            "recall": inter / max(float(mask.sum()), 1.0)}
 
 
 def _drawn(asset, size: int, passes: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -92,8 +86,8 @@ def evaluate_images(model: str | Path, images: str | Path | None, out: str | Pat
             continue
         mask = np.asarray(Image.fromarray(prepared.mask).resize((SCORE_SIZE, SCORE_SIZE), Image.Resampling.NEAREST))
         raw = _drawn(result.asset, SCORE_SIZE, ("mask", "shaded"))
-        scores = silhouette_scores(mask, raw["mask"])
-        scores["iou_held"] = silhouette_scores(mask, _drawn(held.asset, SCORE_SIZE, ("mask",))["mask"])["iou"]
+        scores = mask_scores(mask, raw["mask"])
+        scores["iou_held"] = mask_scores(mask, _drawn(held.asset, SCORE_SIZE, ("mask",))["mask"])["iou"]
         rows.append({"image": path.name, "status": "ok", "camera": result.info.get("camera"),
                      "background": result.info.get("background"), **scores,
                      "seconds": round(time.perf_counter() - t0, 2)})

@@ -58,6 +58,18 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def mask_scores(truth: np.ndarray, drawn: np.ndarray) -> dict[str, float]:
+    """IoU, precision and recall of a ``drawn`` mask against the ``truth`` mask (both ``[H, W]`` bool).
+
+    Precision = share of the drawn pixels inside the truth (low: the shape spills past it); recall = share of the
+    truth covered (low: it misses parts). IoU as :func:`mask_iou`; precision / recall are 0 with nothing to divide by.
+    """
+    truth, drawn = np.asarray(truth, bool), np.asarray(drawn, bool)
+    inter = float(np.logical_and(truth, drawn).sum())
+    return {"iou": mask_iou(truth, drawn), "precision": inter / max(float(drawn.sum()), 1.0),
+            "recall": inter / max(float(truth.sum()), 1.0)}
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two images in [0, 1] (``data_range`` 1), :data:`PSNR_CAP` when identical."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
@@ -127,9 +139,10 @@ def image_scores(gt: dict[str, np.ndarray], pred: dict[str, np.ndarray], colour:
 
 
 def held_out_scores(gt: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict[str, float | None]:
-    """Held-out-view scores: mask IoU and mean normal angular error over the mask intersection."""
+    """Held-out-view scores: mask IoU, precision and recall (:func:`mask_scores`, the prediction's mask against the
+    ground truth's) and mean normal angular error over the mask intersection."""
     errors = angular_error(gt["normal"], pred["normal"], gt["mask"] & pred["mask"])
-    return {"iou": mask_iou(gt["mask"], pred["mask"]), "normal_err_mean": float(errors.mean()) if len(errors) else None}
+    return {**mask_scores(gt["mask"], pred["mask"]), "normal_err_mean": float(errors.mean()) if len(errors) else None}
 
 
 def error_map(gt: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> np.ndarray:

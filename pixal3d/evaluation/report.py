@@ -22,7 +22,8 @@ HEADLINE = (
 #: every averaged metric, in table order
 METRIC_ORDER = (
     "iou_input", "normal_psnr", "normal_ssim", "normal_err_mean", "normal_err_median", "normal_pct_11_25",
-    "normal_pct_22_5", "normal_pct_30", "iou_heldout", "normal_err_heldout",
+    "normal_pct_22_5", "normal_pct_30", "iou_heldout", "precision_heldout", "recall_heldout",
+    "normal_err_heldout",
     "chamfer_l1", "chamfer_l2", "fscore@0.05", "fscore@0.02", "fscore@0.01",
     "chamfer_l1_visible", "chamfer_l2_visible", "fscore@0.05_visible", "fscore@0.02_visible", "fscore@0.01_visible",
     "rgb_psnr", "rgb_ssim", "albedo_psnr",

@@ -145,7 +145,8 @@ def score(gt: GroundTruthView, pred: Prediction, points: int, gt_points: np.ndar
     image = M.image_scores(gt.renders["input"], renders["input"], colour=colour)
     out: dict[str, Any] = {"iou_input": image.pop("iou"), **image}
     held = [{"camera": c.name, **M.held_out_scores(gt.renders[c.name], renders[c.name])} for c in gt.held_out]
-    out["iou_heldout"] = float(np.mean([h["iou"] for h in held])) if held else None
+    for key in ("iou", "precision", "recall"):
+        out[f"{key}_heldout"] = float(np.mean([h[key] for h in held])) if held else None
     errs = [h["normal_err_mean"] for h in held if h["normal_err_mean"] is not None]
     out["normal_err_heldout"] = float(np.mean(errs)) if errs else None
     if gt_points is None:

@@ -11,20 +11,10 @@ import pytest
 from PIL import Image
 
 from pixal3d.errors import UserError
-from pixal3d.evaluation.images import find_images, silhouette_scores
+from pixal3d.evaluation.images import find_images
 from tests.cli.test_evaluate import run_main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def test_silhouette_scores_are_the_set_ratios():
-    mask = np.zeros((10, 10), bool)
-    mask[2:6, 2:6] = True  # 16 pixels
-    drawn = np.zeros((10, 10), bool)
-    drawn[4:8, 2:6] = True  # 16 pixels, 8 shared
-    s = silhouette_scores(mask, drawn)
-    assert s == {"iou": 8 / 24, "precision": 0.5, "recall": 0.5}
-    assert silhouette_scores(mask, np.zeros_like(mask)) == {"iou": 0.0, "precision": 0.0, "recall": 0.0}
 
 
 def test_find_images(tmp_path):

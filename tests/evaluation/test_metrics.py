@@ -66,6 +66,28 @@ def test_sampling_is_deterministic():
     np.testing.assert_array_equal(M.sample_surface(v, f, 1000), M.sample_surface(v, f, 1000))
 
 
+def test_mask_scores_are_the_set_ratios():
+    truth = np.zeros((10, 10), bool)
+    truth[2:6, 2:6] = True  # 16 pixels
+    drawn = np.zeros((10, 10), bool)
+    drawn[4:10, 2:6] = True  # 24 pixels, 8 shared
+    assert M.mask_scores(truth, drawn) == {"iou": 8 / 32, "precision": 8 / 24, "recall": 0.5}
+    assert M.mask_scores(truth, np.zeros_like(truth)) == {"iou": 0.0, "precision": 0.0, "recall": 0.0}
+    assert M.mask_scores(truth, truth | drawn)["recall"] == 1.0  # spilling past the truth costs precision only
+
+
+def test_held_out_scores_split_extra_from_missed():
+    normal = np.ones((10, 10, 4))  # an encoded normal pass: +z everywhere, alpha 1
+    normal[..., :2] = 0.5
+    truth = np.zeros((10, 10), bool)
+    truth[2:6, 2:6] = True
+    wide = np.zeros((10, 10), bool)
+    wide[2:6, 0:8] = True  # the same rows, twice as wide: everything covered, half of it extra
+    s = M.held_out_scores({"mask": truth, "normal": normal}, {"mask": wide, "normal": normal})
+    assert s["iou"] == 0.5 and s["precision"] == 0.5 and s["recall"] == 1.0
+    assert s["normal_err_mean"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_image_scores():
     a = np.zeros((32, 32), bool)
     a[8:24, 8:24] = True
