@@ -21,8 +21,8 @@ import numpy as np
 from pixal3d.errors import UserError
 from pixal3d.evaluation import report
 from pixal3d.evaluation.groundtruth import input_camera, render_camera
-from pixal3d.evaluation.metrics import mask_scores
 from pixal3d.evaluation.methods import folder_hash, plain_prediction
+from pixal3d.evaluation.metrics import mask_scores
 from pixal3d.utils.files import atomic_output
 
 #: the default photo folder (``../shared/evalsets/images`` beside the checkout)
